@@ -1,0 +1,64 @@
+"""Named error classes of bricks.
+
+Every error says what was expected, what arrived, where (brick path, source
+name, shape, file) and, where it can, how to fix it. Each layer keeps its own
+section below; this module imports nothing from bricks so every layer
+(including the jax-free data layer) may import it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["BricksError", "did_you_mean"]
+
+
+class BricksError(Exception):
+    """Base class of every error raised by bricks."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return a ``" (did you mean 'x'?)"`` suffix, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- core: bricks, lifecycle, parameters ------------------------------------
+
+
+class ConfigurationError(BricksError, AttributeError):
+    """A brick lacks a configuration attribute it needs (e.g. ``input_dim``)."""
+
+
+class ConfigurationConflict(BricksError, ValueError):
+    """A parent pushed a value that contradicts one the user set on a child."""
+
+
+class NotInitializedError(BricksError, RuntimeError):
+    """A brick's parameters were read before ``initialize()`` gave them values."""
+
+
+class ParameterError(BricksError, KeyError):
+    """An unknown parameter path, or a value of the wrong shape or dtype."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ShapeError(BricksError, ValueError):
+    """An input of the wrong shape reached a brick."""
+
+
+class BrickTreeError(BricksError, ValueError):
+    """The brick hierarchy is malformed (two parents, duplicate names, ...)."""
+
+
+# --- graph -------------------------------------------------------------------
+
+
+class GraphError(BricksError, ValueError):
+    """A computation graph was built, selected or evaluated with bad arguments."""
+
+
+# --- data (sections below are appended by each layer) ------------------------
