@@ -62,3 +62,77 @@ class GraphError(BricksError, ValueError):
 
 
 # --- data (sections below are appended by each layer) ------------------------
+
+
+class DataError(BricksError):
+    """Base class of the errors raised by :mod:`bricks.data`."""
+
+
+class SourceError(DataError, KeyError):
+    """An unknown source name, or streams whose sources do not match."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataShapeError(DataError, ValueError):
+    """A source holds data of another shape or dtype than expected."""
+
+
+class DataIndexError(DataError, IndexError):
+    """A request asks for an example outside a dataset or split."""
+
+
+class DataFileError(DataError, OSError):
+    """A data file is missing, truncated, corrupt or not in the Fuel HDF5 layout."""
+
+
+class SchemeError(DataError, ValueError):
+    """An iteration scheme was configured with impossible arguments."""
+
+
+class BatchStrictnessError(DataError, ValueError):
+    """``Batch(strictness=2)`` met an incomplete last batch."""
+
+
+class IterationStateError(DataError, ValueError):
+    """A ``get_state()`` value that does not fit the stream it is given to."""
+
+
+class WorkerError(DataError, RuntimeError):
+    """A prefetching worker raised, or died without a word."""
+
+
+class DownloadError(DataError, OSError):
+    """A download failed (offline, HTTP error) or its checksum did not match."""
+
+
+class ConversionError(DataError, ValueError):
+    """An original dataset file (idx, CIFAR pickle, text) is malformed or unsafe."""
+
+
+# --- training: algorithms, main loop, log, extensions ------------------------
+
+
+class StepRuleError(BricksError, ValueError):
+    """A step rule got bad hyperparameters, an unknown name, or an unusable state."""
+
+
+class AlgorithmError(BricksError, ValueError):
+    """A training algorithm was set up or fed wrongly (unknown source, no parameters, ...)."""
+
+
+class NonFiniteCostError(BricksError, FloatingPointError):
+    """The cost (or a step) became NaN or infinite while training without RemoveNotFinite."""
+
+
+class MainLoopError(BricksError, RuntimeError):
+    """The main loop was run, resumed or restored wrongly."""
+
+
+class ExtensionError(BricksError, ValueError):
+    """An extension was configured wrongly (unknown condition, missing record, ...)."""
+
+
+class LogError(BricksError, ValueError):
+    """A training log could not be written, read or followed."""

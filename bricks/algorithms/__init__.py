@@ -1,0 +1,39 @@
+"""Training algorithms: :class:`GradientDescent` and Blocks' step rules on optax."""
+
+from bricks.algorithms.rules import (
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    BasicMomentum,
+    BasicRMSProp,
+    CompositeRule,
+    Momentum,
+    RemoveNotFinite,
+    Restrict,
+    RMSProp,
+    Scale,
+    StepClipping,
+    VariableClipping,
+    l2_norm,
+)
+from bricks.algorithms.step_rule import Hyperparameter, RuleState, StepRule
+
+__all__ = [
+    "StepRule",
+    "Hyperparameter",
+    "RuleState",
+    "Scale",
+    "BasicMomentum",
+    "Momentum",
+    "AdaDelta",
+    "BasicRMSProp",
+    "RMSProp",
+    "Adam",
+    "AdaGrad",
+    "StepClipping",
+    "VariableClipping",
+    "CompositeRule",
+    "Restrict",
+    "RemoveNotFinite",
+    "l2_norm",
+]
