@@ -1,0 +1,52 @@
+"""Core bricks: the Brick lifecycle, applications, parameters and roles.
+
+Everything public in the core layer is re-exported here; the work lives in
+the modules beside this file.
+"""
+
+from bricks.core import roles
+from bricks.core.application import Application, BoundApplication, application
+from bricks.core.brick import Brick, Initializable, ParameterSpec
+from bricks.core.initialization import (
+    Constant,
+    IsotropicGaussian,
+    Orthogonal,
+    Sparse,
+    Uniform,
+)
+from bricks.core.initialization import Identity as IdentityInit
+from bricks.core.roles import (
+    AUXILIARY,
+    BIAS,
+    COST,
+    FILTER,
+    INITIAL_STATE,
+    INPUT,
+    OUTPUT,
+    PARAMETER,
+    WEIGHT,
+    VariableRole,
+    has_role,
+)
+from bricks.core.sequences import MLP, Sequence
+from bricks.core.simple import (
+    Activation,
+    Bias,
+    Identity,
+    Linear,
+    Logistic,
+    Rectifier,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with, scan
+
+__all__ = [
+    "roles", "Application", "BoundApplication", "application", "Brick", "Initializable",
+    "ParameterSpec", "Constant", "IsotropicGaussian", "Orthogonal", "Sparse", "Uniform",
+    "IdentityInit", "AUXILIARY", "BIAS", "COST", "FILTER", "INITIAL_STATE", "INPUT", "OUTPUT",
+    "PARAMETER", "WEIGHT", "VariableRole", "has_role", "MLP", "Sequence", "Activation", "Bias",
+    "Identity", "Linear", "Logistic", "Rectifier", "Softmax", "Softplus", "Tanh", "Frame",
+    "Recorder", "Variable", "annotate", "apply_with", "scan",
+]

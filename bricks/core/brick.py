@@ -1,0 +1,514 @@
+"""The :class:`Brick` and its lifecycle.
+
+A brick is its configuration plus its children. Its life, as in Blocks:
+
+1. **configure** — in the constructor or by setting attributes, lazily:
+   ``Linear(output_dim=10)`` may get its ``input_dim`` later, from the user
+   or from a parent's :meth:`~Brick.push_allocation_config`;
+2. :meth:`~Brick.push_allocation_config` — a parent fills its children's
+   dimensions;
+3. :meth:`~Brick.allocate` — parameters get shapes and roles;
+4. :meth:`~Brick.push_initialization_config` — a parent hands its
+   initialization schemes (``weights_init``, ``biases_init``) down;
+5. :meth:`~Brick.initialize` — parameters get values from a seed or key.
+
+Settings the user gave a child explicitly are never clobbered by a parent:
+pushed *initialization* settings yield to them, and a pushed *dimension*
+that contradicts one the user set is a :class:`ConfigurationConflict`.
+
+Parameter values are one flat mapping keyed by unique path
+(``"/mlp/linear_0.W"``): :meth:`~Brick.get_parameter_values` and
+:meth:`~Brick.set_parameter_values`. A brick keeps its current values so
+``brick.apply(x)`` works eagerly; inside :func:`~bricks.core.apply_with`
+and graph evaluations the values come from the mapping passed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bricks.core.roles import AUXILIARY, VariableRole
+from bricks.core.tracing import Variable, annotate, current_frame
+from bricks.errors import (
+    BrickTreeError,
+    ConfigurationConflict,
+    ConfigurationError,
+    NotInitializedError,
+    ParameterError,
+    did_you_mean,
+)
+
+__all__ = ["Brick", "ParameterSpec", "Initializable"]
+
+DEFAULT_SEED = 1
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.all(np.asarray(a) == np.asarray(b))) and np.shape(a) == np.shape(b)
+    except Exception:  # noqa: BLE001 - incomparable objects are different
+        return a is b
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """Shape, roles and initialization of one parameter of a brick.
+
+    ``init`` is either the name of the brick attribute holding the scheme
+    (``"weights_init"``) or a ``(key, shape, dtype) -> array`` callable.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    roles: tuple[VariableRole, ...]
+    init: str | Callable[..., Any]
+    dtype: Any = jnp.float32
+
+
+class _Children(list):
+    """A list of child bricks that keeps each child's ``parent`` link."""
+
+    def __init__(self, owner: Brick, items: Iterable[Brick] = ()) -> None:
+        super().__init__()
+        self._owner = owner
+        self.extend(items)
+
+    def _adopt(self, child: Any) -> Brick:
+        if not isinstance(child, Brick):
+            raise BrickTreeError(
+                f"children of {self._owner.path} must be bricks, got {type(child).__name__}"
+            )
+        if child.parent is not None and child.parent is not self._owner:
+            raise BrickTreeError(
+                f"brick {child.name!r} already belongs to {child.parent.path}; it cannot also be "
+                f"a child of {self._owner.path}. Share a brick by applying the same object, "
+                "not by giving it two parents."
+            )
+        object.__setattr__(child, "parent", self._owner)
+        return child
+
+    def append(self, child: Brick) -> None:
+        super().append(self._adopt(child))
+
+    def extend(self, children: Iterable[Brick]) -> None:
+        for c in children:
+            self.append(c)
+
+    def insert(self, index: int, child: Brick) -> None:  # type: ignore[override]
+        super().insert(index, self._adopt(child))
+
+    def __setitem__(self, index, value) -> None:  # type: ignore[override]
+        if isinstance(index, slice):
+            value = [self._adopt(v) for v in value]
+        else:
+            value = self._adopt(value)
+        super().__setitem__(index, value)
+
+
+class Brick:
+    """Base class of every brick.
+
+    Subclasses list their lazy configuration attributes in
+    ``allocation_config`` (dimensions: they decide parameter shapes) and
+    ``initialization_config`` (schemes), declare parameters in
+    :meth:`_allocate` with :meth:`add_parameter`, hand configuration to
+    children in :meth:`_push_allocation_config` /
+    :meth:`_push_initialization_config` with :meth:`push_to`, and compute in
+    methods decorated with :func:`~bricks.core.application`.
+
+    Args:
+        name: the brick's name, unique among its siblings (default: the
+            class name in lower case).
+        children: child bricks.
+    """
+
+    allocation_config: ClassVar[tuple[str, ...]] = ()
+    initialization_config: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str | None = None, children: Iterable[Brick] | None = None) -> None:
+        d = self.__dict__
+        d.setdefault("_explicit", set())
+        d["_pushing"] = False
+        d["parent"] = None
+        d["name"] = name or type(self).__name__.lower()
+        d["children"] = _Children(self, children or ())
+        d["allocated"] = False
+        d["initialized"] = False
+        d["_specs"] = {}
+        d["_values"] = {}
+
+    # -- configuration ---------------------------------------------------
+    @classmethod
+    def _config_names(cls, kind: str) -> set[str]:
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            names.update(klass.__dict__.get(kind, ()))
+        return names
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        if name == "children":
+            value = _Children(self, value)
+        elif name == "parent":
+            raise BrickTreeError("a brick's parent is set by adding it to the parent's children")
+        alloc = type(self)._config_names("allocation_config")
+        if name in alloc or name in type(self)._config_names("initialization_config"):
+            if not d.get("_pushing", False):
+                d.setdefault("_explicit", set()).add(name)
+            if name in alloc and d.get("allocated") and not _same(d.get(name), value):
+                d["allocated"] = False
+                d["initialized"] = False
+        object.__setattr__(self, name, value)
+
+    @contextlib.contextmanager
+    def _pushed(self) -> Iterator[None]:
+        self.__dict__["_pushing"] = True
+        try:
+            yield
+        finally:
+            self.__dict__["_pushing"] = False
+
+    def is_explicit(self, name: str) -> bool:
+        """Whether the user (not a parent) set configuration ``name``."""
+        return name in self.__dict__.get("_explicit", ())
+
+    def push_to(self, child: Brick, name: str, value: Any) -> None:
+        """Hand configuration ``name`` to ``child`` unless the user set it there.
+
+        ``None`` pushes nothing. A dimension that contradicts the user's
+        explicit setting on the child raises :class:`ConfigurationConflict`;
+        an initialization setting set explicitly on the child wins silently.
+        """
+        if value is None:
+            return
+        if child.is_explicit(name):
+            current = getattr(child, name)
+            if name in type(child)._config_names("allocation_config") and not _same(current, value):
+                raise ConfigurationConflict(
+                    f"{self.path} pushes {name}={value!r} to {child.path}, but {name}={current!r} "
+                    f"was set explicitly on {child.path}. Remove one of the two settings."
+                )
+            return
+        with child._pushed():
+            setattr(child, name, value)
+
+    def require(self, *names: str) -> None:
+        """Raise :class:`ConfigurationError` unless every attribute is set."""
+        for name in names:
+            if getattr(self, name, None) is None:
+                raise ConfigurationError(
+                    f"{type(self).__name__} {self.path} needs `{name}` before it can be "
+                    f"allocated; set it (e.g. {type(self).__name__}({name}=...) or "
+                    f"brick.{name} = ...) or let a parent brick push it."
+                )
+
+    # -- hierarchy ----------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The unique path of the brick, e.g. ``"/mlp/linear_0"``."""
+        names = []
+        brick: Brick | None = self
+        while brick is not None:
+            names.append(brick.name)
+            brick = brick.parent
+        return "/" + "/".join(reversed(names))
+
+    @property
+    def root(self) -> Brick:
+        brick = self
+        while brick.parent is not None:
+            brick = brick.parent
+        return brick
+
+    def iter_bricks(self) -> Iterator[Brick]:
+        """This brick and all its descendants, depth first."""
+        yield self
+        for child in self.children:
+            yield from child.iter_bricks()
+
+    def _check_unique_child_names(self) -> None:
+        seen: dict[str, Brick] = {}
+        for child in self.children:
+            if child.name in seen:
+                raise BrickTreeError(
+                    f"{self.path} has two children named {child.name!r}; give them distinct "
+                    "names (name=...)"
+                )
+            seen[child.name] = child
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"
+
+    def get_dim(self, name: str) -> int:
+        """The dimension of an input, output or state called ``name``."""
+        raise ConfigurationError(f"{type(self).__name__} {self.path} has no dimension {name!r}")
+
+    def get_dims(self, names: Sequence[str]) -> list[int]:
+        return [self.get_dim(n) for n in names]
+
+    # -- lifecycle ------------------------------------------------------------
+    def _push_allocation_config(self) -> None:
+        """Hook: push dimensions to children (use :meth:`push_to`)."""
+
+    def _allocate(self) -> None:
+        """Hook: declare parameters with :meth:`add_parameter`."""
+
+    def _push_initialization_config(self) -> None:
+        """Hook: push schemes to children; by default every initialization
+        setting this brick has is pushed to children that accept it."""
+        for name in type(self)._config_names("initialization_config"):
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            for child in self.children:
+                if name in type(child)._config_names("initialization_config"):
+                    self.push_to(child, name, value)
+
+    def push_allocation_config(self) -> None:
+        """Push dimensions down the whole subtree."""
+        self._check_unique_child_names()
+        self._push_allocation_config()
+        for child in self.children:
+            child.push_allocation_config()
+
+    def allocate(self) -> None:
+        """Give every parameter of the subtree a shape and roles (values are
+        set by :meth:`initialize`)."""
+        self.push_allocation_config()
+        self._allocate_tree()
+
+    def _allocate_tree(self) -> None:
+        for child in self.children:
+            child._allocate_tree()
+        d = self.__dict__
+        d["_specs"] = {}
+        d["_values"] = {}
+        self._allocate()
+        d["allocated"] = True
+        d["initialized"] = False
+
+    def push_initialization_config(self) -> None:
+        """Push initialization schemes down the whole subtree."""
+        self._push_initialization_config()
+        for child in self.children:
+            child.push_initialization_config()
+
+    def initialize(self, seed: int | None = None, key: Any = None) -> None:
+        """Give every parameter of the subtree a value.
+
+        Args:
+            seed: integer seed (default 1); ignored when ``key`` is given.
+            key: a JAX PRNG key. Each brick folds its path into it, so
+                sibling bricks get different values and the same seed
+                reproduces the same values.
+        """
+        if not self.allocated or not all(b.allocated for b in self.iter_bricks()):
+            self.allocate()
+        self.push_initialization_config()
+        if key is None:
+            key = jax.random.key(DEFAULT_SEED if seed is None else int(seed))
+        self._initialize_tree(key)
+
+    def _initialize_tree(self, key: Any) -> None:
+        for child in self.children:
+            child._initialize_tree(key)
+        self._initialize(jax.random.fold_in(key, _crc(self.path)))
+        missing = set(self._specs) - set(self._values)
+        if missing:
+            raise NotInitializedError(f"{self.path}._initialize left {sorted(missing)} without values")
+        self.__dict__["initialized"] = True
+
+    def _initialize(self, key: Any) -> None:
+        """Hook: set parameter values; by default each parameter from its scheme."""
+        for spec in self._specs.values():
+            scheme = spec.init if callable(spec.init) else getattr(self, spec.init, None)
+            if scheme is None:
+                raise ConfigurationError(
+                    f"{type(self).__name__} {self.path} needs `{spec.init}` (an initialization "
+                    f"scheme such as IsotropicGaussian(0.01)) to initialize parameter "
+                    f"{spec.name!r}; set it on this brick or on a parent"
+                )
+            value = jnp.asarray(scheme(jax.random.fold_in(key, _crc(spec.name)), spec.shape, spec.dtype))
+            if value.shape != spec.shape:
+                raise ParameterError(
+                    f"{scheme!r} made a value of shape {value.shape} for {self.path}.{spec.name}, "
+                    f"expected {spec.shape}"
+                )
+            self._values[spec.name] = value.astype(spec.dtype)
+
+    # -- parameters -------------------------------------------------------------
+    def add_parameter(
+        self,
+        name: str,
+        shape: Sequence[int],
+        roles: Sequence[VariableRole],
+        init: str | Callable[..., Any] = "weights_init",
+        dtype: Any = jnp.float32,
+    ) -> None:
+        """Declare a parameter (call from :meth:`_allocate`)."""
+        shape = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise ConfigurationError(f"{self.path}.{name}: negative dimension in shape {shape}")
+        self._specs[name] = ParameterSpec(name, shape, tuple(roles), init, dtype)
+
+    def __getattr__(self, name: str) -> Any:
+        specs = self.__dict__.get("_specs")
+        if specs is not None and name in specs:
+            return self.parameter(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def parameter(self, name: str) -> Any:
+        """The value of parameter ``name``: from the active parameter mapping
+        inside :func:`apply_with` or a graph, else the stored value."""
+        spec = self._specs.get(name)
+        if spec is None:
+            raise ParameterError(
+                f"{self.path} has no parameter {name!r}{did_you_mean(name, self._specs)}; "
+                f"it has {sorted(self._specs)}"
+            )
+        frame = current_frame()
+        path = f"{self.path}.{name}"
+        rec = frame.recorder
+        if frame.params is not None and path in frame.params:
+            value = frame.params[path]
+        elif rec is not None and rec.discovery:
+            value = jnp.zeros(spec.shape, spec.dtype)
+        elif frame.params is not None and name not in self._values:
+            raise ParameterError(
+                f"parameter {path} is not in the mapping of parameter values passed in"
+                f"{did_you_mean(path, frame.params)}"
+            )
+        else:
+            if name not in self._values:
+                raise NotInitializedError(
+                    f"parameter {path} has no value: {type(self).__name__} {self.path} was "
+                    "allocated but not initialized; call .initialize(seed=...) on it or its root "
+                    "brick, or pass values with apply_with(params, ...)"
+                )
+            value = self._values[name]
+        if rec is not None:
+            value = rec.record_parameter(
+                value, path=path, name=name, roles=spec.roles, brick=self
+            )
+        return value
+
+    @property
+    def parameters(self) -> list[Variable]:
+        """This brick's own parameters (not its children's) as variables."""
+        return [
+            Variable(tag=f"{self.path}.{s.name}", name=s.name, roles=s.roles, brick=self,
+                     path=f"{self.path}.{s.name}", shape=s.shape, dtype=s.dtype)
+            for s in self._specs.values()
+        ]
+
+    def parameter_specs(self) -> dict[str, ParameterSpec]:
+        """Specs of every parameter of the subtree, keyed by path."""
+        if not all(b.allocated for b in self.iter_bricks()):
+            self.allocate()
+        return {
+            f"{b.path}.{name}": spec for b in self.iter_bricks() for name, spec in b._specs.items()
+        }
+
+    def get_parameter_values(self) -> dict[str, jax.Array]:
+        """Current values of every parameter of the subtree, keyed by path."""
+        out = {}
+        for brick in self.iter_bricks():
+            for name in brick._specs:
+                if name not in brick._values:
+                    raise NotInitializedError(
+                        f"parameter {brick.path}.{name} has no value; call .initialize() first"
+                    )
+                out[f"{brick.path}.{name}"] = brick._values[name]
+        return out
+
+    def set_parameter_values(self, values: Mapping[str, Any], strict: bool = True) -> None:
+        """Set parameters of the subtree by path.
+
+        Raises:
+            ParameterError: for an unknown path (with a "did you mean") when
+                ``strict``, or a value whose shape differs from the parameter's.
+        """
+        owners = {
+            f"{b.path}.{name}": (b, spec)
+            for b in self.iter_bricks()
+            for name, spec in b._specs.items()
+        }
+        if not owners and not self.allocated:
+            self.allocate()
+            return self.set_parameter_values(values, strict)
+        for path, value in values.items():
+            if path not in owners:
+                if strict:
+                    raise ParameterError(
+                        f"no parameter {path!r} under {self.path}{did_you_mean(path, owners)}"
+                    )
+                continue
+            brick, spec = owners[path]
+            value = jnp.asarray(value)
+            if value.shape != spec.shape:
+                raise ParameterError(
+                    f"parameter {path} has shape {spec.shape}, but the value given has shape "
+                    f"{value.shape}"
+                )
+            brick._values[spec.name] = value.astype(spec.dtype)
+        for brick in self.iter_bricks():
+            if brick._specs and set(brick._specs) <= set(brick._values):
+                brick.__dict__["initialized"] = True
+
+    def add_auxiliary_variable(
+        self, value: Any, roles: Sequence[VariableRole] = (), name: str = "auxiliary"
+    ) -> Any:
+        """Annotate ``value`` as an auxiliary variable of this brick (role
+        ``AUXILIARY`` plus ``roles``), e.g. a regularization term."""
+        return annotate(value, name, (AUXILIARY, *roles), brick=self)
+
+
+class Initializable(Brick):
+    """A brick with ``weights_init``/``biases_init`` schemes and ``use_bias``.
+
+    ``use_bias`` is pushed to children only when it was given on the parent.
+    """
+
+    initialization_config = ("weights_init", "biases_init")
+    allocation_config = ("use_bias",)
+    weights_init: Any = None
+    biases_init: Any = None
+    use_bias: bool | None = None
+
+    def __init__(
+        self,
+        weights_init: Any = None,
+        biases_init: Any = None,
+        use_bias: bool | None = None,
+        name: str | None = None,
+        children: Iterable[Brick] | None = None,
+    ) -> None:
+        super().__init__(name=name, children=children)
+        if weights_init is not None:
+            self.weights_init = weights_init
+        if biases_init is not None:
+            self.biases_init = biases_init
+        if use_bias is not None:
+            self.use_bias = use_bias
+
+    @property
+    def _use_bias(self) -> bool:
+        return True if self.use_bias is None else bool(self.use_bias)
+
+    def _push_allocation_config(self) -> None:
+        if self.use_bias is not None:
+            for child in self.children:
+                if "use_bias" in type(child)._config_names("allocation_config"):
+                    self.push_to(child, "use_bias", self.use_bias)

@@ -1,0 +1,131 @@
+"""Bricks that chain other bricks: :class:`Sequence` and :class:`MLP`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import jax
+
+from bricks.core.application import BoundApplication, application
+from bricks.core.brick import Brick, Initializable
+from bricks.core.simple import Linear
+from bricks.errors import ConfigurationError
+
+__all__ = ["Sequence", "MLP"]
+
+
+class Sequence(Brick):
+    """Applies a list of applications one after the other.
+
+    Args:
+        application_methods: bound applications (``brick.apply``); their
+            bricks become this brick's children.
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import Tanh, Identity
+    >>> seq = Sequence([Identity().apply, Tanh().apply])
+    >>> seq.apply.inputs, seq.apply.outputs
+    (['input_'], ['output'])
+    """
+
+    def __init__(self, application_methods: Seq[BoundApplication], **kwargs: Any) -> None:
+        bricks = []
+        for app in application_methods:
+            if app.brick not in bricks:
+                bricks.append(app.brick)
+        super().__init__(children=bricks, **kwargs)
+        self.application_methods = list(application_methods)
+
+    @application
+    def apply(self, *args: Any) -> Any:
+        out = args
+        for app in self.application_methods:
+            out = app(*out)
+            if not isinstance(out, (tuple, list)):
+                out = (out,)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    @apply.property("inputs")
+    def apply_inputs(self) -> list[str]:
+        return self.application_methods[0].inputs
+
+    @apply.property("outputs")
+    def apply_outputs(self) -> list[str]:
+        return self.application_methods[-1].outputs
+
+
+class MLP(Initializable):
+    """A multi-layer perceptron: ``Linear`` then activation, layer after layer.
+
+    Args:
+        activations: one activation brick per layer (``None`` for none).
+        dims: ``[input_dim, hidden..., output_dim]``; may be set later
+            (``mlp.dims = [...]``) or left to a parent.
+        weights_init, biases_init, use_bias: pushed to the linear layers
+            (``use_bias`` only when given).
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import Tanh, Softmax, IsotropicGaussian, Constant
+    >>> mlp = MLP([Tanh(), Softmax()], [4, 3, 2],
+    ...           weights_init=IsotropicGaussian(0.1), biases_init=Constant(0.0))
+    >>> mlp.initialize(seed=1)
+    >>> sorted(mlp.get_parameter_values())
+    ['/mlp/linear_0.W', '/mlp/linear_0.b', '/mlp/linear_1.W', '/mlp/linear_1.b']
+    >>> mlp.apply(jnp.ones((5, 4))).shape
+    (5, 2)
+    """
+
+    allocation_config = ("dims",)
+    dims: list[int] | None = None
+
+    def __init__(
+        self,
+        activations: Seq[Brick | None],
+        dims: Seq[int] | None = None,
+        prototype: Linear | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.activations = list(activations)
+        self.linear_transformations = [Linear(name=f"linear_{i}") for i in range(len(activations))]
+        acts = [a for a in self.activations if a is not None]
+        names = [a.name for a in acts]
+        if len(set(names)) != len(names):
+            for i, act in enumerate(self.activations):
+                if act is not None:
+                    act.__dict__["name"] = f"{act.name}_{i}"
+        children = [b for pair in zip(self.linear_transformations, self.activations, strict=True)
+                    for b in pair if b is not None]
+        super().__init__(children=children, **kwargs)
+        if dims is not None:
+            self.dims = list(dims)
+
+    def _push_allocation_config(self) -> None:
+        super()._push_allocation_config()
+        self.require("dims")
+        if len(self.dims) != len(self.linear_transformations) + 1:
+            raise ConfigurationError(
+                f"MLP {self.path} has {len(self.activations)} activations, so it needs "
+                f"{len(self.activations) + 1} dims, got {len(self.dims)}: {list(self.dims)}"
+            )
+        for lin, d_in, d_out in zip(
+            self.linear_transformations, self.dims[:-1], self.dims[1:], strict=True
+        ):
+            self.push_to(lin, "input_dim", d_in)
+            self.push_to(lin, "output_dim", d_out)
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        out = input_
+        for lin, act in zip(self.linear_transformations, self.activations, strict=True):
+            out = lin.apply(out)
+            if act is not None:
+                out = act.apply(out)
+        return out
+
+    def get_dim(self, name: str) -> int:
+        if name == "input_":
+            return self.dims[0]
+        if name == "output":
+            return self.dims[-1]
+        return super().get_dim(name)

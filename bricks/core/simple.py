@@ -1,0 +1,173 @@
+"""Simple bricks: affine maps and element-wise activations.
+
+Every brick here acts on the last axis and broadcasts over any leading
+axes, so ``(time, batch, features)`` inputs need no reshaping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bricks.core.application import application
+from bricks.core.brick import Brick, Initializable
+from bricks.core.roles import BIAS, WEIGHT
+
+__all__ = [
+    "Linear",
+    "Bias",
+    "Identity",
+    "Activation",
+    "Tanh",
+    "Logistic",
+    "Rectifier",
+    "Softplus",
+    "Softmax",
+]
+
+
+class Linear(Initializable):
+    """An affine map ``y = x W + b``.
+
+    Args:
+        input_dim: size of the last axis of the input (lazy).
+        output_dim: size of the output's last axis (lazy).
+        weights_init, biases_init: schemes for ``W`` ``(input_dim, output_dim)``
+            and ``b`` ``(output_dim,)``.
+        use_bias: whether there is a ``b`` (default ``True``).
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import Constant
+    >>> lin = Linear(3, 2, weights_init=Constant(1.0), biases_init=Constant(0.5))
+    >>> lin.initialize()
+    >>> lin.apply(jnp.ones((4, 3))).shape
+    (4, 2)
+    """
+
+    allocation_config = ("input_dim", "output_dim")
+    input_dim: int | None = None
+    output_dim: int | None = None
+
+    def __init__(self, input_dim: int | None = None, output_dim: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if input_dim is not None:
+            self.input_dim = input_dim
+        if output_dim is not None:
+            self.output_dim = output_dim
+
+    def _allocate(self) -> None:
+        self.require("input_dim", "output_dim")
+        self.add_parameter("W", (self.input_dim, self.output_dim), (WEIGHT,), "weights_init")
+        if self._use_bias:
+            self.add_parameter("b", (self.output_dim,), (BIAS,), "biases_init")
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        output = jnp.dot(input_, self.W)
+        if self._use_bias:
+            output = output + self.b
+        return output
+
+    def get_dim(self, name: str) -> int:
+        if name == "input_":
+            return self.input_dim
+        if name == "output":
+            return self.output_dim
+        return super().get_dim(name)
+
+
+class Bias(Initializable):
+    """Adds a learned bias ``b`` of shape ``(dim,)``."""
+
+    allocation_config = ("dim",)
+    dim: int | None = None
+
+    def __init__(self, dim: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if dim is not None:
+            self.dim = dim
+
+    def _allocate(self) -> None:
+        self.require("dim")
+        self.add_parameter("b", (self.dim,), (BIAS,), "biases_init")
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        return input_ + self.b
+
+    def get_dim(self, name: str) -> int:
+        if name in ("input_", "output"):
+            return self.dim
+        return super().get_dim(name)
+
+
+class Activation(Brick):
+    """Base of element-wise bricks: subclasses define :meth:`function`."""
+
+    @staticmethod
+    def function(x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        return self.function(input_)
+
+
+class Identity(Activation):
+    """Returns its input."""
+
+    @staticmethod
+    def function(x: jax.Array) -> jax.Array:
+        return x
+
+
+class Tanh(Activation):
+    """Hyperbolic tangent."""
+
+    function = staticmethod(jnp.tanh)
+
+
+class Logistic(Activation):
+    """The logistic sigmoid ``1 / (1 + exp(-x))``."""
+
+    function = staticmethod(jax.nn.sigmoid)
+
+
+class Rectifier(Activation):
+    """``max(0, x)``."""
+
+    function = staticmethod(jax.nn.relu)
+
+
+class Softplus(Activation):
+    """``log(1 + exp(x))``, computed stably."""
+
+    function = staticmethod(jax.nn.softplus)
+
+
+class Softmax(Activation):
+    """Softmax over the last axis, with a stable log-probability and
+    categorical cross-entropy computed from the pre-softmax input."""
+
+    @staticmethod
+    def function(x: jax.Array) -> jax.Array:
+        return jax.nn.softmax(x, axis=-1)
+
+    @application(inputs=["input_"], outputs=["output"])
+    def log_probabilities(self, input_: jax.Array) -> jax.Array:
+        return jax.nn.log_softmax(input_, axis=-1)
+
+    @application(inputs=["y", "x"], outputs=["output"])
+    def categorical_cross_entropy(self, y: jax.Array, x: jax.Array) -> jax.Array:
+        """Per-example cross-entropy of targets ``y`` given pre-softmax ``x``.
+
+        ``y`` holds integer class indices (shape of ``x`` without the last
+        axis) or a distribution of the same shape as ``x``.
+        """
+        log_probs = jax.nn.log_softmax(x, axis=-1)
+        if y.ndim == x.ndim:
+            return -jnp.sum(y * log_probs, axis=-1)
+        idx = y.astype(jnp.int32)[..., None]
+        return -jnp.take_along_axis(log_probs, idx, axis=-1)[..., 0]
