@@ -54,11 +54,32 @@ class BrickTreeError(BricksError, ValueError):
     """The brick hierarchy is malformed (two parents, duplicate names, ...)."""
 
 
+class InputTypeError(BricksError, TypeError):
+    """An input of the wrong dtype reached a brick (e.g. float indices for a lookup)."""
+
+
+class SelectionError(BricksError, ValueError):
+    """A :class:`~bricks.core.Selector` path is malformed or matches nothing."""
+
+
 # --- graph -------------------------------------------------------------------
 
 
 class GraphError(BricksError, ValueError):
     """A computation graph was built, selected or evaluated with bad arguments."""
+
+
+# --- recurrent ---------------------------------------------------------------
+
+
+class RecurrentError(BricksError, ValueError):
+    """A recurrent application was declared or called inconsistently (a state
+    that is not an output, sequences of different lengths, a bad mask ...)."""
+
+
+class InitialStateError(RecurrentError):
+    """A state of a recurrent application has no initial value: none was passed
+    and the brick's ``initial_states`` application does not produce it."""
 
 
 # --- data (sections below are appended by each layer) ------------------------

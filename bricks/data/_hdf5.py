@@ -1,0 +1,409 @@
+"""HDF5 files in Fuel's layout: :class:`H5PYDataset` reads them, :func:`write_hdf5` writes them.
+
+The layout (Fuel's ``H5PYDataset`` interface version 0.3), so files made by
+Fuel open unchanged:
+
+* every source is a dataset in the root group, examples along axis 0, axis
+  labels as dimension labels (``dset.dims[i].label``);
+* the root attribute ``split`` is a 1-D compound array with fields
+  ``split`` (bytes), ``source`` (bytes), ``start``, ``stop`` (int64),
+  ``indices`` (object reference to a dataset of indices, or a null
+  reference to use ``start:stop``), ``available`` (bool), ``comment``
+  (bytes);
+* a variable-length source is a 1-D vlen dataset of flattened examples; a
+  ``(n, ndim)`` dataset of their shapes is attached to ``dims[0]`` as the
+  dimension scale named ``shapes`` and a dataset of the per-example axis
+  labels as the scale named ``shape_labels``.
+
+Each process opens its own handle (keyed by process id), so a dataset can
+be sent to worker processes; no h5py object ever crosses a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import h5py
+import numpy as np
+
+from bricks.errors import DataFileError, DataIndexError, DataShapeError, SourceError, did_you_mean
+
+from ._datasets import Dataset, check_sources
+
+__all__ = ["H5PYDataset", "create_split_array", "write_hdf5"]
+
+
+def _decode(b: Any) -> str:
+    return b.decode("utf8") if isinstance(b, bytes) else str(b)
+
+
+def _open_file(path: str, driver: str | None = None) -> h5py.File:
+    try:
+        return h5py.File(path, "r", driver=driver)
+    except FileNotFoundError as e:
+        raise DataFileError(f"HDF5 file {path!r} does not exist") from e
+    except (OSError, RuntimeError, ValueError) as e:
+        raise DataFileError(
+            f"cannot open HDF5 file {path!r} (truncated, corrupt or not HDF5): {e}"
+        ) from e
+
+
+class H5PYDataset(Dataset):
+    """A dataset stored in an HDF5 file in Fuel's layout (see the module docstring).
+
+    Args:
+        file_or_path: path of the HDF5 file.
+        which_sets: split name(s) to read, e.g. ``("train",)``; a str is one split.
+            Several splits are joined.
+        subset: a slice or list of indices *within* the split(s).
+        load_in_memory: read the whole subset into memory once.
+        sources: the sources to give (default: all the splits provide, sorted).
+        sort_indices: read unsorted requests as one sorted HDF5 read then
+            reorder (HDF5 only reads increasing indices).
+        driver: h5py low-level driver.
+
+    >>> import tempfile, os, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.hdf5")
+    >>> write_hdf5(path, {"x": np.arange(10.0).reshape(5, 2), "y": np.arange(5)},
+    ...            splits={"train": (0, 3), "test": (3, 5)})
+    >>> ds = H5PYDataset(path, which_sets=("test",))
+    >>> ds.sources, ds.num_examples
+    (('x', 'y'), 2)
+    >>> ds.get_data(ds.open(), [1, 0])[1]
+    array([4, 3])
+    """
+
+    def __init__(
+        self,
+        file_or_path: str | os.PathLike,
+        which_sets: str | Sequence[str] = ("train",),
+        subset: slice | Sequence[int] | None = None,
+        load_in_memory: bool = False,
+        sources: Sequence[str] | None = None,
+        sort_indices: bool = True,
+        driver: str | None = None,
+    ) -> None:
+        self.path = os.fspath(file_or_path)
+        self.which_sets = (which_sets,) if isinstance(which_sets, str) else tuple(which_sets)
+        self.load_in_memory = load_in_memory
+        self.sort_indices = sort_indices
+        self.driver = driver
+        self._handle: h5py.File | None = None
+        self._pid: int | None = None
+        f = _open_file(self.path, driver)
+        try:
+            self._parse(f, sources, subset)
+            if load_in_memory:
+                self._memory = {s: self._read_file(f, s, slice(None)) for s in self.sources}
+        finally:
+            f.close()
+
+    # -- layout ------------------------------------------------------------------
+    def _parse(self, f: h5py.File, sources: Sequence[str] | None, subset: Any) -> None:
+        if "split" not in f.attrs:
+            raise DataFileError(
+                f"HDF5 file {self.path!r} is not in Fuel's layout: the root group has no 'split' "
+                "attribute (write it with bricks.data.write_hdf5)"
+            )
+        try:
+            rows = np.asarray(f.attrs["split"])
+            names = rows.dtype.names or ()
+            missing = {"split", "source", "start", "stop", "available"} - set(names)
+            if missing:
+                raise DataFileError(
+                    f"HDF5 file {self.path!r}: the 'split' attribute lacks fields {sorted(missing)}"
+                )
+            all_splits = sorted({_decode(r["split"]) for r in rows})
+            provided: set[str] | None = None
+            for split in self.which_sets:
+                if split not in all_splits:
+                    raise SourceError(
+                        f"HDF5 file {self.path!r}: no split {split!r}{did_you_mean(split, all_splits)};"
+                        f" available splits: {all_splits}"
+                    )
+                here = {_decode(r["source"]) for r in rows if _decode(r["split"]) == split and r["available"]}
+                provided = here if provided is None else provided & here
+            self.provides_sources = tuple(sorted(provided or ()))
+            self.sources = (
+                self.provides_sources if sources is None
+                else check_sources(sources, self.provides_sources, f"H5PYDataset({self.path!r})")
+            )
+            self.vlen_sources = tuple(
+                s for s in self.provides_sources
+                if len(f[s].dims) > 0 and "shapes" in f[s].dims[0].keys()
+            )
+            self.axis_labels = {}
+            for s in self.provides_sources:
+                dims = f[s].dims
+                if s in self.vlen_sources:
+                    extra = (tuple(_decode(x) for x in dims[0]["shape_labels"][()])
+                             if "shape_labels" in dims[0].keys() else ())
+                    self.axis_labels[s] = (dims[0].label,) + extra
+                else:
+                    self.axis_labels[s] = tuple(d.label for d in dims)
+            # per-source example indices in the file, in order
+            self._indices: dict[str, np.ndarray | slice] = {}
+            for s in self.sources:
+                parts = []
+                for split in self.which_sets:
+                    (row,) = [r for r in rows
+                              if _decode(r["split"]) == split and _decode(r["source"]) == s]
+                    ref = row["indices"] if "indices" in names else None
+                    if ref:
+                        parts.append(np.sort(np.asarray(f[ref][()], dtype=np.int64)))
+                    else:
+                        parts.append(np.arange(int(row["start"]), int(row["stop"]), dtype=np.int64))
+                idx = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+                if len(idx) and idx[-1] >= len(f[s]):
+                    raise DataFileError(
+                        f"HDF5 file {self.path!r}: split {self.which_sets} of source {s!r} "
+                        f"refers to example {idx[-1]}, the source has {len(f[s])}"
+                    )
+                if subset is not None:
+                    try:
+                        idx = idx[subset if isinstance(subset, slice) else np.asarray(subset, dtype=np.int64)]
+                    except IndexError as e:
+                        raise DataIndexError(
+                            f"H5PYDataset({self.path!r}): subset {subset!r} is outside the "
+                            f"{len(idx)} examples of split {self.which_sets}"
+                        ) from e
+                contiguous = len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1)
+                self._indices[s] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        except (KeyError, TypeError, OSError, RuntimeError) as e:
+            raise DataFileError(f"HDF5 file {self.path!r} is malformed: {e}") from e
+        lengths = {s: self._len(s) for s in self.sources}
+        if len(set(lengths.values())) > 1:
+            raise DataShapeError(
+                f"HDF5 file {self.path!r}: sources of split {self.which_sets} have different "
+                f"lengths {lengths}"
+            )
+        self.num_examples = next(iter(lengths.values())) if lengths else 0
+
+    def _len(self, s: str) -> int:
+        idx = self._indices[s]
+        return idx.stop - idx.start if isinstance(idx, slice) else len(idx)
+
+    # -- handles -------------------------------------------------------------------
+    def _file(self) -> h5py.File:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = _open_file(self.path, self.driver)  # never reuse one across a fork
+            self._pid = os.getpid()
+        return self._handle
+
+    def open(self) -> Any:
+        return None if self.load_in_memory else self._file()
+
+    def close_file(self) -> None:
+        """Close this process's handle of the file (it reopens when read again)."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    # -- reading -------------------------------------------------------------------
+    def _file_indices(self, s: str, request: Any) -> Any:
+        base = self._indices[s]
+        n = self.num_examples
+        if isinstance(request, slice):
+            request = np.arange(n)[request]
+        req = np.asarray(request, dtype=np.int64)
+        if req.size and (req.min() < 0 or req.max() >= n):
+            bad = req[(req < 0) | (req >= n)].ravel()[0]
+            raise DataIndexError(
+                f"H5PYDataset({self.path!r}): source {s!r} of split {self.which_sets} has {n} "
+                f"examples, request asks for index {int(bad)}"
+            )
+        return base.start + req if isinstance(base, slice) else base[req]
+
+    def _read_file(self, f: h5py.File, s: str, request: Any) -> Any:
+        idx = self._file_indices(s, request)
+        dset = f[s]
+        try:
+            if idx.ndim == 0:
+                data = dset[int(idx)]
+                if s in self.vlen_sources:
+                    data = data.reshape(dset.dims[0]["shapes"][int(idx)])
+                return data
+            if len(idx) == 0:
+                return dset[0:0]
+            if idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+                sl = slice(int(idx[0]), int(idx[-1]) + 1)
+                data, shapes = dset[sl], (dset.dims[0]["shapes"][sl] if s in self.vlen_sources else None)
+            else:
+                if not self.sort_indices and np.any(np.diff(idx) <= 0):
+                    raise DataIndexError(
+                        f"H5PYDataset({self.path!r}): source {s!r}: sort_indices=False needs "
+                        f"increasing requests, found {idx[:8].tolist()}..."
+                    )
+                uniq, inverse = np.unique(idx, return_inverse=True)
+                data = dset[uniq]
+                shapes = dset.dims[0]["shapes"][uniq] if s in self.vlen_sources else None
+                if len(uniq) != len(idx) or np.any(inverse != np.arange(len(idx))):
+                    data = data[inverse]
+                    shapes = shapes[inverse] if shapes is not None else None
+        except (OSError, RuntimeError, KeyError) as e:
+            raise DataFileError(
+                f"HDF5 file {self.path!r}: cannot read source {s!r} at file indices "
+                f"{np.asarray(idx).ravel()[:8].tolist()}: {e}"
+            ) from e
+        if shapes is not None:
+            out = np.empty(len(data), dtype=object)
+            for i, (x, shape) in enumerate(zip(data, shapes, strict=True)):
+                out[i] = np.asarray(x).reshape(shape)
+            data = out
+        return data
+
+    def get_data(self, handle: Any = None, request: Any = None) -> tuple:
+        if self.load_in_memory:
+            out = []
+            for s in self.sources:
+                req = request
+                if isinstance(req, list):
+                    req = np.asarray(req, dtype=np.int64)
+                if not isinstance(req, slice):
+                    r = np.asarray(req)
+                    if r.size and (r.min() < 0 or r.max() >= self.num_examples):
+                        raise DataIndexError(
+                            f"H5PYDataset({self.path!r}): source {s!r} has {self.num_examples} "
+                            f"examples, request asks for index {int(r.max())}"
+                        )
+                out.append(self._memory[s][req])
+            return tuple(out)
+        f = handle if handle is not None else self._file()
+        return tuple(self._read_file(f, s, request) for s in self.sources)
+
+    def __repr__(self) -> str:
+        return f"H5PYDataset({self.path!r}, which_sets={self.which_sets})"
+
+
+def create_split_array(split_dict: Mapping[str, Mapping[str, tuple]]) -> np.ndarray:
+    """Fuel's ``split`` attribute from ``{split: {source: (start, stop[, indices_ref[, comment]])}}``.
+
+    A split/source pair absent from ``split_dict`` is written as unavailable.
+    """
+    sources = sorted({src for d in split_dict.values() for src in d})
+    comments = [v[3] for d in split_dict.values() for v in d.values() if len(v) > 3]
+    dtype = np.dtype([
+        ("split", "S", max(1, max(len(s.encode()) for s in split_dict))),
+        ("source", "S", max(1, max(len(s.encode()) for s in sources))),
+        ("start", np.int64),
+        ("stop", np.int64),
+        ("indices", h5py.special_dtype(ref=h5py.Reference)),
+        ("available", np.bool_),
+        ("comment", "S", max([1] + [len(c.encode()) for c in comments])),
+    ])
+    rows = np.empty(len(split_dict) * len(sources), dtype=dtype)
+    i = 0
+    for split, per_source in split_dict.items():
+        for src in sources:
+            v = per_source.get(src)
+            if v is None:
+                rows[i] = (split.encode(), src.encode(), 0, 0, h5py.Reference(), False, b".")
+            else:
+                ref = v[2] if len(v) > 2 and v[2] is not None else h5py.Reference()
+                comment = (v[3] if len(v) > 3 and v[3] else ".").encode()
+                rows[i] = (split.encode(), src.encode(), int(v[0]), int(v[1]), ref, True, comment)
+            i += 1
+    return rows
+
+
+def write_hdf5(
+    path: str | os.PathLike,
+    sources: Mapping[str, Any],
+    splits: Mapping[str, tuple[int, int] | Sequence[int]] | None = None,
+    axis_labels: Mapping[str, Sequence[str]] | None = None,
+    compression: str | None = None,
+) -> None:
+    """Write numpy arrays as an HDF5 file in Fuel's layout.
+
+    Args:
+        path: file to create (written to ``path + ".tmp"``, then renamed).
+        sources: ``{source: array}``; a list of arrays of different shapes
+            (same rank) is written as a variable-length source with its shapes.
+        splits: ``{split: (start, stop)}`` or ``{split: [indices]}``; default
+            ``{"train": (0, n)}``.
+        axis_labels: ``{source: labels}``; for a variable-length source,
+            the batch label then one per axis of an example.
+        compression: h5py compression (``"gzip"``...) or ``None``.
+    """
+    path = os.fspath(path)
+    lengths = {k: len(v) for k, v in sources.items()}
+    if len(set(lengths.values())) != 1:
+        raise DataShapeError(f"write_hdf5({path!r}): expected sources of equal length, found {lengths}")
+    n = next(iter(lengths.values()))
+    splits = dict(splits) if splits is not None else {"train": (0, n)}
+    axis_labels = dict(axis_labels or {})
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        for name, data in sources.items():
+            labels = axis_labels.get(name)
+            if isinstance(data, np.ndarray) and data.dtype != object:
+                dset = f.create_dataset(name, data=data, compression=compression)
+                if labels is not None:
+                    if len(labels) != data.ndim:
+                        raise DataShapeError(
+                            f"write_hdf5({path!r}): source {name!r} has shape {data.shape}, "
+                            f"axis_labels gives {len(labels)} labels {tuple(labels)}"
+                        )
+                    for i, lab in enumerate(labels):
+                        dset.dims[i].label = lab
+                continue
+            examples = [np.asarray(x) for x in data]
+            ndims = {x.ndim for x in examples}
+            dtypes = {x.dtype for x in examples}
+            if len(ndims) > 1 or len(dtypes) > 1:
+                raise DataShapeError(
+                    f"write_hdf5({path!r}): variable-length source {name!r} needs examples of one "
+                    f"rank and dtype, found ranks {sorted(ndims)} and dtypes {sorted(map(str, dtypes))}"
+                )
+            dtype = examples[0].dtype if examples else np.dtype("float32")
+            dset = f.create_dataset(name, (len(examples),), dtype=h5py.vlen_dtype(dtype))
+            for i, x in enumerate(examples):
+                dset[i] = x.ravel()
+            shapes = f.create_dataset(
+                f"{name}_shapes", data=np.array([x.shape for x in examples], dtype=np.int64)
+                .reshape(len(examples), -1)
+            )
+            shapes.make_scale("shapes")
+            dset.dims[0].attach_scale(shapes)
+            ndim = examples[0].ndim if examples else 1
+            labels = tuple(labels) if labels is not None else ("batch",) + tuple(
+                f"axis_{i}" for i in range(ndim))
+            if len(labels) != ndim + 1:
+                raise DataShapeError(
+                    f"write_hdf5({path!r}): variable-length source {name!r}: expected "
+                    f"{ndim + 1} axis labels (batch + {ndim}), found {labels}"
+                )
+            shape_labels = f.create_dataset(
+                f"{name}_shape_labels", data=np.array([s.encode() for s in labels[1:]], dtype="S")
+            )
+            shape_labels.make_scale("shape_labels")
+            dset.dims[0].attach_scale(shape_labels)
+            dset.dims[0].label = labels[0]
+        split_dict: dict[str, dict[str, tuple]] = {}
+        for split, spec in splits.items():
+            if isinstance(spec, tuple) and len(spec) == 2:
+                start, stop = int(spec[0]), int(spec[1])
+                if not 0 <= start <= stop <= n:
+                    raise DataIndexError(
+                        f"write_hdf5({path!r}): split {split!r} = {spec} is outside 0..{n}"
+                    )
+                split_dict[split] = {s: (start, stop) for s in sources}
+            else:
+                idx = np.sort(np.asarray(spec, dtype=np.int64))
+                if idx.size and (idx[0] < 0 or idx[-1] >= n):
+                    raise DataIndexError(
+                        f"write_hdf5({path!r}): split {split!r} has indices outside 0..{n - 1}"
+                    )
+                ds = f.create_dataset(f"{split}_split_indices", data=idx)
+                split_dict[split] = {s: (0, 0, ds.ref) for s in sources}
+        f.attrs["split"] = create_split_array(split_dict)
+        f.flush()
+    os.replace(tmp, path)
