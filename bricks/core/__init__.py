@@ -6,6 +6,7 @@ the modules beside this file.
 
 from bricks.core import roles
 from bricks.core.application import Application, BoundApplication, application
+from bricks.core.batch_norm import BatchNormalization, BatchNormalizedMLP, batch_normalization
 from bricks.core.brick import Brick, Initializable, ParameterSpec
 from bricks.core.initialization import (
     Constant,
@@ -43,7 +44,7 @@ from bricks.core.simple import (
 from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with, scan
 
 __all__ = [
-    "roles", "Application", "BoundApplication", "application", "Brick", "Initializable",
+    "roles", "BatchNormalization", "BatchNormalizedMLP", "batch_normalization", "Application", "BoundApplication", "application", "Brick", "Initializable",
     "ParameterSpec", "Constant", "IsotropicGaussian", "Orthogonal", "Sparse", "Uniform",
     "IdentityInit", "AUXILIARY", "BIAS", "COST", "FILTER", "INITIAL_STATE", "INPUT", "OUTPUT",
     "PARAMETER", "WEIGHT", "VariableRole", "has_role", "MLP", "Sequence", "Activation", "Bias",

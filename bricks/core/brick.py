@@ -327,7 +327,9 @@ class Brick:
         self._initialize(jax.random.fold_in(key, _crc(self.path)))
         missing = set(self._specs) - set(self._values)
         if missing:
-            raise NotInitializedError(f"{self.path}._initialize left {sorted(missing)} without values")
+            raise NotInitializedError(
+                f"{self.path}._initialize left {sorted(missing)} without values"
+            )
         self.__dict__["initialized"] = True
 
     def _initialize(self, key: Any) -> None:
@@ -340,7 +342,9 @@ class Brick:
                     f"scheme such as IsotropicGaussian(0.01)) to initialize parameter "
                     f"{spec.name!r}; set it on this brick or on a parent"
                 )
-            value = jnp.asarray(scheme(jax.random.fold_in(key, _crc(spec.name)), spec.shape, spec.dtype))
+            value = jnp.asarray(
+                scheme(jax.random.fold_in(key, _crc(spec.name)), spec.shape, spec.dtype)
+            )
             if value.shape != spec.shape:
                 raise ParameterError(
                     f"{scheme!r} made a value of shape {value.shape} for {self.path}.{spec.name}, "
@@ -399,17 +403,30 @@ class Brick:
                 )
             value = self._values[name]
         if rec is not None:
-            value = rec.record_parameter(
-                value, path=path, name=name, roles=spec.roles, brick=self
-            )
+            value = rec.record_parameter(value, path=path, name=name, roles=spec.roles, brick=self)
         return value
+
+    def parameter_value(self, name: str) -> Any:
+        """The stored value of parameter ``name`` (ignores any active mapping)."""
+        if name not in self._values:
+            raise NotInitializedError(
+                f"parameter {self.path}.{name} has no value; call .initialize() first"
+            )
+        return self._values[name]
 
     @property
     def parameters(self) -> list[Variable]:
         """This brick's own parameters (not its children's) as variables."""
         return [
-            Variable(tag=f"{self.path}.{s.name}", name=s.name, roles=s.roles, brick=self,
-                     path=f"{self.path}.{s.name}", shape=s.shape, dtype=s.dtype)
+            Variable(
+                tag=f"{self.path}.{s.name}",
+                name=s.name,
+                roles=s.roles,
+                brick=self,
+                path=f"{self.path}.{s.name}",
+                shape=s.shape,
+                dtype=s.dtype,
+            )
             for s in self._specs.values()
         ]
 

@@ -138,7 +138,9 @@ class Sparse:
         rows, cols = shape
         num = int(self.num_init * cols) if 0 < self.num_init < 1 else int(self.num_init)
         if not 0 <= num <= cols:
-            raise InitializationError(f"Sparse: num_init={self.num_init} does not fit rows of {cols}")
+            raise InitializationError(
+                f"Sparse: num_init={self.num_init} does not fit rows of {cols}"
+            )
         k_base, k_vals, k_perm = jax.random.split(key, 3)
         base = (
             jnp.zeros(shape, dtype)

@@ -338,6 +338,7 @@ def scan(
     steps = jnp.arange(length, dtype=jnp.int32)
 
     if rec is None:
+
         def plain(carry, x_t):
             return body(carry, x_t[0])
 

@@ -1,0 +1,431 @@
+"""The :class:`ComputationGraph`: a traced function plus its annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bricks.core.roles import AUXILIARY, OUTPUT, has_role
+from bricks.core.tracing import Frame, Intervention, Recorder, Variable, current_frame, use_frame
+from bricks.errors import GraphError, ShapeError, did_you_mean
+
+__all__ = ["ComputationGraph", "InputSpec"]
+
+InputSpec = Any
+
+_PLACEHOLDER_DIMS = (5, 7, 11, 13, 17, 19)
+
+
+def _to_spec(name: str, spec: Any) -> tuple[tuple[int | None, ...], Any]:
+    """Normalize an input spec to ``(shape with None for free dims, dtype)``."""
+    if isinstance(spec, jax.ShapeDtypeStruct) or hasattr(spec, "dtype"):
+        return tuple(spec.shape), jnp.dtype(spec.dtype)
+    if (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], (tuple, list))
+        and not isinstance(spec[1], (tuple, list))
+    ):
+        return tuple(spec[0]), jnp.dtype(spec[1])
+    if isinstance(spec, (tuple, list)) and all(d is None or isinstance(d, int) for d in spec):
+        return tuple(spec), jnp.dtype(jnp.float32)
+    raise GraphError(
+        f"input {name!r}: expected a shape tuple with None for free dimensions (e.g. (None, 784)),"
+        f" a (shape, dtype) pair or a jax.ShapeDtypeStruct, got {spec!r}"
+    )
+
+
+def _abstract_inputs(specs: Mapping[str, tuple], symbolic: bool) -> dict[str, jax.ShapeDtypeStruct]:
+    if symbolic:
+        from jax import export
+
+        ndim = max((len(s) for s, _ in specs.values()), default=0)
+        syms = export.symbolic_shape(",".join(f"d{i}" for i in range(ndim))) if ndim else ()
+        dim = lambda i: syms[i]  # noqa: E731
+    else:
+        dim = lambda i: _PLACEHOLDER_DIMS[i % len(_PLACEHOLDER_DIMS)]  # noqa: E731
+    return {
+        name: jax.ShapeDtypeStruct(
+            tuple(dim(i) if d is None else d for i, d in enumerate(shape)), dtype
+        )
+        for name, (shape, dtype) in specs.items()
+    }
+
+
+def _flatten_outputs(out: Any) -> tuple[list[Any], Callable[[list[Any]], Any], list[str] | None]:
+    if isinstance(out, Mapping):
+        keys = list(out)
+        return [out[k] for k in keys], (lambda vals: dict(zip(keys, vals, strict=True))), keys
+    if isinstance(out, (tuple, list)):
+        kind = type(out)
+        return list(out), (lambda vals: kind(vals)), None
+    return [out], (lambda vals: vals[0]), None
+
+
+def _constant_like(constant: Any, like: Any) -> Any:
+    constant = jnp.asarray(constant, jnp.result_type(like))
+    return jnp.broadcast_to(constant, jnp.shape(like)) if constant.ndim == 0 else constant
+
+
+def _compose(first: Intervention, second: Intervention) -> Intervention:
+    def fn(value: Any, key: Any) -> Any:
+        k1 = k2 = None
+        if key is not None:
+            k1, k2 = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+        return second.fn(first.fn(value, k1), k2)
+
+    return Intervention(
+        fn,
+        stochastic=first.stochastic or second.stochastic,
+        per_step=first.per_step or second.per_step,
+    )
+
+
+class ComputationGraph:
+    """A function of bricks, traced once, whose annotated variables can be
+    selected, monitored and transformed.
+
+    Args:
+        fn: a Python function of keyword inputs that applies bricks and
+            returns an array (the cost), a tuple, or a dict of named arrays.
+        **inputs: one spec per input of ``fn``: a shape with ``None`` for
+            free dimensions (float32), a ``(shape, dtype)`` pair, or a
+            ``jax.ShapeDtypeStruct``.
+
+    Attributes:
+        inputs: names of the inputs, in the order given.
+        outputs: :class:`~bricks.core.Variable` per output. A single output
+            is named after ``fn`` (``def cost(...)`` gives ``"cost"``); dict
+            outputs are named by their keys.
+        parameters: the parameters ``fn`` reads, with paths and roles.
+        variables: every annotated variable (application inputs and outputs,
+            auxiliary variables, those computed inside scans) and the
+            parameters, in trace order.
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import MLP, Tanh, Softmax, IsotropicGaussian, Constant, WEIGHT
+    >>> from bricks.graph import ComputationGraph, VariableFilter
+    >>> mlp = MLP([Tanh(), Softmax()], [4, 3, 2], weights_init=IsotropicGaussian(0.1),
+    ...           biases_init=Constant(0.0))
+    >>> mlp.initialize(seed=1)
+    >>> def cost(features):
+    ...     return mlp.apply(features).sum()
+    >>> cg = ComputationGraph(cost, features=(None, 4))
+    >>> [v.path for v in VariableFilter(roles=[WEIGHT])(cg.variables)]
+    ['/mlp/linear_0.W', '/mlp/linear_1.W']
+    >>> float(cg(features=jnp.ones((2, 4))))
+    2.0
+    """
+
+    def __init__(self, fn: Callable[..., Any], **inputs: InputSpec) -> None:
+        self._init(fn, {k: _to_spec(k, v) for k, v in inputs.items()}, {}, {}, [])
+
+    def _init(
+        self,
+        fn: Callable[..., Any],
+        specs: dict[str, tuple],
+        interventions: dict[str, Intervention],
+        modes: dict[str, Any],
+        state_updates: list,
+    ) -> None:
+        self.fn = fn
+        self._specs = specs
+        self._interventions = interventions
+        self._modes = modes
+        self.state_updates = list(state_updates)
+        self._compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
+        self._trace()
+
+    def _derive(self, **changes: Any) -> ComputationGraph:
+        new = object.__new__(ComputationGraph)
+        args = dict(
+            fn=self.fn,
+            specs=self._specs,
+            interventions=dict(self._interventions),
+            modes=dict(self._modes),
+            state_updates=self.state_updates,
+        )
+        args.update(changes)
+        new._init(**args)
+        return new
+
+    # -- tracing --------------------------------------------------------------
+    def _trace(self) -> None:
+        last_error: Exception | None = None
+        for symbolic in (True, False):
+            rec = Recorder(interventions=self._interventions, discovery=True)
+            abstract = _abstract_inputs(self._specs, symbolic)
+
+            def run(inputs: dict[str, Any], rec: Recorder = rec) -> Any:
+                with use_frame(Frame(params={}, recorder=rec, extra=self._modes)):
+                    return self.fn(**inputs)
+
+            try:
+                out = jax.eval_shape(run, abstract)
+            except (GraphError, ShapeError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - symbolic shapes unsupported by some op
+                if not symbolic:
+                    raise
+                last_error = exc
+                continue
+            break
+        else:  # pragma: no cover
+            raise GraphError(f"could not trace {self.fn!r}: {last_error}")
+        values, self._unflatten, keys = _flatten_outputs(out)
+        if keys is not None:
+            names = keys
+        elif len(values) == 1:
+            fname = getattr(self.fn, "__name__", "output")
+            names = ["output" if fname == "<lambda>" else fname]
+        else:
+            names = [f"output_{i}" for i in range(len(values))]
+        self.outputs = [
+            Variable(
+                tag=f"output:{n}", name=n, roles=(OUTPUT,), shape=tuple(v.shape), dtype=v.dtype
+            )
+            for n, v in zip(names, values, strict=True)
+        ]
+        self.parameters: list[Variable] = list(rec.parameters.values())
+        self._intermediates: dict[str, Variable] = dict(rec.variables)
+        self.variables: list[Variable] = list(rec.variables.values()) + self.parameters
+        self.bricks = list(rec.bricks.values())
+        unknown = set(self._interventions) - set(self._intermediates) - set(rec.parameters)
+        if unknown:
+            raise GraphError(f"transformed variables not found in the graph: {sorted(unknown)}")
+        paths: dict[str, Any] = {}
+        for brick in self.bricks:
+            other = paths.setdefault(brick.path, brick)
+            if other is not brick:
+                raise GraphError(
+                    f"two different bricks have the path {brick.path!r}; give one of them "
+                    "another name so every parameter path is unique"
+                )
+
+    # -- inspection -------------------------------------------------------------
+    @property
+    def inputs(self) -> list[str]:
+        return list(self._specs)
+
+    @property
+    def auxiliary_variables(self) -> list[Variable]:
+        return [v for v in self.variables if has_role(v.roles, AUXILIARY)]
+
+    @property
+    def needs_key(self) -> bool:
+        """Whether evaluating needs a PRNG key (dropout or noise installed)."""
+        return any(iv.stochastic for iv in self._interventions.values())
+
+    def get_variable(self, tag_or_variable: Any) -> Variable:
+        tag = tag_or_variable.tag if isinstance(tag_or_variable, Variable) else tag_or_variable
+        for v in self.variables + self.outputs:
+            if v.tag == tag:
+                return v
+        known = [v.tag for v in self.variables]
+        raise GraphError(f"no variable {tag!r} in this graph{did_you_mean(tag, known)}")
+
+    def __str__(self) -> str:
+        rows = [("tag", "roles", "name", "shape", "dtype")]
+        for v in self.variables + self.outputs:
+            shape = (
+                "(" + ", ".join(str(d) for d in v.shape) + ("," if len(v.shape) == 1 else "") + ")"
+            )
+            rows.append(
+                (v.tag, ",".join(map(repr, v.roles)), v.name, shape, np.dtype(v.dtype).name)
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
+        head = (
+            f"ComputationGraph of {getattr(self.fn, '__name__', self.fn)!r}: inputs "
+            f"{self.inputs}, {len(self.parameters)} parameters, {len(self.variables)} variables"
+        )
+        return "\n".join([head, *lines])
+
+    def __repr__(self) -> str:
+        return (
+            f"<ComputationGraph {getattr(self.fn, '__name__', '?')} inputs={self.inputs} "
+            f"outputs={[v.name for v in self.outputs]}>"
+        )
+
+    # -- evaluation ---------------------------------------------------------------
+    def parameter_values(self) -> dict[str, jax.Array]:
+        """Current values of :attr:`parameters`, read from the bricks."""
+        return {v.path: v.brick.parameter_value(v.name) for v in self.parameters}
+
+    def set_parameter_values(self, values: Mapping[str, Any]) -> None:
+        """Write values (by path) back into the bricks."""
+        by_path = {v.path: v for v in self.parameters}
+        for path, value in values.items():
+            if path not in by_path:
+                raise GraphError(
+                    f"no parameter {path!r} in this graph{did_you_mean(path, by_path)}"
+                )
+            by_path[path].brick.set_parameter_values({path: value})
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        missing = [n for n in self._specs if n not in inputs]
+        if missing:
+            raise GraphError(f"missing inputs {missing}; this graph takes {self.inputs}")
+        extra = [n for n in inputs if n not in self._specs]
+        if extra:
+            raise GraphError(
+                f"unexpected inputs {extra}{did_you_mean(extra[0], self._specs)}; this graph "
+                f"takes {self.inputs}"
+            )
+        for name, (shape, _dtype) in self._specs.items():
+            got = tuple(jnp.shape(inputs[name]))
+            if len(got) != len(shape) or any(
+                d is not None and d != g for d, g in zip(shape, got, strict=False)
+            ):
+                want = tuple("?" if d is None else d for d in shape)
+                raise ShapeError(f"input {name!r}: expected shape {want}, got {got}")
+
+    def evaluate(
+        self,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        key: Any = None,
+        extra: Sequence[Variable] = (),
+    ) -> tuple[list[Any], list[Any]]:
+        """Run the function once: output values and values of ``extra``.
+
+        Pure and jittable: parameter values come from ``params`` (keyed by
+        path), never from the bricks.
+
+        Returns:
+            ``(outputs, extras)``: lists of arrays, in the order of
+            :attr:`outputs` and of ``extra``.
+        """
+        self._check_inputs(inputs)
+        extra_vars = [self.get_variable(v) for v in extra]
+        requested = {
+            v.tag for v in extra_vars if v.path is None and not v.tag.startswith("output:")
+        }
+        if self.needs_key and key is None:
+            raise GraphError(
+                "this graph has stochastic transforms (dropout or noise): pass a PRNG key, "
+                "e.g. evaluate(..., key=jax.random.key(0))"
+            )
+        rec = Recorder(interventions=self._interventions, requested=requested, key=key)
+        with use_frame(Frame(params=params, recorder=rec, extra=self._modes)):
+            out = self.fn(**inputs)
+        outputs, _, _ = _flatten_outputs(out)
+        by_name = {v.tag: o for v, o in zip(self.outputs, outputs, strict=True)}
+        extras = []
+        for v in extra_vars:
+            if v.path is not None:
+                extras.append(params[v.path])
+            elif v.tag in by_name:
+                extras.append(by_name[v.tag])
+            elif v.tag in rec.collected:
+                extras.append(rec.collected[v.tag])
+            else:
+                raise GraphError(f"variable {v.tag!r} was not computed in this evaluation")
+        return outputs, extras
+
+    def compile(self, extra: Sequence[Variable] = ()) -> Callable[..., tuple[list, list]]:
+        """One jitted ``f(params, inputs, key=None) -> (outputs, extras)``.
+
+        Requested intermediates come from the same forward pass as the
+        outputs. Compiled once per input shape; cached per ``extra``.
+        """
+        extra_vars = tuple(self.get_variable(v) for v in extra)
+        cache_key = tuple(v.tag for v in extra_vars)
+        if cache_key not in self._compiled:
+            self._compiled[cache_key] = jax.jit(
+                lambda params, inputs, key=None: self.evaluate(params, inputs, key, extra_vars)
+            )
+        return self._compiled[cache_key]
+
+    def __call__(self, key: Any = None, **inputs: Any) -> Any:
+        """Evaluate with the bricks' current values; returns what ``fn`` returns."""
+        outputs, _ = self.compile()(self.parameter_values(), inputs, key)
+        return self._unflatten(outputs)
+
+    # -- transforms (each returns a new graph) -----------------------------------
+    def _with_interventions(self, new: Mapping[str, Intervention]) -> ComputationGraph:
+        interventions = dict(self._interventions)
+        for tag, iv in new.items():
+            self.get_variable(tag)
+            interventions[tag] = _compose(interventions[tag], iv) if tag in interventions else iv
+        return self._derive(interventions=interventions)
+
+    def replace(self, replacements: Mapping[Any, Any]) -> ComputationGraph:
+        """A new graph in which each variable is replaced.
+
+        Args:
+            replacements: ``{variable or tag: value}`` where value is an
+                array of the variable's shape or a function ``old -> new``.
+        """
+        new = {}
+        for var, value in replacements.items():
+            tag = self.get_variable(var).tag
+            if callable(value):
+                new[tag] = Intervention(lambda v, k, f=value: f(v))
+            else:
+                new[tag] = Intervention(lambda v, k, c=value: _constant_like(c, v))
+        return self._with_interventions(new)
+
+    def with_modes(self, **modes: Any) -> ComputationGraph:
+        """A new graph traced with extra frame modes (e.g. batch-norm training)."""
+        return self._derive(modes={**self._modes, **modes})
+
+    def add_updates(self, updates: Sequence[tuple[str, Variable, Callable]]) -> ComputationGraph:
+        """A new graph with ``(path, variable, fn)`` state updates to run after
+        each training step (``params[path] = fn(params[path], value)``)."""
+        for path, var, _ in updates:
+            self.get_variable(var)
+            if path not in {p.path for p in self.parameters}:
+                raise GraphError(f"state update for unknown parameter {path!r}")
+        return self._derive(state_updates=[*self.state_updates, *updates])
+
+    def transform_outputs(
+        self, fn: Callable[..., Any], variables: Sequence[Variable] = ()
+    ) -> ComputationGraph:
+        """A new graph whose outputs are ``fn(outputs, *values_of(variables))``.
+
+        Blocks users modified the cost symbolically after selecting
+        variables; this is the traced equivalent, e.g. L2 regularization:
+
+        >>> # weights = VariableFilter(roles=[WEIGHT])(cg.variables)
+        >>> # cg = cg.transform_outputs(
+        >>> #     lambda cost, *ws: cost + 1e-3 * sum((w ** 2).sum() for w in ws), weights)
+        """
+        vars_ = [self.get_variable(v) for v in variables]
+        inner = self.fn
+
+        def transformed(**inputs: Any) -> Any:
+            frame = current_frame()
+            rec = frame.recorder
+            own = rec is None
+            if own:
+                rec = Recorder()
+                ctx = use_frame(Frame(params=frame.params, recorder=rec, extra=frame.extra))
+                ctx.__enter__()
+            try:
+                rec.requested |= {v.tag for v in vars_ if v.path is None}
+                out = inner(**inputs)
+                vals = []
+                for v in vars_:
+                    if v.path is not None:
+                        params = current_frame().params
+                        vals.append(
+                            params[v.path]
+                            if params and v.path in params
+                            else v.brick.parameter(v.name)
+                        )
+                    else:
+                        vals.append(rec.collected[v.tag])
+                return fn(out, *vals)
+            finally:
+                if own:
+                    ctx.__exit__(None, None, None)
+
+        transformed.__name__ = getattr(inner, "__name__", "output")
+        return self._derive(fn=transformed)
