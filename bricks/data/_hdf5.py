@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from bricks.errors import DataFileError, DataIndexError, DataShapeError, SourceError, did_you_mean
+from bricks.errors import DataError, DataFileError, DataIndexError, DataShapeError, SourceError, did_you_mean
 
 from ._datasets import Dataset, check_sources
 
@@ -171,6 +171,8 @@ class H5PYDataset(Dataset):
                         ) from e
                 contiguous = len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1)
                 self._indices[s] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        except DataError:
+            raise
         except (KeyError, TypeError, OSError, RuntimeError) as e:
             raise DataFileError(f"HDF5 file {self.path!r} is malformed: {e}") from e
         lengths = {s: self._len(s) for s in self.sources}

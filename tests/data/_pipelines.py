@@ -1,0 +1,106 @@
+"""Pipelines shared by the resume tests (importable from a subprocess too).
+
+Every pipeline carries an ``id`` source (the example index), so a test can
+check that each example is seen exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bricks.data import (
+    Batch,
+    Cache,
+    ConstantScheme,
+    DataStream,
+    Filter,
+    H5PYDataset,
+    IndexableDataset,
+    IterableDataset,
+    Mapping,
+    Padding,
+    RandomFlip,
+    SequentialScheme,
+    ShuffledExampleScheme,
+    ShuffledScheme,
+    Unpack,
+    Window,
+    bucket_by_length,
+    write_hdf5,
+)
+
+N = 23
+
+
+def _indexable():
+    return IndexableDataset({"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)})
+
+
+def _sequences():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 9, size=int(n)) for n in rng.integers(1, 8, size=N)]
+
+
+def make_hdf5(path):
+    write_hdf5(path, {"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)},
+               splits={"train": (0, N)})
+
+
+def build(name: str, workdir: str | None = None, prefetch: str | None = None):
+    if name == "sequential":
+        s = DataStream(_indexable(), iteration_scheme=SequentialScheme(N, 5))
+    elif name == "shuffled":
+        s = DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 4, seed=2))
+    elif name == "examples_batch":
+        s = Batch(DataStream(_indexable(), iteration_scheme=ShuffledExampleScheme(N, seed=1)),
+                  ConstantScheme(3))
+    elif name == "unpack_filter_batch":
+        inner = DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 4, seed=4))
+        s = Batch(Filter(Unpack(inner), lambda d: int(d[0]) % 3 != 0), ConstantScheme(4))
+    elif name == "cache":
+        s = Cache(DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 5, seed=7)),
+                  ConstantScheme(3))
+    elif name == "bucket_padding":
+        seqs = _sequences()
+        ds = IterableDataset({"id": list(range(N)), "words": seqs})
+        s = Padding(bucket_by_length(DataStream(ds), 3, key_source="words", sort_batches=2),
+                    mask_sources=("words",))
+    elif name == "window":
+        ds = IterableDataset({"text": [np.arange(k * 100, k * 100 + 3 + k % 4) for k in range(N)]})
+        s = Mapping(Window(DataStream(ds), 2, 2, 1, overlapping=True),
+                    lambda d: (np.asarray(d[0][0]),), add_sources=("id",))
+    elif name == "hdf5_flip":
+        path = f"{workdir}/resume.hdf5"
+        ds = H5PYDataset(path, "train")
+        s = RandomFlip(DataStream(ds, iteration_scheme=ShuffledScheme(N, 4, seed=3)), seed=5)
+    else:
+        raise KeyError(name)
+    if prefetch is not None:
+        from bricks.data import Prefetch
+
+        s = Prefetch(s, workers=2 if prefetch == "processes" else 1,
+                     processes=prefetch == "processes", buffer_size=2)
+    return s
+
+
+PIPELINES = ["sequential", "shuffled", "examples_batch", "unpack_filter_batch", "cache",
+             "bucket_padding", "window", "hdf5_flip"]
+
+
+def canon(item) -> list:
+    """A comparable (JSON-like) form of one item of a stream."""
+    out = []
+    for x in item:
+        x = np.asarray(x)
+        if x.dtype == object:
+            out.append([np.asarray(e).tolist() for e in x])
+        else:
+            out.append(x.tolist())
+    return out
+
+
+def run_epochs(stream, n_epochs: int) -> list:
+    items = []
+    for _ in range(n_epochs):
+        items.extend(canon(b) for b in stream.get_epoch_iterator())
+    return items
