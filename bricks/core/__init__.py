@@ -8,6 +8,13 @@ from bricks.core import roles
 from bricks.core.application import Application, BoundApplication, application
 from bricks.core.batch_norm import BatchNormalization, BatchNormalizedMLP, batch_normalization
 from bricks.core.brick import Brick, Initializable, ParameterSpec
+from bricks.core.cost import (
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    Cost,
+    MisclassificationRate,
+    SquaredError,
+)
 from bricks.core.initialization import (
     Constant,
     IsotropicGaussian,
@@ -16,6 +23,8 @@ from bricks.core.initialization import (
     Uniform,
 )
 from bricks.core.initialization import Identity as IdentityInit
+from bricks.core.lookup import LookupTable
+from bricks.core.parallel import Fork, Merge, Parallel
 from bricks.core.roles import (
     AUXILIARY,
     BIAS,
@@ -36,12 +45,14 @@ from bricks.core.simple import (
     Identity,
     Linear,
     Logistic,
+    Maxout,
     Rectifier,
     Softmax,
     Softplus,
     Tanh,
 )
 from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with, scan
+from bricks.core.wrappers import WithExtraDims, with_extra_dims
 
 __all__ = [
     "roles", "BatchNormalization", "BatchNormalizedMLP", "batch_normalization", "Application", "BoundApplication", "application", "Brick", "Initializable",
@@ -49,5 +60,7 @@ __all__ = [
     "IdentityInit", "AUXILIARY", "BIAS", "COST", "FILTER", "INITIAL_STATE", "INPUT", "OUTPUT",
     "PARAMETER", "WEIGHT", "VariableRole", "has_role", "MLP", "Sequence", "Activation", "Bias",
     "Identity", "Linear", "Logistic", "Rectifier", "Softmax", "Softplus", "Tanh", "Frame",
-    "Recorder", "Variable", "annotate", "apply_with", "scan",
+    "Recorder", "Variable", "annotate", "apply_with", "scan", "Maxout", "LookupTable",
+    "Parallel", "Fork", "Merge", "WithExtraDims", "with_extra_dims", "Cost", "SquaredError",
+    "CategoricalCrossEntropy", "BinaryCrossEntropy", "MisclassificationRate",
 ]

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
 from bricks.core.roles import BIAS, WEIGHT
+from bricks.errors import ShapeError
 
 __all__ = [
     "Linear",
@@ -25,7 +26,14 @@ __all__ = [
     "Rectifier",
     "Softplus",
     "Softmax",
+    "Maxout",
 ]
+
+
+def _expand_as(b: jax.Array, x: jax.Array) -> jax.Array:
+    """``b`` with leading axes added to match ``x``'s rank (explicit broadcasting,
+    so code runs under ``jax_numpy_rank_promotion="raise"``)."""
+    return jnp.reshape(b, (1,) * (x.ndim - b.ndim) + b.shape)
 
 
 class Linear(Initializable):
@@ -67,7 +75,7 @@ class Linear(Initializable):
     def apply(self, input_: jax.Array) -> jax.Array:
         output = jnp.dot(input_, self.W)
         if self._use_bias:
-            output = output + self.b
+            output = output + _expand_as(self.b, output)
         return output
 
     def get_dim(self, name: str) -> int:
@@ -95,7 +103,7 @@ class Bias(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        return input_ + self.b
+        return input_ + _expand_as(self.b, input_)
 
     def get_dim(self, name: str) -> int:
         if name in ("input_", "output"):
@@ -171,3 +179,37 @@ class Softmax(Activation):
             return -jnp.sum(y * log_probs, axis=-1)
         idx = y.astype(jnp.int32)[..., None]
         return -jnp.take_along_axis(log_probs, idx, axis=-1)[..., 0]
+
+
+class Maxout(Brick):
+    """Maxout: the maximum over groups of ``num_pieces`` consecutive features.
+
+    The last axis (size ``d``, a multiple of ``num_pieces``) is split into
+    ``d // num_pieces`` groups of ``num_pieces`` neighbours, as in Blocks.
+
+    >>> import jax.numpy as jnp
+    >>> Maxout(2).apply(jnp.array([[1.0, 3.0, 5.0, 2.0]])).tolist()
+    [[3.0, 5.0]]
+    """
+
+    allocation_config = ("num_pieces",)
+    num_pieces: int | None = None
+
+    def __init__(self, num_pieces: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if num_pieces is not None:
+            self.num_pieces = num_pieces
+
+    def _allocate(self) -> None:
+        self.require("num_pieces")
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        last = input_.shape[-1]
+        if last % self.num_pieces:
+            raise ShapeError(
+                f"Maxout {self.path}: the last axis of the input (shape {input_.shape}) must be "
+                f"a multiple of num_pieces={self.num_pieces}"
+            )
+        pieces = input_.reshape(*input_.shape[:-1], last // self.num_pieces, self.num_pieces)
+        return jnp.max(pieces, axis=-1)
