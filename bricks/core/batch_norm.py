@@ -31,6 +31,7 @@ from bricks.core.roles import (
     BATCH_NORM_SHIFT_PARAMETER,
 )
 from bricks.core.sequences import MLP
+from bricks.core.simple import _expand_as
 from bricks.core.tracing import Frame, current_frame, use_frame
 
 __all__ = ["BatchNormalization", "BatchNormalizedMLP", "batch_normalization", "TRAINING_MODE"]
@@ -123,15 +124,25 @@ class BatchNormalization(Initializable):
         bc = self.broadcastable or (False,) * n
         return lead + tuple(ndim - n + i for i, b in enumerate(bc) if b)
 
+    def _expand(self, stat: jax.Array, ndim: int) -> jax.Array:
+        """Give a statistic of shape ``_stat_shape`` the input's rank."""
+        return stat.reshape((1,) * (ndim - len(self._dims)) + self._stat_shape)
+
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        ndim = input_.ndim
         if current_frame().extra.get(TRAINING_MODE, False):
+            # read the population statistics so a graph lists them as its
+            # parameters: the updates after each step write them
+            self.parameter("population_mean")
+            if not self.mean_only:
+                self.parameter("population_stdev")
             axes = self._axes(input_.ndim)
             mean = jnp.mean(input_, axis=axes, keepdims=True)
             mean = self.add_auxiliary_variable(
                 mean.reshape(self._stat_shape), (BATCH_NORM_MINIBATCH_ESTIMATE,), "batch_mean"
             )
-            centered = input_ - mean
+            centered = input_ - _expand_as(mean, input_)
             if self.mean_only:
                 out = centered
             else:
@@ -140,15 +151,15 @@ class BatchNormalization(Initializable):
                 stdev = self.add_auxiliary_variable(
                     stdev, (BATCH_NORM_MINIBATCH_ESTIMATE,), "batch_stdev"
                 )
-                out = centered / stdev
+                out = centered / _expand_as(stdev, input_)
         else:
-            out = input_ - self.population_mean
+            out = input_ - _expand_as(self.population_mean, input_)
             if not self.mean_only:
-                out = out / self.population_stdev
+                out = out / _expand_as(self.population_stdev, input_)
         if self.learn_scale and not self.mean_only:
-            out = out * self.scale
+            out = out * _expand_as(self.scale, input_)
         if self.learn_shift:
-            out = out + self.shift
+            out = out + _expand_as(self.shift, input_)
         return out
 
     def get_dim(self, name: str) -> Any:
