@@ -157,3 +157,15 @@ class ExtensionError(BricksError, ValueError):
 
 class LogError(BricksError, ValueError):
     """A training log could not be written, read or followed."""
+
+
+# --- plot --------------------------------------------------------------------
+
+
+class PlotError(BricksError, ValueError):
+    """A live plot was configured wrongly (a document name that is no URL path,
+    an empty channel group, a non-loopback address without ``allow_remote``)."""
+
+
+class PlotServerError(BricksError, OSError):
+    """The live-plot server could not start (port taken, address unknown) or died."""
