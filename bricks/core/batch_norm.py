@@ -124,13 +124,8 @@ class BatchNormalization(Initializable):
         bc = self.broadcastable or (False,) * n
         return lead + tuple(ndim - n + i for i, b in enumerate(bc) if b)
 
-    def _expand(self, stat: jax.Array, ndim: int) -> jax.Array:
-        """Give a statistic of shape ``_stat_shape`` the input's rank."""
-        return stat.reshape((1,) * (ndim - len(self._dims)) + self._stat_shape)
-
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        ndim = input_.ndim
         if current_frame().extra.get(TRAINING_MODE, False):
             # read the population statistics so a graph lists them as its
             # parameters: the updates after each step write them
