@@ -100,7 +100,7 @@ class Orthogonal:
         big, small = max(rows, cols), min(rows, cols)
         a = jax.random.normal(key, (big, small), jnp.float32)
         q, r = jnp.linalg.qr(a)
-        q = q * jnp.sign(jnp.diagonal(r))
+        q = q * jnp.sign(jnp.diagonal(r))[None, :]
         if rows < cols:
             q = q.T
         return (self.scale * q).astype(dtype)

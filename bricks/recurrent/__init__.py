@@ -1,0 +1,18 @@
+"""Recurrent bricks: the ``recurrent`` decorator, the classic transitions,
+:class:`Bidirectional` and :class:`RecurrentStack`.
+
+Sequences are time-major ``(time, batch, features)`` with ``(time, batch)``
+masks; every loop is one :func:`bricks.core.scan`.
+"""
+
+from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
+from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
+
+__all__ = [
+    "recurrent",
+    "BaseRecurrent",
+    "RecurrentApplication",
+    "SimpleRecurrent",
+    "LSTM",
+    "GatedRecurrent",
+]
