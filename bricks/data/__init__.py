@@ -10,6 +10,7 @@ CIFAR-10 and a text corpus. See ``docs/data.md`` and
 
 from ._datasets import Dataset, IndexableDataset, IterableDataset
 from ._hdf5 import H5PYDataset, create_split_array, write_hdf5
+from ._prefetch import Prefetch
 from ._schemes import (
     BatchScheme,
     ConcatenatedScheme,
@@ -66,6 +67,7 @@ __all__ = [
     "Merge",
     "NGrams",
     "Padding",
+    "Prefetch",
     "RandomCrop",
     "RandomFlip",
     "Rename",

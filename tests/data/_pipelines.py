@@ -78,8 +78,9 @@ def build(name: str, workdir: str | None = None, prefetch: str | None = None):
     if prefetch is not None:
         from bricks.data import Prefetch
 
-        s = Prefetch(s, workers=2 if prefetch == "processes" else 1,
-                     processes=prefetch == "processes", buffer_size=2)
+        parallel = isinstance(s, DataStream) and s.iteration_scheme is not None
+        s = Prefetch(s, workers=2 if parallel else 1, processes=prefetch == "processes",
+                     buffer_size=2)
     return s
 
 
