@@ -22,6 +22,7 @@ from ._schemes import (
     ShuffledScheme,
 )
 from ._streams import AbstractDataStream, DataStream, EpochIterator
+from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
     Batch,
     Cache,
@@ -77,11 +78,14 @@ __all__ = [
     "ShuffledExampleScheme",
     "ShuffledScheme",
     "SortMapping",
+    "TextFile",
     "TimeMajor",
     "Transformer",
     "Unpack",
+    "Vocabulary",
     "Window",
     "bucket_by_length",
     "create_split_array",
+    "default_corpus_files",
     "write_hdf5",
 ]

@@ -105,8 +105,9 @@ class IndexableDataset(Dataset):
     ) -> None:
         if not isinstance(indexables, Mapping):
             indexables = {"data": indexables}
-        self.indexables = {k: v if hasattr(v, "__getitem__") else np.asarray(v)
-                           for k, v in indexables.items()}
+        self.indexables = {
+            k: v if hasattr(v, "__getitem__") else np.asarray(v) for k, v in indexables.items()
+        }
         self.provides_sources = tuple(self.indexables)
         lengths = {k: len(v) for k, v in self.indexables.items()}
         if len(set(lengths.values())) > 1:
@@ -119,7 +120,11 @@ class IndexableDataset(Dataset):
             self.axis_labels = {}
             for k, labels in axis_labels.items():
                 check_sources([k], self.provides_sources, "IndexableDataset axis_labels")
-                ndim = np.ndim(self.indexables[k]) if isinstance(self.indexables[k], np.ndarray) else None
+                ndim = (
+                    np.ndim(self.indexables[k])
+                    if isinstance(self.indexables[k], np.ndarray)
+                    else None
+                )
                 if ndim is not None and len(labels) != ndim:
                     raise DataShapeError(
                         f"IndexableDataset: source {k!r} has {ndim} axes (shape "
@@ -179,8 +184,10 @@ class IterableDataset(Dataset):
         super().__init__(sources)
 
     def open(self) -> Any:
-        its = [self.iterables[s]() if callable(self.iterables[s]) else iter(self.iterables[s])
-               for s in self.sources]
+        its = [
+            self.iterables[s]() if callable(self.iterables[s]) else iter(self.iterables[s])
+            for s in self.sources
+        ]
         return zip(*its, strict=False)
 
     def get_data(self, handle: Any = None, request: Any = None) -> tuple:

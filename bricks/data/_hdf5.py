@@ -28,7 +28,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from bricks.errors import DataError, DataFileError, DataIndexError, DataShapeError, SourceError, did_you_mean
+from bricks.errors import (
+    DataError,
+    DataFileError,
+    DataIndexError,
+    DataShapeError,
+    SourceError,
+    did_you_mean,
+)
 
 from ._datasets import Dataset, check_sources
 
@@ -123,23 +130,32 @@ class H5PYDataset(Dataset):
                         f"HDF5 file {self.path!r}: no split {split!r}{did_you_mean(split, all_splits)};"
                         f" available splits: {all_splits}"
                     )
-                here = {_decode(r["source"]) for r in rows if _decode(r["split"]) == split and r["available"]}
+                here = {
+                    _decode(r["source"])
+                    for r in rows
+                    if _decode(r["split"]) == split and r["available"]
+                }
                 provided = here if provided is None else provided & here
             self.provides_sources = tuple(sorted(provided or ()))
             self.sources = (
-                self.provides_sources if sources is None
+                self.provides_sources
+                if sources is None
                 else check_sources(sources, self.provides_sources, f"H5PYDataset({self.path!r})")
             )
             self.vlen_sources = tuple(
-                s for s in self.provides_sources
+                s
+                for s in self.provides_sources
                 if len(f[s].dims) > 0 and "shapes" in f[s].dims[0].keys()
             )
             self.axis_labels = {}
             for s in self.provides_sources:
                 dims = f[s].dims
                 if s in self.vlen_sources:
-                    extra = (tuple(_decode(x) for x in dims[0]["shape_labels"][()])
-                             if "shape_labels" in dims[0].keys() else ())
+                    extra = (
+                        tuple(_decode(x) for x in dims[0]["shape_labels"][()])
+                        if "shape_labels" in dims[0].keys()
+                        else ()
+                    )
                     self.axis_labels[s] = (dims[0].label,) + extra
                 else:
                     self.axis_labels[s] = tuple(d.label for d in dims)
@@ -148,8 +164,11 @@ class H5PYDataset(Dataset):
             for s in self.sources:
                 parts = []
                 for split in self.which_sets:
-                    (row,) = [r for r in rows
-                              if _decode(r["split"]) == split and _decode(r["source"]) == s]
+                    (row,) = [
+                        r
+                        for r in rows
+                        if _decode(r["split"]) == split and _decode(r["source"]) == s
+                    ]
                     ref = row["indices"] if "indices" in names else None
                     if ref:
                         parts.append(np.sort(np.asarray(f[ref][()], dtype=np.int64)))
@@ -163,13 +182,19 @@ class H5PYDataset(Dataset):
                     )
                 if subset is not None:
                     try:
-                        idx = idx[subset if isinstance(subset, slice) else np.asarray(subset, dtype=np.int64)]
+                        idx = idx[
+                            subset
+                            if isinstance(subset, slice)
+                            else np.asarray(subset, dtype=np.int64)
+                        ]
                     except IndexError as e:
                         raise DataIndexError(
                             f"H5PYDataset({self.path!r}): subset {subset!r} is outside the "
                             f"{len(idx)} examples of split {self.which_sets}"
                         ) from e
-                contiguous = len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1)
+                contiguous = (
+                    len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1)
+                )
                 self._indices[s] = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
         except DataError:
             raise
@@ -237,7 +262,10 @@ class H5PYDataset(Dataset):
                 return dset[0:0]
             if idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
                 sl = slice(int(idx[0]), int(idx[-1]) + 1)
-                data, shapes = dset[sl], (dset.dims[0]["shapes"][sl] if s in self.vlen_sources else None)
+                data, shapes = (
+                    dset[sl],
+                    (dset.dims[0]["shapes"][sl] if s in self.vlen_sources else None),
+                )
             else:
                 if not self.sort_indices and np.any(np.diff(idx) <= 0):
                     raise DataIndexError(
@@ -292,15 +320,17 @@ def create_split_array(split_dict: Mapping[str, Mapping[str, tuple]]) -> np.ndar
     """
     sources = sorted({src for d in split_dict.values() for src in d})
     comments = [v[3] for d in split_dict.values() for v in d.values() if len(v) > 3]
-    dtype = np.dtype([
-        ("split", "S", max(1, max(len(s.encode()) for s in split_dict))),
-        ("source", "S", max(1, max(len(s.encode()) for s in sources))),
-        ("start", np.int64),
-        ("stop", np.int64),
-        ("indices", h5py.special_dtype(ref=h5py.Reference)),
-        ("available", np.bool_),
-        ("comment", "S", max([1] + [len(c.encode()) for c in comments])),
-    ])
+    dtype = np.dtype(
+        [
+            ("split", "S", max(1, max(len(s.encode()) for s in split_dict))),
+            ("source", "S", max(1, max(len(s.encode()) for s in sources))),
+            ("start", np.int64),
+            ("stop", np.int64),
+            ("indices", h5py.special_dtype(ref=h5py.Reference)),
+            ("available", np.bool_),
+            ("comment", "S", max([1] + [len(c.encode()) for c in comments])),
+        ]
+    )
     rows = np.empty(len(split_dict) * len(sources), dtype=dtype)
     i = 0
     for split, per_source in split_dict.items():
@@ -338,7 +368,9 @@ def write_hdf5(
     path = os.fspath(path)
     lengths = {k: len(v) for k, v in sources.items()}
     if len(set(lengths.values())) != 1:
-        raise DataShapeError(f"write_hdf5({path!r}): expected sources of equal length, found {lengths}")
+        raise DataShapeError(
+            f"write_hdf5({path!r}): expected sources of equal length, found {lengths}"
+        )
     n = next(iter(lengths.values()))
     splits = dict(splits) if splits is not None else {"train": (0, n)}
     axis_labels = dict(axis_labels or {})
@@ -370,14 +402,19 @@ def write_hdf5(
             for i, x in enumerate(examples):
                 dset[i] = x.ravel()
             shapes = f.create_dataset(
-                f"{name}_shapes", data=np.array([x.shape for x in examples], dtype=np.int64)
-                .reshape(len(examples), -1)
+                f"{name}_shapes",
+                data=np.array([x.shape for x in examples], dtype=np.int64).reshape(
+                    len(examples), -1
+                ),
             )
             shapes.make_scale("shapes")
             dset.dims[0].attach_scale(shapes)
             ndim = examples[0].ndim if examples else 1
-            labels = tuple(labels) if labels is not None else ("batch",) + tuple(
-                f"axis_{i}" for i in range(ndim))
+            labels = (
+                tuple(labels)
+                if labels is not None
+                else ("batch",) + tuple(f"axis_{i}" for i in range(ndim))
+            )
             if len(labels) != ndim + 1:
                 raise DataShapeError(
                     f"write_hdf5({path!r}): variable-length source {name!r}: expected "

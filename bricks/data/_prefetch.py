@@ -70,8 +70,9 @@ def _read_worker(dataset: Any, requests: Any, results: Any, stop: Any) -> None:
             dataset.close(handle)
 
 
-def _stream_worker(stream: AbstractDataStream, epoch: int, state: Any, results: Any,
-                   stop: Any) -> None:
+def _stream_worker(
+    stream: AbstractDataStream, epoch: int, state: Any, results: Any, stop: Any
+) -> None:
     try:
         inner = stream._open(epoch, state)
         for item in inner:
@@ -106,8 +107,12 @@ class _ParallelReadIter(_Iter):
             self.stop = ctx.Event()
             for k in range(n):
                 inq, outq = ctx.Queue(), ctx.Queue(depth)
-                p = ctx.Process(target=_read_worker, args=(t.data_stream.dataset, inq, outq, self.stop),
-                                daemon=True, name=f"bricks-prefetch-{k}")
+                p = ctx.Process(
+                    target=_read_worker,
+                    args=(t.data_stream.dataset, inq, outq, self.stop),
+                    daemon=True,
+                    name=f"bricks-prefetch-{k}",
+                )
                 p.start()
                 self.workers.append(p)
                 self.inqs.append(inq)
@@ -116,8 +121,12 @@ class _ParallelReadIter(_Iter):
             self.stop = threading.Event()
             for k in range(n):
                 inq, outq = queue.Queue(), queue.Queue(depth)
-                th = threading.Thread(target=_read_worker, args=(t.data_stream.dataset, inq, outq, self.stop),
-                                      daemon=True, name=f"bricks-prefetch-{k}")
+                th = threading.Thread(
+                    target=_read_worker,
+                    args=(t.data_stream.dataset, inq, outq, self.stop),
+                    daemon=True,
+                    name=f"bricks-prefetch-{k}",
+                )
                 th.start()
                 self.workers.append(th)
                 self.inqs.append(inq)
@@ -140,12 +149,15 @@ class _ParallelReadIter(_Iter):
             self.close()
             raise StopIteration
         k = self.received % self.t.workers
-        msg = _get(self.outqs[k], self.workers[k], self.t.poll, f"worker {k}",
-                   f"request {self.delivered}")
+        msg = _get(
+            self.outqs[k], self.workers[k], self.t.poll, f"worker {k}", f"request {self.delivered}"
+        )
         if msg[0] == "error":
             self.close()
-            raise WorkerError(f"Prefetch worker {k} failed reading request {self.delivered} of "
-                              f"{self.t.data_stream.dataset!r}:\n{msg[1]}")
+            raise WorkerError(
+                f"Prefetch worker {k} failed reading request {self.delivered} of "
+                f"{self.t.data_stream.dataset!r}:\n{msg[1]}"
+            )
         self.received += 1
         self.delivered += 1
         self._fill()
@@ -185,15 +197,21 @@ class _ReadAheadIter(_Iter):
             ctx = _context(t.start_method)
             self.queue = ctx.Queue(t.buffer_size)
             self.stop = ctx.Event()
-            self.worker = ctx.Process(target=_stream_worker,
-                                      args=(t.data_stream, epoch, state, self.queue, self.stop),
-                                      daemon=True, name="bricks-prefetch")
+            self.worker = ctx.Process(
+                target=_stream_worker,
+                args=(t.data_stream, epoch, state, self.queue, self.stop),
+                daemon=True,
+                name="bricks-prefetch",
+            )
         else:
             self.queue = queue.Queue(t.buffer_size)
             self.stop = threading.Event()
-            self.worker = threading.Thread(target=_stream_worker,
-                                           args=(t.data_stream, epoch, state, self.queue, self.stop),
-                                           daemon=True, name="bricks-prefetch")
+            self.worker = threading.Thread(
+                target=_stream_worker,
+                args=(t.data_stream, epoch, state, self.queue, self.stop),
+                daemon=True,
+                name="bricks-prefetch",
+            )
         self.worker.start()
         self.done = False
 
@@ -208,8 +226,9 @@ class _ReadAheadIter(_Iter):
         if msg[0] == "error":
             self.done = True
             self.close()
-            raise WorkerError(f"Prefetch worker failed running {type(self.t.data_stream).__name__}:"
-                              f"\n{msg[1]}")
+            raise WorkerError(
+                f"Prefetch worker failed running {type(self.t.data_stream).__name__}:\n{msg[1]}"
+            )
         self._state = msg[2]
         return msg[1]
 
@@ -295,7 +314,9 @@ class Prefetch(AbstractDataStream):
         self.sources = data_stream.sources
         self.produces_examples = data_stream.produces_examples
         self.axis_labels = data_stream.axis_labels
-        self.parallel = isinstance(data_stream, DataStream) and data_stream.iteration_scheme is not None
+        self.parallel = (
+            isinstance(data_stream, DataStream) and data_stream.iteration_scheme is not None
+        )
         if workers < 1 or (workers > 1 and not self.parallel):
             raise SchemeError(
                 f"Prefetch: workers={workers} needs a DataStream read by an iteration scheme "

@@ -56,11 +56,15 @@ class IterationScheme:
 def _as_indices(examples: int | Sequence[int], name: str) -> np.ndarray:
     if isinstance(examples, (int, np.integer)):
         if examples < 0:
-            raise SchemeError(f"{name}: expected a non-negative number of examples, found {examples}")
+            raise SchemeError(
+                f"{name}: expected a non-negative number of examples, found {examples}"
+            )
         return np.arange(int(examples), dtype=np.int64)
     arr = np.asarray(list(examples), dtype=np.int64)
     if arr.ndim != 1:
-        raise SchemeError(f"{name}: expected an int or a flat list of indices, found shape {arr.shape}")
+        raise SchemeError(
+            f"{name}: expected an int or a flat list of indices, found shape {arr.shape}"
+        )
     return arr
 
 

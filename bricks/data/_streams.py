@@ -296,7 +296,9 @@ class DataStream(AbstractDataStream):
         self.sources = tuple(dataset.sources)
         self.produces_examples = iteration_scheme is None or iteration_scheme.requests_examples
         labels = dataset.axis_labels
-        self.axis_labels = {k: v for k, v in labels.items() if k in self.sources} if labels else None
+        self.axis_labels = (
+            {k: v for k, v in labels.items() if k in self.sources} if labels else None
+        )
 
     @classmethod
     def default_stream(cls, dataset: Dataset, **kwargs: Any) -> DataStream:

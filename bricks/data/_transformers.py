@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Mapping as MappingABC, Sequence
+from collections.abc import Callable, Sequence
+from collections.abc import Mapping as MappingABC
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,9 @@ class Transformer(AbstractDataStream):
         data_stream: the wrapped (child) stream.
     """
 
-    def __init__(self, data_stream: AbstractDataStream, produces_examples: bool | None = None) -> None:
+    def __init__(
+        self, data_stream: AbstractDataStream, produces_examples: bool | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(data_stream, AbstractDataStream):
             raise SourceError(
@@ -72,7 +75,9 @@ class Transformer(AbstractDataStream):
         self.axis_labels = data_stream.axis_labels
 
     def _child(self, epoch: int, state: Any) -> _Iter:
-        return self.data_stream._open(epoch, _state_field(state, "child", None, type(self).__name__))
+        return self.data_stream._open(
+            epoch, _state_field(state, "child", None, type(self).__name__)
+        )
 
     def _which(self, which_sources: Sequence[str] | None) -> tuple[str, ...]:
         if which_sources is None:
@@ -118,7 +123,9 @@ class _Elementwise(Transformer):
 class _Sourcewise(_Elementwise):
     """Applies ``transform_source(array, name)`` to some sources."""
 
-    def __init__(self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None) -> None:
+    def __init__(
+        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None
+    ) -> None:
         super().__init__(data_stream)
         self.which_sources = self._which(which_sources)
 
@@ -196,7 +203,9 @@ class SortMapping:
 class Flatten(_Sourcewise):
     """Flatten each example of some sources to one axis (batches become 2-D)."""
 
-    def __init__(self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
+    ) -> None:
         super().__init__(data_stream, which_sources)
 
     def transform_source(self, array: Any, name: str) -> Any:
@@ -227,7 +236,10 @@ class Cast(_Sourcewise):
     """Cast some sources to ``dtype``."""
 
     def __init__(
-        self, data_stream: AbstractDataStream, dtype: Any, which_sources: Sequence[str] | None = None
+        self,
+        data_stream: AbstractDataStream,
+        dtype: Any,
+        which_sources: Sequence[str] | None = None,
     ) -> None:
         super().__init__(data_stream, which_sources)
         self.dtype = np.dtype(dtype)
@@ -257,8 +269,10 @@ class FilterSources(_Elementwise):
 
     def __init__(self, data_stream: AbstractDataStream, sources: Sequence[str]) -> None:
         super().__init__(data_stream)
-        self._index = [data_stream.sources.index(s)
-                       for s in check_sources(sources, data_stream.sources, "FilterSources")]
+        self._index = [
+            data_stream.sources.index(s)
+            for s in check_sources(sources, data_stream.sources, "FilterSources")
+        ]
         self.sources = tuple(sources)
 
     def transform(self, data: tuple, epoch: int, count: int) -> tuple:
@@ -272,7 +286,9 @@ class TimeMajor(_Sourcewise):
     masks. By default every source of two or more axes is transposed.
     """
 
-    def __init__(self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
+    ) -> None:
         super().__init__(data_stream, which_sources)
         if self.produces_examples:
             raise SchemeError("TimeMajor: expected a stream of batches, found one of examples")
@@ -305,8 +321,10 @@ class Padding(_Elementwise):
     ) -> None:
         super().__init__(data_stream)
         if data_stream.produces_examples:
-            raise SchemeError("Padding: expected a stream of batches, found one of examples; "
-                              "wrap it in Batch first")
+            raise SchemeError(
+                "Padding: expected a stream of batches, found one of examples; "
+                "wrap it in Batch first"
+            )
         self.mask_sources = self._which(mask_sources)
         self.mask_dtype = np.dtype(mask_dtype)
         sources = []
@@ -539,12 +557,17 @@ class Batch(Transformer):
     """
 
     def __init__(
-        self, data_stream: AbstractDataStream, iteration_scheme: IterationScheme, strictness: int = 0
+        self,
+        data_stream: AbstractDataStream,
+        iteration_scheme: IterationScheme,
+        strictness: int = 0,
     ) -> None:
         super().__init__(data_stream, produces_examples=False)
         if not data_stream.produces_examples:
-            raise SchemeError("Batch: expected a stream of examples, found one of batches "
-                              "(use Unpack first, or Cache to re-batch)")
+            raise SchemeError(
+                "Batch: expected a stream of examples, found one of batches "
+                "(use Unpack first, or Cache to re-batch)"
+            )
         if strictness not in (0, 1, 2):
             raise SchemeError(f"Batch: strictness must be 0, 1 or 2, found {strictness!r}")
         self.iteration_scheme = iteration_scheme
@@ -579,7 +602,9 @@ class Merge(AbstractDataStream):
         sources: names of all the sources, in order (default: the children's).
     """
 
-    def __init__(self, data_streams: Sequence[AbstractDataStream], sources: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, data_streams: Sequence[AbstractDataStream], sources: Sequence[str] | None = None
+    ) -> None:
         super().__init__()
         self.streams = list(data_streams)
         all_sources = tuple(itertools.chain.from_iterable(s.sources for s in self.streams))
@@ -698,7 +723,10 @@ class Window(_Expanding):
         step = 1 if self.overlapping else self.source_window
         end = max(self.source_window, self.offset + self.target_window)
         return [
-            (x[i : i + self.source_window], x[i + self.offset : i + self.offset + self.target_window])
+            (
+                x[i : i + self.source_window],
+                x[i + self.offset : i + self.offset + self.target_window],
+            )
             for i in range(0, len(x) - end + 1, step)
         ]
 
@@ -720,7 +748,9 @@ class NGrams(Window):
         which_source: str | None = None,
         target_source: str = "targets",
     ) -> None:
-        super().__init__(data_stream, ngram_order, 1, ngram_order, True, which_source, target_source)
+        super().__init__(
+            data_stream, ngram_order, 1, ngram_order, True, which_source, target_source
+        )
 
     def expand(self, data: tuple) -> list[tuple]:
         return [(a, b[0]) for a, b in super().expand(data)]
@@ -731,7 +761,9 @@ class _CacheIter(_Iter):
         self.t = t
         self.child = t._child(epoch, state)
         self.count = int(_state_field(state, "count", 0, "Cache"))
-        self.requests = itertools.islice(t.iteration_scheme.get_request_iterator(epoch), self.count, None)
+        self.requests = itertools.islice(
+            t.iteration_scheme.get_request_iterator(epoch), self.count, None
+        )
         self.cache: list[list] = [[] for _ in t.sources]
         self.batches: deque = deque()  # (child state before the batch, batch length)
         self.offset = 0  # examples of batches[0] already given
@@ -759,7 +791,9 @@ class _CacheIter(_Iter):
             self._fill()
         if not self.cache[0]:
             raise StopIteration
-        out = tuple(stack_examples(c[:request], s) for c, s in zip(self.cache, self.t.sources, strict=True))
+        out = tuple(
+            stack_examples(c[:request], s) for c, s in zip(self.cache, self.t.sources, strict=True)
+        )
         self.cache = [c[request:] for c in self.cache]
         self.offset += min(request, len(out[0]))
         while self.batches and self.offset >= self.batches[0][1]:
@@ -770,8 +804,12 @@ class _CacheIter(_Iter):
     def state(self) -> dict:
         if not self.batches:
             return {"count": self.count, "batches": 0, "offset": 0, "child": self.child.state()}
-        return {"count": self.count, "batches": len(self.batches), "offset": self.offset,
-                "child": self.batches[0][0]}
+        return {
+            "count": self.count,
+            "batches": len(self.batches),
+            "offset": self.offset,
+            "child": self.batches[0][0],
+        }
 
     def close(self) -> None:
         self.child.close()
@@ -821,7 +859,9 @@ def bucket_by_length(
         strictness: as in :class:`Batch`.
     """
     key_source = key_source or data_stream.sources[0]
-    k = data_stream.sources.index(check_sources([key_source], data_stream.sources, "bucket_by_length")[0])
+    k = data_stream.sources.index(
+        check_sources([key_source], data_stream.sources, "bucket_by_length")[0]
+    )
     large = Batch(data_stream, ConstantScheme(batch_size * sort_batches))
     ordered = Mapping(large, SortMapping(lambda ex: len(ex[k])))
     return Batch(Unpack(ordered), ConstantScheme(batch_size), strictness=strictness)

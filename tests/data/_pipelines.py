@@ -33,7 +33,9 @@ N = 23
 
 
 def _indexable():
-    return IndexableDataset({"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)})
+    return IndexableDataset(
+        {"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)}
+    )
 
 
 def _sequences():
@@ -42,8 +44,11 @@ def _sequences():
 
 
 def make_hdf5(path):
-    write_hdf5(path, {"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)},
-               splits={"train": (0, N)})
+    write_hdf5(
+        path,
+        {"id": np.arange(N), "features": np.arange(N * 4.0).reshape(N, 1, 2, 2)},
+        splits={"train": (0, N)},
+    )
 
 
 def build(name: str, workdir: str | None = None, prefetch: str | None = None):
@@ -52,23 +57,32 @@ def build(name: str, workdir: str | None = None, prefetch: str | None = None):
     elif name == "shuffled":
         s = DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 4, seed=2))
     elif name == "examples_batch":
-        s = Batch(DataStream(_indexable(), iteration_scheme=ShuffledExampleScheme(N, seed=1)),
-                  ConstantScheme(3))
+        s = Batch(
+            DataStream(_indexable(), iteration_scheme=ShuffledExampleScheme(N, seed=1)),
+            ConstantScheme(3),
+        )
     elif name == "unpack_filter_batch":
         inner = DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 4, seed=4))
         s = Batch(Filter(Unpack(inner), lambda d: int(d[0]) % 3 != 0), ConstantScheme(4))
     elif name == "cache":
-        s = Cache(DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 5, seed=7)),
-                  ConstantScheme(3))
+        s = Cache(
+            DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 5, seed=7)),
+            ConstantScheme(3),
+        )
     elif name == "bucket_padding":
         seqs = _sequences()
         ds = IterableDataset({"id": list(range(N)), "words": seqs})
-        s = Padding(bucket_by_length(DataStream(ds), 3, key_source="words", sort_batches=2),
-                    mask_sources=("words",))
+        s = Padding(
+            bucket_by_length(DataStream(ds), 3, key_source="words", sort_batches=2),
+            mask_sources=("words",),
+        )
     elif name == "window":
         ds = IterableDataset({"text": [np.arange(k * 100, k * 100 + 3 + k % 4) for k in range(N)]})
-        s = Mapping(Window(DataStream(ds), 2, 2, 1, overlapping=True),
-                    lambda d: (np.asarray(d[0][0]),), add_sources=("id",))
+        s = Mapping(
+            Window(DataStream(ds), 2, 2, 1, overlapping=True),
+            lambda d: (np.asarray(d[0][0]),),
+            add_sources=("id",),
+        )
     elif name == "hdf5_flip":
         path = f"{workdir}/resume.hdf5"
         ds = H5PYDataset(path, "train")
@@ -79,13 +93,22 @@ def build(name: str, workdir: str | None = None, prefetch: str | None = None):
         from bricks.data import Prefetch
 
         parallel = isinstance(s, DataStream) and s.iteration_scheme is not None
-        s = Prefetch(s, workers=2 if parallel else 1, processes=prefetch == "processes",
-                     buffer_size=2)
+        s = Prefetch(
+            s, workers=2 if parallel else 1, processes=prefetch == "processes", buffer_size=2
+        )
     return s
 
 
-PIPELINES = ["sequential", "shuffled", "examples_batch", "unpack_filter_batch", "cache",
-             "bucket_padding", "window", "hdf5_flip"]
+PIPELINES = [
+    "sequential",
+    "shuffled",
+    "examples_batch",
+    "unpack_filter_batch",
+    "cache",
+    "bucket_padding",
+    "window",
+    "hdf5_flip",
+]
 
 
 def canon(item) -> list:

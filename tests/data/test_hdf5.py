@@ -32,15 +32,28 @@ def fuel_file(path):
     seqs.dims[0].attach_scale(labels)
     seqs.dims[0].label = "batch"
     odd = f.create_dataset("odd_indices", data=np.array([1, 3, 5, 7, 9]))
-    dtype = np.dtype([("split", "S5"), ("source", "S8"), ("start", np.int64), ("stop", np.int64),
-                      ("indices", h5py.special_dtype(ref=h5py.Reference)),
-                      ("available", bool), ("comment", "S1")])
+    dtype = np.dtype(
+        [
+            ("split", "S5"),
+            ("source", "S8"),
+            ("start", np.int64),
+            ("stop", np.int64),
+            ("indices", h5py.special_dtype(ref=h5py.Reference)),
+            ("available", bool),
+            ("comment", "S1"),
+        ]
+    )
     rows = []
-    for split, start, stop, ref in [("train", 0, 8, None), ("test", 8, 10, None), ("odd", 0, 0, odd.ref)]:
+    for split, start, stop, ref in [
+        ("train", 0, 8, None),
+        ("test", 8, 10, None),
+        ("odd", 0, 0, odd.ref),
+    ]:
         for src in ("features", "targets", "seqs"):
             avail = not (split == "test" and src == "seqs")
-            rows.append((split, src, start, stop, ref if ref is not None else h5py.Reference(),
-                         avail, b"."))
+            rows.append(
+                (split, src, start, stop, ref if ref is not None else h5py.Reference(), avail, b".")
+            )
     f.attrs["split"] = np.array(rows, dtype=dtype)
     f.close()
     return data
@@ -79,11 +92,22 @@ def test_writer_round_trip_and_shuffled_stream(tmp_path):
     path = str(tmp_path / "w.hdf5")
     x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     y = np.arange(50)
-    write_hdf5(path, {"x": x, "y": y}, splits={"train": (0, 40), "valid": list(range(40, 50))},
-               axis_labels={"x": ("batch", "feature"), "y": ("batch",)})
+    write_hdf5(
+        path,
+        {"x": x, "y": y},
+        splits={"train": (0, 40), "valid": list(range(40, 50))},
+        axis_labels={"x": ("batch", "feature"), "y": ("batch",)},
+    )
     with h5py.File(path, "r") as f:  # the layout Fuel reads
         assert set(f.attrs["split"].dtype.names) == {
-            "split", "source", "start", "stop", "indices", "available", "comment"}
+            "split",
+            "source",
+            "start",
+            "stop",
+            "indices",
+            "available",
+            "comment",
+        }
     ds = H5PYDataset(path, "train")
     assert ds.axis_labels == {"x": ("batch", "feature"), "y": ("batch",)}
     stream = DataStream(ds, iteration_scheme=ShuffledScheme(40, 7, seed=1))

@@ -53,8 +53,9 @@ class _PidDataset(IndexableDataset):
 
 def test_process_workers_read_in_parallel_processes():
     ds = _PidDataset({"x": np.arange(40)})
-    s = Prefetch(DataStream(ds, iteration_scheme=SequentialScheme(40, 5)), workers=2,
-                 processes=True)
+    s = Prefetch(
+        DataStream(ds, iteration_scheme=SequentialScheme(40, 5)), workers=2, processes=True
+    )
     out = list(s.get_epoch_iterator())
     assert np.concatenate([b[0] for b in out]).tolist() == list(range(40))
     pids = {int(b[1][0]) for b in out}
@@ -66,8 +67,9 @@ def test_hdf5_handle_is_per_process(workdir):
 
     ds = H5PYDataset(os.path.join(workdir, "resume.hdf5"), "train")
     ds.get_data(ds.open(), [0])  # the parent holds an open handle
-    s = Prefetch(DataStream(ds, iteration_scheme=SequentialScheme(23, 5)), workers=2,
-                 processes=True)
+    s = Prefetch(
+        DataStream(ds, iteration_scheme=SequentialScheme(23, 5)), workers=2, processes=True
+    )
     ids = np.concatenate([b[1] for b in s.get_epoch_iterator()])
     assert ids.tolist() == list(range(23))
     assert "_handle" in ds.__getstate__() and ds.__getstate__()["_handle"] is None
@@ -88,9 +90,13 @@ class _Failing(IndexableDataset):
 
 @pytest.mark.parametrize("processes", [False, True])
 def test_worker_exception_is_reported(processes):
-    s = Prefetch(DataStream(_Failing({"x": np.arange(20)}, "raise"),
-                            iteration_scheme=SequentialScheme(20, 4)), workers=2,
-                 processes=processes)
+    s = Prefetch(
+        DataStream(
+            _Failing({"x": np.arange(20)}, "raise"), iteration_scheme=SequentialScheme(20, 4)
+        ),
+        workers=2,
+        processes=processes,
+    )
     it = s.get_epoch_iterator()
     assert [next(it)[0].tolist() for _ in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     with pytest.raises(WorkerError, match="bad example 12"):
@@ -98,8 +104,11 @@ def test_worker_exception_is_reported(processes):
 
 
 def test_dead_worker_raises_within_seconds():
-    s = Prefetch(DataStream(_Failing({"x": np.arange(20)}, "die"),
-                            iteration_scheme=SequentialScheme(20, 4)), workers=2, processes=True)
+    s = Prefetch(
+        DataStream(_Failing({"x": np.arange(20)}, "die"), iteration_scheme=SequentialScheme(20, 4)),
+        workers=2,
+        processes=True,
+    )
     it = s.get_epoch_iterator()
     start = time.monotonic()
     with pytest.raises(WorkerError, match="exit code 3"):
@@ -109,18 +118,29 @@ def test_dead_worker_raises_within_seconds():
 
 
 def test_read_ahead_of_a_transformer_in_a_thread():
-    base = DataStream(IndexableDataset({"x": np.arange(9)}), iteration_scheme=SequentialScheme(9, 2))
+    base = DataStream(
+        IndexableDataset({"x": np.arange(9)}), iteration_scheme=SequentialScheme(9, 2)
+    )
     m = Mapping(base, lambda d: (d[0] * 2,))
     assert [b[0].tolist() for b in Prefetch(m).get_epoch_iterator()] == [
-        [0, 2], [4, 6], [8, 10], [12, 14], [16]]
+        [0, 2],
+        [4, 6],
+        [8, 10],
+        [12, 14],
+        [16],
+    ]
     with pytest.raises(SchemeError, match="needs a DataStream"):
         Prefetch(m, workers=2)
 
 
 def test_abandoned_epoch_stops_workers():
-    s = Prefetch(DataStream(IndexableDataset({"x": np.arange(1000)}),
-                            iteration_scheme=SequentialScheme(1000, 10)), workers=2,
-                 processes=True)
+    s = Prefetch(
+        DataStream(
+            IndexableDataset({"x": np.arange(1000)}), iteration_scheme=SequentialScheme(1000, 10)
+        ),
+        workers=2,
+        processes=True,
+    )
     it = s.get_epoch_iterator()
     next(it)
     workers = list(it._inner.workers)

@@ -53,7 +53,7 @@ def test_resume_at_every_cut_point(name, workdir):
         k = stream.sources.index("id")
         ids = sorted(i for item in first for i in np.ravel(item[k]).tolist())
         assert ids == list(range(23))
-        assert full[: len(full) // 2] != full[len(full) // 2:] or name == "sequential"
+        assert full[: len(full) // 2] != full[len(full) // 2 :] or name == "sequential"
     for k in range(0, len(full) + 1):
         assert cut_and_resume(name, workdir, k) == full, f"cut after {k} items"
 
@@ -95,6 +95,11 @@ def test_resume_in_a_new_process(name, workdir):
         "s = build(sys.argv[2], sys.argv[3]); s.set_state(json.loads(sys.argv[4]));"
         "print(json.dumps(run_epochs(s, 2)))"
     )
-    out = subprocess.run([sys.executable, "-c", code, HERE, name, workdir, state],
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, HERE, name, workdir, state],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert head + json.loads(out.stdout) == full

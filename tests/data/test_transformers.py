@@ -39,8 +39,10 @@ def examples(n=5, **extra):
 
 
 def batches(n=10, size=5):
-    return DataStream(IndexableDataset({"x": np.arange(n), "y": np.arange(n) * 10}),
-                      iteration_scheme=SequentialScheme(n, size))
+    return DataStream(
+        IndexableDataset({"x": np.arange(n), "y": np.arange(n) * 10}),
+        iteration_scheme=SequentialScheme(n, size),
+    )
 
 
 def values(stream, k=0):
@@ -103,7 +105,9 @@ def test_padding_values_and_masks():
     s2 = Batch(DataStream(IterableDataset({"f": feats})), ConstantScheme(2))
     f, fm = next(Padding(s2).get_epoch_iterator())
     assert f.shape == (2, 3, 4) and fm.tolist() == [[1, 1, 0], [1, 1, 1]]
-    bad = Batch(DataStream(IterableDataset({"f": [np.ones((2, 4)), np.ones((3, 5))]})), ConstantScheme(2))
+    bad = Batch(
+        DataStream(IterableDataset({"f": [np.ones((2, 4)), np.ones((3, 5))]})), ConstantScheme(2)
+    )
     with pytest.raises(DataShapeError, match="'f', example 1"):
         next(Padding(bad).get_epoch_iterator())
 
@@ -111,7 +115,11 @@ def test_padding_values_and_masks():
 def test_filter_and_cache_refill_sizes():
     assert values(Filter(examples(6), lambda d: d[0] % 2 == 0)) == [0, 2, 4]
     assert values(Cache(batches(10, 5), ConstantScheme(3))) == [
-        [0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+        [0, 1, 2],
+        [3, 4, 5],
+        [6, 7, 8],
+        [9],
+    ]
     # a request bigger than cache + one child batch takes what one refill gives
     assert [len(b) for b in values(Cache(batches(10, 2), ConstantScheme(5)))] == [2, 2, 2, 2, 2]
     assert [len(b) for b in values(Cache(batches(10, 4), ConstantScheme(3)))] == [3, 3, 3, 1]
@@ -162,8 +170,12 @@ def test_window_and_ngrams():
     w = Window(s, source_window=3, target_window=3, offset=1, overlapping=True)
     assert w.sources == ("text", "targets")
     pairs = [(a.tolist(), b.tolist()) for a, b in w.get_epoch_iterator()]
-    assert pairs == [([0, 1, 2], [1, 2, 3]), ([1, 2, 3], [2, 3, 4]),
-                     ([2, 3, 4], [3, 4, 5]), ([3, 4, 5], [4, 5, 6])]
+    assert pairs == [
+        ([0, 1, 2], [1, 2, 3]),
+        ([1, 2, 3], [2, 3, 4]),
+        ([2, 3, 4], [3, 4, 5]),
+        ([3, 4, 5], [4, 5, 6]),
+    ]
     ng = [(a.tolist(), int(b)) for a, b in NGrams(s, 3).get_epoch_iterator()]
     assert ng == [([0, 1, 2], 3), ([1, 2, 3], 4), ([2, 3, 4], 5), ([3, 4, 5], 6)]
 
@@ -181,7 +193,7 @@ def test_image_transforms_are_seeded_and_correct():
     assert c1.shape == (2, 1, 2, 2)
     np.testing.assert_array_equal(c1, c2)
     for k in range(2):  # every crop is a window of its image
-        windows = [imgs[k, 0, i:i + 2, j:j + 2] for i in range(3) for j in range(3)]
+        windows = [imgs[k, 0, i : i + 2, j : j + 2] for i in range(3) for j in range(3)]
         assert any(np.array_equal(c1[k, 0], w) for w in windows)
     (p,) = next(RandomCrop(s, (4, 4), padding=1, seed=0).get_epoch_iterator())
     assert p.shape == (2, 1, 4, 4)
