@@ -169,3 +169,16 @@ class PlotError(BricksError, ValueError):
 
 class PlotServerError(BricksError, OSError):
     """The live-plot server could not start (port taken, address unknown) or died."""
+
+
+# --- experiments -------------------------------------------------------------
+
+
+class ExperimentError(BricksError, ValueError):
+    """An experiment config or run directory is unusable (no ``get_config``,
+    ``build`` returned no main loop, nothing to resume ...)."""
+
+
+class OverrideError(ExperimentError):
+    """A ``--set key=value`` override names an unknown key, is not a plain
+    literal (code is never evaluated), or has the wrong type for its key."""
