@@ -291,7 +291,11 @@ class Brick:
 
     def _allocate_tree(self) -> None:
         for child in self.children:
-            child._allocate_tree()
+            # a subtree whose configuration did not change since it was allocated keeps its
+            # parameters (and values): wrapping initialized bricks in a new parent must not
+            # wipe them. Changing an allocation setting resets ``allocated``.
+            if not all(b.allocated for b in child.iter_bricks()):
+                child._allocate_tree()
         d = self.__dict__
         d["_specs"] = {}
         d["_values"] = {}
