@@ -1,0 +1,234 @@
+"""Live plots in a real browser: headless Chromium driven over the DevTools protocol.
+
+The page is opened by Chromium, which keeps the Bokeh websocket open while
+the test reads the Bokeh document through ``Runtime.evaluate`` (the
+``--dump-dom`` mode would not keep the page alive long enough). The CDP
+client below is a minimal websocket client on the standard library.
+"""
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+
+# -- a minimal websocket client (RFC 6455, client side) ---------------------------------
+
+
+class WebSocket:
+    def __init__(self, host: str, port: int, path: str, timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv_some()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
+
+    def _recv_some(self) -> bytes:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("websocket closed by the peer")
+        return data
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self.buffer += self._recv_some()
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([0x80 | n])
+        elif n < 1 << 16:
+            header += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def send(self, text: str) -> None:
+        self._send_frame(0x1, text.encode())
+
+    def recv(self) -> str:
+        message = b""
+        while True:
+            b0, b1 = self._read(2)
+            opcode, n = b0 & 0x0F, b1 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", self._read(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", self._read(8))
+            payload = self._read(n)  # a server never masks
+            if opcode == 0x9:
+                self._send_frame(0xA, payload)
+            elif opcode == 0x8:
+                raise ConnectionError("websocket closed by the peer")
+            elif opcode in (0x0, 0x1, 0x2):
+                message += payload
+                if b0 & 0x80:
+                    return message.decode()
+
+    def close(self) -> None:
+        try:
+            self._send_frame(0x8, b"")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# -- headless Chromium over CDP ----------------------------------------------------------
+
+
+class Chromium:
+    """One headless Chromium with one page, opened at ``url``."""
+
+    def __init__(self, url: str, user_data_dir: str, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            [
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1000,800",
+                f"--user-data-dir={user_data_dir}", "--remote-debugging-port=0", url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ws = None
+        self._id = 0
+        try:
+            port_file = os.path.join(user_data_dir, "DevToolsActivePort")
+            deadline = time.monotonic() + timeout
+            while not (os.path.exists(port_file) and open(port_file).read().count("\n") >= 1):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("chromium did not open its DevTools port")
+                time.sleep(0.05)
+            port = int(open(port_file).read().split()[0])
+            page = None
+            while page is None:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+                page = next((t for t in targets if t["type"] == "page"), None)
+                if page is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("chromium has no page target")
+                    time.sleep(0.05)
+            path = page["webSocketDebuggerUrl"].split(f":{port}", 1)[1]
+            self.ws = WebSocket("127.0.0.1", port, path, timeout=timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, method: str, **params):
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self._id:
+                if "error" in message:
+                    raise RuntimeError(f"CDP {method} failed: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            return None
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, predicate, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value is not None and predicate(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{expression} stayed at {value!r} for {timeout} s")
+            time.sleep(0.1)
+
+    def screenshot(self, path) -> np.ndarray:
+        from PIL import Image
+
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        with open(path, "wb") as f:
+            f.write(data)
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def y_length(channel: str) -> str:
+    """JS: how many points the page's data source of ``channel`` holds."""
+    return f"Bokeh.documents[0].get_model_by_name({channel!r}).data.y.length"
+
+
+def y_values(channel: str) -> str:
+    return f"Array.from(Bokeh.documents[0].get_model_by_name({channel!r}).data.y)"
+
+
+# -- tests -------------------------------------------------------------------------------
+
+
+@needs_chromium
+def test_server_streams_to_a_browser(tmp_path):
+    from bricks.extensions.plot import PlotServer
+
+    plots = PlotServer("stream", [["train_cost"]], update_interval=0.05)
+    plots.push([("train_cost", i, 1.0 / (i + 1)) for i in range(10)])
+    plots.start(announce=False)
+    stop = threading.Event()
+
+    def feed():
+        i = 10
+        while not stop.wait(0.05):
+            plots.push([("train_cost", i, 1.0 / (i + 1))])
+            i += 1
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    browser = None
+    try:
+        browser = Chromium(plots.url, str(tmp_path / "chromium"))
+        first = browser.wait_for(y_length("train_cost"), lambda n: n >= 10)
+        browser.wait_for(y_length("train_cost"), lambda n: n > first + 5)
+        assert browser.evaluate(y_values("train_cost"))[:3] == [1.0, 0.5, 1.0 / 3]
+    finally:
+        stop.set()
+        feeder.join()
+        if browser is not None:
+            browser.close()
+        plots.close()
