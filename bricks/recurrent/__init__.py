@@ -6,7 +6,9 @@ masks; every loop is one :func:`bricks.core.scan`.
 """
 
 from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
+from bricks.recurrent._bidirectional import Bidirectional
 from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
+from bricks.recurrent._stack import RECURRENTSTACK_SEPARATOR, RecurrentStack
 
 __all__ = [
     "recurrent",
@@ -15,4 +17,7 @@ __all__ = [
     "SimpleRecurrent",
     "LSTM",
     "GatedRecurrent",
+    "Bidirectional",
+    "RecurrentStack",
+    "RECURRENTSTACK_SEPARATOR",
 ]

@@ -131,6 +131,10 @@ class RecurrentApplication(Application):
         roles: Sequence[Any] = (),
     ) -> None:
         self.step = step
+        #: ``True`` when the step masks its states itself (it then gets
+        #: ``mask`` and the decorator does not mask again), as the low-memory
+        #: step of :class:`RecurrentStack` does.
+        self.step_masks_states = False
         self.step_signature, self.step_takes_mask = _step_signature(step)
         self.step_var_keyword = any(
             p.kind is p.VAR_KEYWORD for p in inspect.signature(step).parameters.values()
@@ -458,7 +462,7 @@ def _single_step(
             f"{brick.path}.{bound.name} declares outputs {outputs} but its step returned "
             f"{len(result)} values"
         )
-    if mask is not None:
+    if mask is not None and not app.step_masks_states:
         result = [
             apply_mask(mask, value, named[name]) if name in states else value
             for name, value in zip(outputs, result, strict=True)
