@@ -1,5 +1,7 @@
 """Training algorithms: :class:`GradientDescent` and Blocks' step rules on optax."""
 
+from bricks.algorithms.function_graph import FunctionGraph
+from bricks.algorithms.gradient_descent import GradientDescent
 from bricks.algorithms.rules import (
     AdaDelta,
     AdaGrad,
@@ -19,6 +21,8 @@ from bricks.algorithms.rules import (
 from bricks.algorithms.step_rule import Hyperparameter, RuleState, StepRule
 
 __all__ = [
+    "GradientDescent",
+    "FunctionGraph",
     "StepRule",
     "Hyperparameter",
     "RuleState",

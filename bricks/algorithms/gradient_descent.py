@@ -1,0 +1,519 @@
+"""GradientDescent: one jitted, donated training step over a computation graph.
+
+Forward pass, backward pass, the step rule, the parameter update, batch-norm
+style state updates, the non-finite guard and the on-device accumulation of
+monitored quantities all run in **one compiled function** whose parameters,
+optimizer state and accumulators are donated. The host reads nothing back
+per batch: monitored values are fetched only when an extension reports.
+
+>>> import numpy as np
+>>> from bricks.algorithms import GradientDescent, Scale
+>>> algorithm = GradientDescent(
+...     cost=lambda p, x: (p["w"] ** 2).sum() + 0 * x.sum(),
+...     parameters={"w": np.array([1.0, 2.0], np.float32)}, step_rule=Scale(0.25))
+>>> algorithm.process_batch({"x": np.zeros(1, np.float32)})
+>>> algorithm.parameter_values()["w"].tolist()
+[0.5, 1.0]
+>>> algorithm.set_hyperparameter("learning_rate", 0.5)   # no re-compile
+>>> algorithm.process_batch({"x": np.zeros(1, np.float32)})
+>>> algorithm.parameter_values()["w"].tolist(), algorithm.compilations
+([0.0, 0.0], 1)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bricks.algorithms.function_graph import FunctionGraph
+from bricks.algorithms.rules import RemoveNotFinite, Scale, l2_norm
+from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
+from bricks.core.roles import AUXILIARY, PARAMETER, has_role
+from bricks.core.tracing import Variable
+from bricks.errors import AlgorithmError, NonFiniteCostError, StepRuleError, did_you_mean
+
+__all__ = ["GradientDescent"]
+
+logger = logging.getLogger(__name__)
+
+_UNUSED = ("raise", "warn", "ignore")
+
+
+def _quantity(name: str) -> Variable:
+    return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
+
+
+class GradientDescent:
+    """Minimize ``cost`` by gradient descent with a step rule (Blocks' GradientDescent).
+
+    Args:
+        cost: a :class:`bricks.graph.ComputationGraph` (its first output is
+            the cost), or a plain function ``cost(params, **batch)``
+            returning a scalar (then ``parameters`` is the dict of initial
+            values), or a :class:`~bricks.algorithms.FunctionGraph`.
+        parameters: which parameters to train: Variables or paths of the
+            graph (default: every graph parameter with role PARAMETER); the
+            others stay fixed. For a cost function: the initial values.
+        step_rule: a Blocks :class:`StepRule` (its step is subtracted) or any
+            optax ``GradientTransformation`` (its update is added). Default:
+            ``Scale(1.0)``, i.e. steepest descent.
+        on_unused_sources: ``"raise"`` (default), ``"warn"`` or ``"ignore"``
+            when a batch has sources the cost does not read.
+        seed: seed of the base PRNG key for stochastic graphs; step ``i``
+            uses ``fold_in(key, i)``, so a resumed run draws the same noise.
+
+    Attributes:
+        graph, step_rule, total_gradient_norm, total_step_norm (Variables to
+        monitor), compilations (how many times the step was traced).
+    """
+
+    def __init__(
+        self,
+        cost: Any,
+        parameters: Sequence[Any] | Mapping[str, Any] | None = None,
+        step_rule: Any = None,
+        on_unused_sources: str = "raise",
+        seed: int = 0,
+    ) -> None:
+        if on_unused_sources not in _UNUSED:
+            raise AlgorithmError(
+                f"on_unused_sources must be one of {_UNUSED}, got {on_unused_sources!r}"
+            )
+        if callable(cost) and not hasattr(cost, "evaluate"):
+            cost = FunctionGraph(cost, parameters)  # type: ignore[arg-type]
+            parameters = None
+        if not hasattr(cost, "evaluate"):
+            raise AlgorithmError(
+                f"cost must be a ComputationGraph or a function, got {type(cost).__name__}"
+            )
+        self.graph = cost
+        self.step_rule = step_rule if step_rule is not None else Scale()
+        if not (hasattr(self.step_rule, "init") and hasattr(self.step_rule, "update")):
+            raise StepRuleError(
+                f"step_rule must be a StepRule or an optax transform, got {self.step_rule!r}"
+            )
+        self._blocks_sign = isinstance(self.step_rule, StepRule)
+        self._skip_not_finite = self._blocks_sign and self.step_rule.contains(RemoveNotFinite)
+        self.on_unused_sources = on_unused_sources
+        self.seed = int(seed)
+        self.total_gradient_norm = _quantity("total_gradient_norm")
+        self.total_step_norm = _quantity("total_step_norm")
+        known = {p.path: p for p in self.graph.parameters}
+        if parameters is None:
+            chosen = [p.path for p in self.graph.parameters if has_role(p.roles, PARAMETER)]
+        else:
+            chosen = []
+            for p in parameters:
+                path = getattr(p, "path", p)
+                if path not in known:
+                    raise AlgorithmError(
+                        f"parameter {path!r} is not read by the cost{did_you_mean(path, known)}"
+                    )
+                chosen.append(path)
+        if not chosen:
+            raise AlgorithmError("no parameters to train: the cost reads no PARAMETER variable")
+        self.parameter_paths: list[str] = chosen
+        self._monitors: list[list[Variable]] = []
+        self._state: dict[str, Any] | None = None
+        self._step_fn: Callable | None = None
+        self._multi_fn: Callable | None = None
+        self._batch_keys: tuple | None = None
+        self._last_bad: Any = None
+        self._calls = 0
+        self.compilations = 0
+
+    # -- monitoring requests -------------------------------------------------
+    @property
+    def quantities(self) -> list[Variable]:
+        """What the step can monitor: outputs, graph variables, gradient/step norms."""
+        return (
+            list(self.graph.outputs)
+            + list(getattr(self.graph, "variables", []))
+            + [self.total_gradient_norm, self.total_step_norm]
+        )
+
+    def resolve(self, variable: Any) -> Variable:
+        """The monitorable Variable for a Variable or a name (``"cost"``...)."""
+        if isinstance(variable, Variable):
+            return variable
+        for v in self.quantities:
+            if v.name == variable or v.tag == variable:
+                return v
+        names = [v.name for v in self.quantities]
+        raise AlgorithmError(
+            f"nothing named {variable!r} to monitor{did_you_mean(variable, names)}; "
+            f"known: {sorted(set(names))}"
+        )
+
+    def add_monitor(self, variables: Sequence[Any]) -> int:
+        """Accumulate ``variables`` on device every step; returns a slot id.
+
+        Call before training starts (extensions do it in ``before_training``);
+        a later call re-compiles the step.
+        """
+        resolved = [self.resolve(v) for v in variables]
+        self._monitors.append(resolved)
+        if self._state is not None:
+            self._state["acc"] = self._state["acc"] + (self._zero_acc(len(self._monitors) - 1),)
+            self._step_fn = self._multi_fn = None
+        return len(self._monitors) - 1
+
+    def _sizes(self, slot: int) -> list[int]:
+        return [int(np.prod(v.shape or ())) for v in self._monitors[slot]]
+
+    def _zero_acc(self, slot: int) -> jax.Array:
+        return jnp.zeros(sum(self._sizes(slot)) + 1, jnp.float32)
+
+    def read_monitor(self, slot: int, log: Any = None) -> dict[str, Any]:
+        """Means of the slot's variables since its last read (per element); resets it.
+
+        This is the only device-to-host transfer of monitoring. Raises
+        :class:`NonFiniteCostError` if training hit a non-finite cost.
+        """
+        state = self._require_state()
+        acc, bad = jax.device_get((state["acc"][slot], state["bad"]))
+        self._raise_if_bad(int(bad), log)
+        state["acc"] = state["acc"][:slot] + (self._zero_acc(slot),) + state["acc"][slot + 1 :]
+        count = acc[-1]
+        out: dict[str, Any] = {}
+        offset = 0
+        for var, size in zip(self._monitors[slot], self._sizes(slot), strict=True):
+            chunk = acc[offset : offset + size] / max(count, 1)
+            offset += size
+            out[var.name] = chunk.reshape(var.shape or ()) if var.shape else float(chunk[0])
+        return out
+
+    # -- building ------------------------------------------------------------
+    def _require_state(self) -> dict[str, Any]:
+        if self._state is None:
+            self.initialize()
+        return self._state  # type: ignore[return-value]
+
+    def initialize(self) -> None:
+        """Read the parameter values and build the optimizer state (once)."""
+        if self._state is not None:
+            return
+        values = self.graph.parameter_values()
+        params = {k: jnp.array(v, copy=True) for k, v in values.items()}
+        train = {k: params[k] for k in self.parameter_paths}
+        self._state = {
+            "params": params,
+            "opt": self.step_rule.init(train),
+            "acc": tuple(self._zero_acc(i) for i in range(len(self._monitors))),
+            "step": jnp.zeros((), jnp.int32),
+            "bad": jnp.full((), -1, jnp.int32),
+        }
+        self._base_key = jax.random.key_data(jax.random.key(self.seed))
+        self._locate_hyperparameters()
+
+    def _extra_variables(self) -> list[Variable]:
+        seen: dict[str, Variable] = {}
+        outputs = {v.tag for v in self.graph.outputs}
+        for slot in self._monitors:
+            for v in slot:
+                if v.tag not in outputs and not v.tag.startswith("algorithm:"):
+                    seen[v.tag] = v
+        for _, v, _ in getattr(self.graph, "state_updates", []):
+            seen[v.tag] = v
+        return list(seen.values())
+
+    def _make_step(self) -> Callable:
+        graph, rule = self.graph, self.step_rule
+        train_paths = list(self.parameter_paths)
+        extra = self._extra_variables()
+        monitors = [list(s) for s in self._monitors]
+        state_updates = list(getattr(graph, "state_updates", []))
+        blocks_sign, skip = self._blocks_sign, self._skip_not_finite
+        needs_key = bool(getattr(graph, "needs_key", False))
+
+        def step(state, batch, base_key):
+            params = state["params"]
+            train = {k: params[k] for k in train_paths}
+            fixed = {k: v for k, v in params.items() if k not in train}
+            key = None
+            if needs_key:
+                key = jax.random.fold_in(jax.random.wrap_key_data(base_key), state["step"])
+
+            def loss(train):
+                outs, extras = graph.evaluate({**fixed, **train}, batch, key=key, extra=extra)
+                return outs[0], (outs, extras)
+
+            (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
+            if blocks_sign:
+                steps, opt = rule.update(grads, state["opt"], train)
+                new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
+            else:
+                updates, opt = rule.update(grads, state["opt"], train)
+                new_train = optax.apply_updates(train, updates)
+                steps = jax.tree_util.tree_map(jnp.negative, updates)
+            values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
+            values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
+            values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
+            step_norm = l2_norm(steps.values())
+            values["algorithm:total_step_norm"] = step_norm
+            new_params = {**params, **new_train}
+            for path, var, fn in state_updates:
+                new_params[path] = fn(new_params[path], values[var.tag]).astype(params[path].dtype)
+            finite = jnp.isfinite(cost) & jnp.isfinite(step_norm)
+            bad = state["bad"]
+            if skip:
+                ok = finite
+            else:
+                ok = finite & (bad < 0)
+                bad = jnp.where((bad < 0) & ~finite, state["step"] + 1, bad)
+
+            def keep(new, old):
+                return jnp.where(ok, new, old)
+
+            new_params = jax.tree_util.tree_map(keep, new_params, params)
+            opt = jax.tree_util.tree_map(keep, opt, state["opt"])
+            acc = tuple(
+                a
+                + jnp.concatenate(
+                    [jnp.ravel(values[v.tag]).astype(jnp.float32) for v in slot]
+                    + [jnp.ones(1, jnp.float32)]
+                )
+                for a, slot in zip(state["acc"], monitors, strict=True)
+            )
+            new_state = {
+                "params": new_params,
+                "opt": opt,
+                "acc": acc,
+                "step": state["step"] + 1,
+                "bad": bad,
+            }
+            return new_state, bad
+
+        return step
+
+    def _compile(self) -> None:
+        step = self._make_step()
+
+        def single(state, batch, base_key):
+            self.compilations += 1
+            return step(state, batch, base_key)
+
+        def multi(state, batches, base_key):
+            self.compilations += 1
+
+            def body(s, b):
+                s, bad = step(s, b, base_key)
+                return s, bad
+
+            state, bads = jax.lax.scan(body, state, batches)
+            return state, bads[-1]
+
+        self._step_fn = jax.jit(single, donate_argnums=(0,))
+        self._multi_fn = jax.jit(multi, donate_argnums=(0,))
+
+    # -- training ------------------------------------------------------------
+    def _inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        keys = tuple(batch)
+        if keys != self._batch_keys:
+            names = list(self.graph.inputs)
+            missing = [n for n in names if n not in batch]
+            if missing:
+                raise AlgorithmError(
+                    f"the batch lacks source(s) {missing} that the cost reads; "
+                    f"batch sources: {list(batch)}; cost inputs: {names}"
+                )
+            unused = [k for k in batch if k not in names]
+            if unused and self.on_unused_sources == "raise":
+                raise AlgorithmError(
+                    f"batch source(s) {unused} are not read by the cost (inputs: {names}); "
+                    "select sources on the stream, or pass on_unused_sources='ignore' "
+                    "(or 'warn') to GradientDescent"
+                )
+            if unused and self.on_unused_sources == "warn":
+                logger.warning("batch sources %s are not read by the cost", unused)
+            self._batch_keys = keys
+        return {n: batch[n] for n in self.graph.inputs}
+
+    def process_batch(self, batch: Mapping[str, Any]) -> None:
+        """Run one training step on ``batch`` (asynchronously: nothing is read back)."""
+        state = self._require_state()
+        if self._step_fn is None:
+            self._compile()
+        inputs = self._inputs(batch)
+        self._state, self._last_bad = self._step_fn(state, inputs, self._base_key)
+        self._calls += 1
+
+    def process_batches(self, batches: Sequence[Mapping[str, Any]]) -> None:
+        """Run ``len(batches)`` steps in one compiled ``lax.scan`` call.
+
+        Same results as calling :meth:`process_batch` on each; batches of
+        different shapes fall back to one call each.
+        """
+        inputs = [self._inputs(b) for b in batches]
+        shapes = {tuple((k, np.shape(v)) for k, v in b.items()) for b in inputs}
+        if len(batches) == 1 or len(shapes) != 1:
+            for b in batches:
+                self.process_batch(b)
+            return
+        state = self._require_state()
+        if self._multi_fn is None:
+            self._compile()
+        stacked = {k: np.stack([np.asarray(b[k]) for b in inputs]) for k in inputs[0]}
+        self._state, self._last_bad = self._multi_fn(state, stacked, self._base_key)
+        self._calls += 1
+
+    def check_finite(self, log: Any = None, wait: bool = True) -> None:
+        """Raise :class:`NonFiniteCostError` if a step had a non-finite cost or step.
+
+        With ``wait=False`` this never blocks: it looks only when the last
+        step's flag is already computed. The failing step and every later one
+        left parameters and optimizer state unchanged, so what is saved
+        afterwards is finite.
+        """
+        if self._last_bad is None or self._skip_not_finite:
+            return
+        if not wait:
+            if self._calls % 8 or not self._last_bad.is_ready():
+                return
+        self._raise_if_bad(int(self._last_bad), log)
+
+    def _raise_if_bad(self, bad: int, log: Any) -> None:
+        if bad < 0 or self._skip_not_finite:
+            return
+        if log is not None:
+            log[bad]["nonfinite_cost"] = True
+            log.status["iterations_done"] = bad - 1
+        raise NonFiniteCostError(
+            f"the cost or the step became NaN or infinite at iteration {bad}; training stopped "
+            f"there (parameters and optimizer state are those after iteration {bad - 1}). "
+            "Lower the learning rate, clip steps (StepClipping), or add RemoveNotFinite() "
+            "last in the step rule to skip such steps."
+        )
+
+    # -- values --------------------------------------------------------------
+    def current_parameters(self) -> dict[str, jax.Array]:
+        """The device arrays of all parameters now (do not keep them: they are donated)."""
+        return dict(self._require_state()["params"])
+
+    def parameter_values(self) -> dict[str, np.ndarray]:
+        """Host copies of all parameters."""
+        return jax.device_get(self.current_parameters())
+
+    def write_back(self) -> None:
+        """Store the trained values in the graph's bricks."""
+        if self._state is not None:
+            self.graph.set_parameter_values(self.parameter_values())
+
+    # -- hyperparameters -----------------------------------------------------
+    def _locate_hyperparameters(self) -> None:
+        found: list[tuple[str, Any, tuple]] = []
+        if isinstance(self.step_rule, StepRule):
+            found = list(self.step_rule.named_hyperparameters())
+        else:
+            found = [(n, None, p) for n, p in _inject_hyperparams(self._state["opt"], ())]
+        self._hyper: dict[str, tuple] = {name: path for name, _, path in found}
+        self._handles: dict[Hyperparameter, str] = {h: n for n, h, _ in found if h is not None}
+        short: dict[str, list[str]] = {}
+        for name in self._hyper:
+            short.setdefault(name.rsplit("/", 1)[-1], []).append(name)
+        self._aliases = {s: names[0] for s, names in short.items() if len(names) == 1}
+
+    def _hyper_path(self, name: str | Hyperparameter) -> tuple:
+        self._require_state()
+        if isinstance(name, Hyperparameter):
+            if name not in self._handles:
+                raise StepRuleError(f"{name!r} does not belong to this algorithm's step rule")
+            name = self._handles[name]
+        full = name if name in self._hyper else self._aliases.get(name)
+        if full is None:
+            known = sorted(set(self._hyper) | set(self._aliases))
+            raise StepRuleError(
+                f"no hyperparameter {name!r}{did_you_mean(name, known)}; known: {known}"
+            )
+        return self._hyper[full]
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """Current hyperparameter values by name (reads them from the device)."""
+        state = self._require_state()
+        return {n: float(get_at(state["opt"], p)) for n, p in self._hyper.items()}
+
+    def get_hyperparameter(self, name: str | Hyperparameter) -> float:
+        return float(get_at(self._require_state()["opt"], self._hyper_path(name)))
+
+    def set_hyperparameter(self, name: str | Hyperparameter, value: float) -> None:
+        """Change a hyperparameter (e.g. ``"learning_rate"``) for the next steps; no re-compile."""
+        path = self._hyper_path(name)
+        state = self._require_state()
+        old = get_at(state["opt"], path)
+        state["opt"] = set_at(state["opt"], path, jnp.asarray(value, old.dtype))
+
+    # -- checkpointing -------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json, arrays)``: parameters, optimizer state, key, accumulators, counters."""
+        state = self._require_state()
+        host = jax.device_get(state)
+        arrays: dict[str, np.ndarray] = {}
+        for path, value in host["params"].items():
+            arrays[f"params/{path}"] = np.asarray(value)
+        for keypath, leaf in jax.tree_util.tree_flatten_with_path(host["opt"])[0]:
+            arrays[f"opt_state/{jax.tree_util.keystr(keypath)}"] = np.asarray(leaf)
+        for i, acc in enumerate(host["acc"]):
+            arrays[f"accumulators/{i}"] = np.asarray(acc)
+        arrays["rng_key"] = np.asarray(self._base_key)
+        meta = {
+            "step": int(host["step"]),
+            "bad": int(host["bad"]),
+            "trained": list(self.parameter_paths),
+            "hyperparameters": self.hyperparameters,
+            "monitors": [[v.name for v in slot] for slot in self._monitors],
+        }
+        return meta, arrays
+
+    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output exactly."""
+        state = self._require_state()
+        params = {}
+        for path, old in state["params"].items():
+            if f"params/{path}" not in arrays:
+                raise AlgorithmError(f"the saved state lacks parameter {path!r}")
+            params[path] = jnp.asarray(arrays[f"params/{path}"], old.dtype)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(state["opt"])
+        new_leaves = []
+        for keypath, old in leaves:
+            name = f"opt_state/{jax.tree_util.keystr(keypath)}"
+            if name not in arrays:
+                raise AlgorithmError(
+                    f"the saved optimizer state lacks {name!r}; was it saved with another step rule?"
+                )
+            new_leaves.append(jnp.asarray(arrays[name], jnp.asarray(old).dtype))
+        acc = tuple(
+            jnp.asarray(arrays[f"accumulators/{i}"], jnp.float32)
+            if f"accumulators/{i}" in arrays
+            else self._zero_acc(i)
+            for i in range(len(self._monitors))
+        )
+        self._state = {
+            "params": params,
+            "opt": jax.tree_util.tree_unflatten(treedef, new_leaves),
+            "acc": acc,
+            "step": jnp.asarray(meta["step"], jnp.int32),
+            "bad": jnp.asarray(meta.get("bad", -1), jnp.int32),
+        }
+        if "rng_key" in arrays:
+            self._base_key = jnp.asarray(arrays["rng_key"], jnp.uint32)
+
+
+def _inject_hyperparams(tree: Any, path: tuple) -> list[tuple[str, tuple]]:
+    """Find ``optax.inject_hyperparams`` states: ``(name, path)`` of each hyperparameter."""
+    out: list[tuple[str, tuple]] = []
+    hyper = getattr(tree, "hyperparams", None)
+    if isinstance(hyper, Mapping):
+        prefix = "/".join(str(p) for p in path if isinstance(p, int))
+        for k in hyper:
+            out.append(((prefix + "/" if prefix else "") + str(k), path + ("hyperparams", k)))
+    if isinstance(tree, tuple | list):
+        for i, child in enumerate(tree):
+            out.extend(_inject_hyperparams(child, path + (i,)))
+    return out

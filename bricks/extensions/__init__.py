@@ -1,0 +1,46 @@
+"""Training extensions: conditions, stopping, monitoring, printing, progress, timing."""
+
+from bricks.extensions.aggregation import (
+    CONCATENATE,
+    MAX,
+    MEAN,
+    MIN,
+    Aggregation,
+    MonitoredQuantity,
+)
+from bricks.extensions.base import CALLBACKS, CONDITION_KEYWORDS, SimpleExtension, TrainingExtension
+from bricks.extensions.evaluator import DatasetEvaluator
+from bricks.extensions.monitoring import DataStreamMonitoring, TrainingDataMonitoring
+from bricks.extensions.printing import Printing
+from bricks.extensions.progress import ProgressBar
+from bricks.extensions.timing import Timestamp, Timing
+from bricks.extensions.training import (
+    FinishAfter,
+    FinishIfNoImprovement,
+    SharedVariableModifier,
+    TrackTheBest,
+)
+
+__all__ = [
+    "TrainingExtension",
+    "SimpleExtension",
+    "CALLBACKS",
+    "CONDITION_KEYWORDS",
+    "FinishAfter",
+    "SharedVariableModifier",
+    "TrackTheBest",
+    "FinishIfNoImprovement",
+    "Printing",
+    "ProgressBar",
+    "Timing",
+    "Timestamp",
+    "TrainingDataMonitoring",
+    "DataStreamMonitoring",
+    "DatasetEvaluator",
+    "Aggregation",
+    "MEAN",
+    "MIN",
+    "MAX",
+    "CONCATENATE",
+    "MonitoredQuantity",
+]

@@ -1,0 +1,115 @@
+"""Aggregation schemes for monitoring over a dataset, and user-defined quantities.
+
+An :class:`Aggregation` is three pure functions, small like an optax
+transform: ``init(value_shape, dtype) -> acc``, ``update(acc, value,
+batch_size) -> acc`` (jitted, on device) and ``finalize(acc) -> value``.
+Blocks' default for a dataset is the **mean over examples**: per-batch means
+weighted by batch size.
+
+>>> import jax.numpy as jnp
+>>> acc = MEAN.init((), jnp.float32)
+>>> acc = MEAN.update(acc, jnp.float32(1.0), 3)
+>>> acc = MEAN.update(acc, jnp.float32(3.0), 1)
+>>> float(MEAN.finalize(acc))
+1.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from bricks.errors import ExtensionError, did_you_mean
+
+__all__ = [
+    "Aggregation",
+    "MEAN",
+    "MIN",
+    "MAX",
+    "CONCATENATE",
+    "MonitoredQuantity",
+    "get_aggregation",
+]
+
+
+class Aggregation(NamedTuple):
+    """How per-batch values of one variable become one value for a dataset."""
+
+    init: Callable[[tuple, Any], Any]
+    update: Callable[[Any, Any, Any], Any]
+    finalize: Callable[[Any], Any]
+    name: str = "custom"
+
+
+def _mean_update(acc, value, n):
+    total, count = acc
+    return total + jnp.asarray(value, jnp.float32) * n, count + n
+
+
+MEAN = Aggregation(
+    init=lambda shape, dtype: (jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.float32)),
+    update=_mean_update,
+    finalize=lambda acc: acc[0] / acc[1],
+    name="mean",
+)
+MIN = Aggregation(
+    init=lambda shape, dtype: jnp.full(shape, jnp.inf, jnp.float32),
+    update=lambda acc, value, n: jnp.minimum(acc, jnp.asarray(value, jnp.float32)),
+    finalize=lambda acc: acc,
+    name="min",
+)
+MAX = Aggregation(
+    init=lambda shape, dtype: jnp.full(shape, -jnp.inf, jnp.float32),
+    update=lambda acc, value, n: jnp.maximum(acc, jnp.asarray(value, jnp.float32)),
+    finalize=lambda acc: acc,
+    name="max",
+)
+#: Concatenate per-batch values along axis 0 (kept on device until the end).
+CONCATENATE = Aggregation(init=None, update=None, finalize=None, name="concatenate")  # type: ignore[arg-type]
+
+_BY_NAME = {"mean": MEAN, "min": MIN, "max": MAX, "concatenate": CONCATENATE}
+
+
+def get_aggregation(scheme: str | Aggregation) -> Aggregation:
+    """An :class:`Aggregation` from itself or its name (mean, min, max, concatenate)."""
+    if isinstance(scheme, Aggregation):
+        return scheme
+    if scheme not in _BY_NAME:
+        raise ExtensionError(
+            f"unknown aggregation {scheme!r}{did_you_mean(scheme, _BY_NAME)}; "
+            f"known: {sorted(_BY_NAME)} or an Aggregation(init, update, finalize)"
+        )
+    return _BY_NAME[scheme]
+
+
+class MonitoredQuantity:
+    """A user-defined quantity computed on the host from per-batch values (Blocks).
+
+    Subclass it: ``requires`` lists the Variables (or names) whose per-batch
+    values :meth:`aggregate` receives as numpy arrays; :meth:`initialize`
+    resets; :meth:`get_aggregated_value` returns the result. Unlike the
+    on-device schemes this reads values back every batch.
+
+    >>> class ExampleCount(MonitoredQuantity):
+    ...     def initialize(self): self.n = 0
+    ...     def aggregate(self, cost): self.n += 1
+    ...     def get_aggregated_value(self): return self.n
+    >>> ExampleCount(requires=["cost"], name="batches").name
+    'batches'
+    """
+
+    def __init__(self, requires: Sequence[Any], name: str) -> None:
+        self.requires = list(requires)
+        self.name = name
+
+    def initialize(self) -> None:
+        raise NotImplementedError
+
+    def aggregate(self, *values: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def get_aggregated_value(self) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,181 @@
+"""Extensions that steer training: FinishAfter, SharedVariableModifier, TrackTheBest,
+FinishIfNoImprovement.
+
+>>> finish = FinishAfter(after_n_epochs=3)
+>>> best = TrackTheBest("valid_cost")
+>>> stop = FinishIfNoImprovement("valid_cost", epochs=2)
+>>> best.notification_name, stop.notification_name
+('valid_cost_best_so_far', 'valid_cost_best_so_far')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bricks.errors import ExtensionError
+from bricks.extensions.base import SimpleExtension, _AfterN
+
+__all__ = ["FinishAfter", "SharedVariableModifier", "TrackTheBest", "FinishIfNoImprovement"]
+
+logger = logging.getLogger(__name__)
+
+
+def _request_finish(main_loop: Any) -> None:
+    main_loop.log.status["training_finish_requested"] = True
+    main_loop.log.current_row["training_finish_requested"] = True
+
+
+class FinishAfter(SimpleExtension):
+    """Finish training when its conditions fire (e.g. ``after_n_epochs=10``).
+
+    ``after_n_batches`` / ``after_n_epochs`` fire at the first moment *at or
+    past* ``N``, so a run resumed past ``N`` stops at once instead of never.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        n_batches = kwargs.pop("after_n_batches", None)
+        n_epochs = kwargs.pop("after_n_epochs", None)
+        super().__init__(**kwargs)
+        if n_batches is not None:
+            self.add_condition(["after_batch"], _AfterN("iterations_done", int(n_batches), False))
+        if n_epochs is not None:
+            self.add_condition(["after_epoch"], _AfterN("epochs_done", int(n_epochs), False))
+        if not self.conditions:
+            raise ExtensionError("FinishAfter needs a condition, e.g. after_n_epochs=10")
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        _request_finish(self.main_loop)
+
+
+class SharedVariableModifier(SimpleExtension):
+    """Set a hyperparameter from a schedule while training (Blocks' name).
+
+    Args:
+        parameter: a hyperparameter handle (``step_rule.learning_rate``) or
+            its name in the algorithm (``"learning_rate"``).
+        function: ``function(iterations_done)`` (``num_args=1``, e.g. an optax
+            schedule) or ``function(iterations_done, old_value)``
+            (``num_args=2``) returning the new value.
+        **kwargs: conditions; default ``after_batch=True``.
+
+    The value is changed in the optimizer state, never re-compiling.
+    """
+
+    def __init__(
+        self, parameter: Any, function: Callable[..., float], num_args: int = 1, **kwargs: Any
+    ) -> None:
+        if num_args not in (1, 2):
+            raise ExtensionError(f"num_args must be 1 or 2, got {num_args!r}")
+        if not any(k in kwargs for k in ("after_batch", "every_n_batches", "after_epoch",
+                                         "every_n_epochs", "before_epoch", "before_training")):
+            kwargs.setdefault("after_batch", True)
+        super().__init__(**kwargs)
+        self.parameter, self.function, self.num_args = parameter, function, num_args
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        algorithm = self.main_loop.algorithm
+        done = self.main_loop.log.status["iterations_done"]
+        if self.num_args == 1:
+            value = self.function(done)
+        else:
+            value = self.function(done, algorithm.get_hyperparameter(self.parameter))
+        algorithm.set_hyperparameter(self.parameter, value)
+
+
+class TrackTheBest(SimpleExtension):
+    """Note when ``record_name`` reaches a new best value.
+
+    Writes ``log.status["best_" + record_name]`` and, at the new best, the
+    record ``notification_name`` (default ``record_name + "_best_so_far"``).
+    Default condition: ``after_epoch=True``; runs after the monitor that
+    writes the record, so list it after that monitor.
+    """
+
+    def __init__(
+        self,
+        record_name: str,
+        notification_name: str | None = None,
+        choose_best: Callable[[list], Any] = min,
+        **kwargs: Any,
+    ) -> None:
+        if not any(k in kwargs for k in ("after_batch", "every_n_batches", "every_n_epochs")):
+            kwargs.setdefault("after_epoch", True)
+        super().__init__(**kwargs)
+        self.record_name = record_name
+        self.notification_name = notification_name or record_name + "_best_so_far"
+        self.best_name = "best_" + record_name
+        self.choose_best = choose_best
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        log = self.main_loop.log
+        value = log.current_row.get(self.record_name)
+        if value is None:
+            return
+        best = log.status.get(self.best_name)
+        if best is None or self.choose_best([best, value]) == value and value != best:
+            log.status[self.best_name] = value
+            log.current_row[self.notification_name] = True
+
+
+class FinishIfNoImprovement(SimpleExtension):
+    """Stop when :class:`TrackTheBest` saw no new best for a patience.
+
+    Args:
+        notification_name: the record :class:`TrackTheBest` writes, or the
+            tracked record name itself (``"valid_cost"`` means
+            ``"valid_cost_best_so_far"``).
+        iterations / epochs: the patience (exactly one of them).
+        patience_log_record: record of the remaining patience (default
+            ``notification_name + "_patience_epochs"`` / ``"_iterations"``).
+    """
+
+    def __init__(
+        self,
+        notification_name: str,
+        iterations: int | None = None,
+        epochs: int | None = None,
+        patience_log_record: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (iterations is None) == (epochs is None):
+            raise ExtensionError("FinishIfNoImprovement needs exactly one of iterations= or epochs=")
+        if epochs is not None:
+            kwargs.setdefault("after_epoch", True)
+        else:
+            kwargs.setdefault("after_batch", True)
+        super().__init__(**kwargs)
+        if not notification_name.endswith("_best_so_far"):
+            notification_name += "_best_so_far"
+        self.notification_name = notification_name
+        self.iterations, self.epochs = iterations, epochs
+        unit = "epochs" if epochs is not None else "iterations"
+        self.patience_log_record = patience_log_record or f"{notification_name}_patience_{unit}"
+        self.last_best_iter: int | None = None
+        self.last_best_epoch: int | None = None
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        log = self.main_loop.log
+        if self.notification_name in log.current_row:
+            self.last_best_iter = log.status["iterations_done"]
+            self.last_best_epoch = log.status["epochs_done"]
+        if self.last_best_iter is None:
+            return
+        if self.epochs is not None:
+            patience = self.epochs - (log.status["epochs_done"] - self.last_best_epoch)
+        else:
+            patience = self.iterations - (log.status["iterations_done"] - self.last_best_iter)
+        log.current_row[self.patience_log_record] = patience
+        if patience <= 0:
+            _request_finish(self.main_loop)
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state.update(last_best_iter=self.last_best_iter, last_best_epoch=self.last_best_epoch)
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.last_best_iter = state.get("last_best_iter")
+        self.last_best_epoch = state.get("last_best_epoch")

@@ -1,0 +1,369 @@
+"""The main loop: epochs of batches through an algorithm, with extensions (Blocks' MainLoop).
+
+Event order (as in Blocks)::
+
+    before_training                      (on_resumption instead, when resuming)
+    per epoch:  before_epoch
+                per batch: before_batch(batch) -> step -> iterations_done += 1
+                           -> after_batch(batch)
+                after_epoch
+    after_training                       (when training finished cleanly)
+    on_interrupt                         (Ctrl-C / SIGTERM, before after_training)
+    on_error(exception)                  (an exception escaped; it is re-raised)
+
+The first Ctrl-C (SIGINT) finishes the current epoch, a second one or a
+SIGTERM finishes the current batch; training then ends cleanly (extensions
+such as a checkpoint run ``after_training``).
+
+>>> import numpy as np
+>>> from bricks.algorithms import GradientDescent, Scale
+>>> from bricks.extensions import FinishAfter
+>>> data = [{"x": np.full((2,), float(i), np.float32)} for i in range(5)]
+>>> algorithm = GradientDescent(
+...     cost=lambda p, x: ((p["w"] - x) ** 2).mean(),
+...     parameters={"w": np.zeros(2, np.float32)}, step_rule=Scale(0.1))
+>>> loop = MainLoop(algorithm, data, extensions=[FinishAfter(after_n_epochs=2)])
+>>> loop.run()
+>>> loop.log.status["iterations_done"], loop.log.status["epoch_ends"]
+(10, [5, 10])
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from bricks.errors import MainLoopError
+from bricks.log import TrainingLog
+
+__all__ = ["MainLoop", "TrainingFinish"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingFinish(Exception):
+    """Raised inside the loop to stop training cleanly (not an error)."""
+
+
+class MainLoop:
+    """Train ``algorithm`` on batches of ``data_stream`` while extensions watch.
+
+    Args:
+        algorithm: a :class:`~bricks.algorithms.GradientDescent` (or anything
+            with ``initialize()`` and ``process_batch(batch)``).
+        data_stream: yields dict batches ``{source: array}``; a Fuel-like
+            stream with ``get_epoch_iterator(as_dict=True)``, or any
+            re-iterable of dicts. ``get_state()/set_state()`` are used for
+            checkpoints when the stream has them.
+        model: what is being trained (a graph or a brick), for extensions.
+        extensions: :class:`~bricks.extensions.TrainingExtension` objects,
+            run in the given order at every event.
+        log: a :class:`~bricks.log.TrainingLog`; ``log_path`` makes one that
+            persists to a JSON-lines file.
+        steps_per_call: at most this many training steps run in one compiled
+            call (a ``lax.scan``) whenever no extension needs control between
+            them; results and logs are the same as with ``1``.
+
+    Attributes:
+        log, status (``log.status``), extensions, algorithm, data_stream,
+        model, timings (``read_data`` and ``train`` seconds of the last batch).
+    """
+
+    def __init__(
+        self,
+        algorithm: Any,
+        data_stream: Any,
+        model: Any = None,
+        extensions: Sequence[Any] | None = None,
+        log: TrainingLog | None = None,
+        log_path: str | None = None,
+        steps_per_call: int = 1,
+    ) -> None:
+        if log is not None and log_path is not None:
+            raise MainLoopError("give MainLoop either log= or log_path=, not both")
+        self.algorithm = algorithm
+        self.data_stream = data_stream
+        self.model = model
+        self.extensions = list(extensions or [])
+        self.log = log if log is not None else TrainingLog(log_path)
+        if int(steps_per_call) < 1:
+            raise MainLoopError(f"steps_per_call must be >= 1, got {steps_per_call!r}")
+        self.steps_per_call = int(steps_per_call)
+        self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
+        self._epoch_iterator: Iterator | None = None
+        self._old_handlers: dict[int, Any] = {}
+        names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise MainLoopError(
+                f"extension names must be unique to checkpoint them; repeated: {duplicates}; "
+                "pass name=... to tell them apart"
+            )
+        for ext in self.extensions:
+            if hasattr(ext, "set_main_loop"):
+                ext.set_main_loop(self)
+            else:
+                ext.main_loop = self
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.log.status
+
+    @property
+    def iteration_state(self) -> Iterator | None:
+        """The current epoch iterator (Blocks' name)."""
+        return self._epoch_iterator
+
+    def find_extension(self, name: str) -> Any:
+        """The extension called ``name``."""
+        for ext in self.extensions:
+            if getattr(ext, "name", None) == name:
+                return ext
+        raise MainLoopError(
+            f"no extension named {name!r}; have {[getattr(e, 'name', e) for e in self.extensions]}"
+        )
+
+    # -- running -------------------------------------------------------------
+    def run(self, resume: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None) -> None:
+        """Train until an extension or an interrupt stops it, or the stream is done.
+
+        Args:
+            resume: a ``(json_state, arrays)`` pair from :meth:`get_state` to
+                restore first; ``on_resumption`` is dispatched instead of
+                ``before_training``.
+        """
+        if resume is not None:
+            self.set_state(*resume)
+        self._install_signal_handlers()
+        try:
+            try:
+                if not self.status["training_started"]:
+                    self._run_extensions("before_training")
+                    self.algorithm.initialize()
+                    self.status["training_started"] = True
+                else:
+                    self.status["resumed_from"] = self.status["iterations_done"]
+                    self.status["training_finish_requested"] = False
+                    self.status["epoch_interrupt_received"] = False
+                    self.status["batch_interrupt_received"] = False
+                    self.algorithm.initialize()
+                    self._run_extensions("on_resumption")
+                self.log.flush(with_status=True)
+                while self._run_epoch():
+                    pass
+                self._finish_check()
+            except TrainingFinish:
+                self._finish_check()
+                self.log.current_row["training_finished"] = True
+        except BaseException as error:
+            self._restore_signal_handlers()
+            self.log.current_row["got_exception"] = traceback.format_exc()
+            logger.error("Error during training: %s", error)
+            for ext in self.extensions:  # each one runs even if another fails
+                try:
+                    ext.dispatch("on_error", error)
+                except Exception:  # the original error is what the user must see
+                    logger.error("%r failed in on_error:\n%s", ext, traceback.format_exc())
+            try:
+                self._write_back()
+                self.log.close()
+            except Exception:
+                logger.error("Could not close the log:\n%s", traceback.format_exc())
+            raise
+        else:
+            self._restore_signal_handlers()
+            self.status["finished_cleanly"] = True
+            if self.status["epoch_interrupt_received"] or self.status["batch_interrupt_received"]:
+                self._run_extensions("on_interrupt")
+            self._write_back()
+            self._run_extensions("after_training")
+            self.log.close()
+        finally:
+            self._restore_signal_handlers()
+
+    def _write_back(self) -> None:
+        write_back = getattr(self.algorithm, "write_back", None)
+        if write_back is not None:
+            write_back()
+
+    def _finish_check(self) -> None:
+        check = getattr(self.algorithm, "check_finite", None)
+        if check is not None:
+            check(self.log, wait=True)
+
+    def _run_extensions(self, callback_name: str, *args: Any) -> None:
+        for ext in self.extensions:
+            ext.dispatch(callback_name, *args)
+
+    def _new_epoch_iterator(self) -> Iterator:
+        stream = self.data_stream
+        getter = getattr(stream, "get_epoch_iterator", None)
+        if getter is not None:
+            try:
+                return iter(getter(as_dict=True))
+            except TypeError:
+                return iter(getter())
+        if isinstance(stream, Iterable):
+            return iter(stream)
+        raise MainLoopError(
+            f"data_stream must have get_epoch_iterator() or be iterable, got {type(stream).__name__}"
+        )
+
+    def _run_epoch(self) -> bool:
+        if not self.status["epoch_started"]:
+            self.status["received_first_batch"] = False
+            try:
+                self._epoch_iterator = self._new_epoch_iterator()
+            except StopIteration:
+                return False
+            self.status["epoch_started"] = True
+            self._run_extensions("before_epoch")
+        elif self._epoch_iterator is None:  # resumed mid-epoch: the stream knows where
+            self._epoch_iterator = self._new_epoch_iterator()
+        while self._run_iteration():
+            pass
+        self.status["epoch_started"] = False
+        self.status["epochs_done"] += 1
+        self.status["epoch_ends"].append(self.status["iterations_done"])
+        self._epoch_iterator = None
+        self._finish_check()
+        self._run_extensions("after_epoch")
+        self.log.flush(with_status=True)
+        self._check_finish_training("epoch")
+        return True
+
+    def _chunk_size(self) -> int:
+        if self.steps_per_call == 1:
+            return 1
+        done = self.status["iterations_done"]
+        k = self.steps_per_call
+        for ext in self.extensions:
+            need = ext.batches_until_needed(done)
+            if need is not None:
+                k = min(k, max(int(need), 1))
+        return k
+
+    def _next_batch(self) -> Any:
+        return next(self._epoch_iterator)
+
+    def _run_iteration(self) -> bool:
+        k = self._chunk_size()
+        start = time.perf_counter()
+        batches = []
+        try:
+            while len(batches) < k:
+                batches.append(self._next_batch())
+        except StopIteration:
+            if not batches:
+                if not self.status["received_first_batch"]:
+                    raise MainLoopError(
+                        "the epoch iterator yielded no batches; is the data stream empty?"
+                    ) from None
+                return False
+        read = time.perf_counter()
+        self.status["received_first_batch"] = True
+        self._run_extensions("before_batch", batches[0])
+        if len(batches) == 1:
+            self.algorithm.process_batch(batches[0])
+        elif len(batches) < k:  # the epoch's tail: one step each, no extra compile
+            for batch in batches:
+                self.algorithm.process_batch(batch)
+        else:
+            self.algorithm.process_batches(batches)
+        self.status["iterations_done"] += len(batches)
+        timings = self.timings
+        timings["read_data"] = read - start
+        timings["train"] = time.perf_counter() - read
+        timings["read_data_total"] += timings["read_data"]
+        timings["train_total"] += timings["train"]
+        check = getattr(self.algorithm, "check_finite", None)
+        if check is not None:
+            check(self.log, wait=False)
+        self._run_extensions("after_batch", batches[-1])
+        if self.log._pending:
+            self.log.flush()
+        self._check_finish_training("batch")
+        return True
+
+    def _check_finish_training(self, level: str) -> None:
+        if self.status["training_finish_requested"] or self.status["batch_interrupt_received"]:
+            raise TrainingFinish
+        if level == "epoch" and self.status["epoch_interrupt_received"]:
+            raise TrainingFinish
+
+    # -- signals -------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._old_handlers = {
+            signal.SIGINT: signal.signal(signal.SIGINT, self._handle_epoch_interrupt),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, self._handle_batch_interrupt),
+        }
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers = {}
+
+    def _handle_epoch_interrupt(self, signum: int, frame: Any) -> None:
+        logger.warning("Interrupt received: finishing the current epoch (again to stop sooner)")
+        signal.signal(signal.SIGINT, self._handle_batch_interrupt)
+        self.status["epoch_interrupt_received"] = True
+        self.log.current_row["epoch_interrupt_received"] = True
+
+    def _handle_batch_interrupt(self, signum: int, frame: Any) -> None:
+        logger.warning("Interrupt received: finishing the current batch")
+        self.status["batch_interrupt_received"] = True
+        self.log.current_row["batch_interrupt_received"] = True
+
+    # -- checkpointing -------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Everything needed to resume exactly: ``(json_state, arrays)``.
+
+        ``json_state`` holds the log (status and rows), the algorithm's
+        JSON part, the data stream's state and each extension's state by
+        name; ``arrays`` is a flat ``{name: numpy array}`` mapping (parameters,
+        optimizer state, RNG key, monitoring accumulators).
+        """
+        self._finish_check()
+        algo_json, arrays = {}, {}
+        if hasattr(self.algorithm, "get_state"):
+            algo_json, algo_arrays = self.algorithm.get_state()
+            arrays.update({f"algorithm/{k}": v for k, v in algo_arrays.items()})
+        stream_state = None
+        if hasattr(self.data_stream, "get_state"):
+            stream_state = self.data_stream.get_state()
+        state = {
+            "format": "bricks.main_loop/1",
+            "log": self.log.get_state(),
+            "algorithm": algo_json,
+            "data_stream": stream_state,
+            "extensions": {ext.name: ext.get_state() for ext in self.extensions},
+        }
+        return state, arrays
+
+    def set_state(self, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output; the next :meth:`run` resumes."""
+        if state.get("format") != "bricks.main_loop/1":
+            raise MainLoopError(f"not a main-loop state (format={state.get('format')!r})")
+        self.log.set_state(state["log"])
+        if hasattr(self.algorithm, "set_state"):
+            prefix = "algorithm/"
+            self.algorithm.set_state(
+                state["algorithm"],
+                {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
+            )
+        if state.get("data_stream") is not None:
+            if not hasattr(self.data_stream, "set_state"):
+                raise MainLoopError("the checkpoint has a data-stream state but the stream has no set_state()")
+            self.data_stream.set_state(state["data_stream"])
+        saved = state.get("extensions", {})
+        for ext in self.extensions:
+            if ext.name in saved:
+                ext.set_state(saved[ext.name])
+        self._epoch_iterator = None
