@@ -8,6 +8,7 @@ CIFAR-10 and a text corpus. See ``docs/data.md`` and
 :mod:`bricks.data._streams` for the state contract.
 """
 
+from ._converters import convert, download, read_idx, safe_unpickle
 from ._datasets import Dataset, IndexableDataset, IterableDataset
 from ._hdf5 import H5PYDataset, create_split_array, write_hdf5
 from ._prefetch import Prefetch
@@ -85,7 +86,11 @@ __all__ = [
     "Vocabulary",
     "Window",
     "bucket_by_length",
+    "convert",
     "create_split_array",
     "default_corpus_files",
+    "download",
+    "read_idx",
+    "safe_unpickle",
     "write_hdf5",
 ]
