@@ -34,6 +34,5 @@ def checkpoint_and_plot(
             Plot = None
         if Plot is not None:
             name = os.path.basename(os.path.normpath(run_dir))
-            extensions.append(Plot(name, channels=[list(c) for c in channels],
-                                   output_dir=run_dir))
+            extensions.append(Plot(name, channels=[list(c) for c in channels], output_dir=run_dir))
     return extensions

@@ -151,9 +151,7 @@ def new_run_dir(config_name: str, root: str | os.PathLike = "runs") -> Path:
 def newest_run_dir(config_name: str, root: str | os.PathLike = "runs") -> Path:
     """The most recently modified ``root/<config_name>-*`` directory that holds a run."""
     runs = [
-        p
-        for p in Path(root).glob(f"{config_name}-*")
-        if p.is_dir() and (p / CONFIG_FILE).is_file()
+        p for p in Path(root).glob(f"{config_name}-*") if p.is_dir() and (p / CONFIG_FILE).is_file()
     ]
     if not runs:
         raise ExperimentError(

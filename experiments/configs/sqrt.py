@@ -48,24 +48,31 @@ def _stream(numbers: np.ndarray, config: dict[str, Any], shuffle: bool) -> DataS
     y = np.sqrt(x).astype(np.float32)
     dataset = IndexableDataset({"numbers": x, "roots": y})
     n, size = len(x), config["batch_size"]
-    scheme = (ShuffledScheme(n, size, seed=config["seed"]) if shuffle
-              else SequentialScheme(n, size))
+    scheme = ShuffledScheme(n, size, seed=config["seed"]) if shuffle else SequentialScheme(n, size)
     return DataStream(dataset, iteration_scheme=scheme)
 
 
 def build(config: dict[str, Any], run_dir: str) -> MainLoop:
-    mlp = MLP([Tanh(), Identity()], [1, config["hidden_dim"], 1],
-              weights_init=IsotropicGaussian(0.5), biases_init=Constant(0.0))
+    mlp = MLP(
+        [Tanh(), Identity()],
+        [1, config["hidden_dim"], 1],
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=Constant(0.0),
+    )
     mlp.initialize(seed=config["seed"])
 
     def cost(numbers, roots):
         return SquaredError().apply(roots[:, None], mlp.apply(numbers[:, None]))
 
     cg = ComputationGraph(cost, numbers=(None,), roots=(None,))
-    rule = (Adam(config["learning_rate"]) if config["step_rule"] == "adam"
-            else Scale(config["learning_rate"]))
-    algorithm = GradientDescent(cost=cg, parameters=cg.parameters, step_rule=rule,
-                                seed=config["seed"])
+    rule = (
+        Adam(config["learning_rate"])
+        if config["step_rule"] == "adam"
+        else Scale(config["learning_rate"])
+    )
+    algorithm = GradientDescent(
+        cost=cg, parameters=cg.parameters, step_rule=rule, seed=config["seed"]
+    )
     train = _stream(np.arange(0, 100, dtype=np.float64), config, shuffle=True)
     test = _stream(np.arange(100, 200, dtype=np.float64), config, shuffle=False)
     extensions = [
@@ -76,5 +83,10 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
         *checkpoint_and_plot(config, run_dir, [["train_cost", "test_cost"]]),
         Printing(after_epoch=False, every_n_epochs=25),
     ]
-    return MainLoop(algorithm, train, model=cg, extensions=extensions,
-                    log_path=os.path.join(run_dir, "log.jsonl"))
+    return MainLoop(
+        algorithm,
+        train,
+        model=cg,
+        extensions=extensions,
+        log_path=os.path.join(run_dir, "log.jsonl"),
+    )

@@ -27,10 +27,22 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(config: str, run_dir: Path | None, *args: str, timeout: float = 120,
-        check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(runner_command(config, run_dir, *args), cwd=cwd or REPO, env=env(),
-                          capture_output=True, text=True, timeout=timeout)
+def run(
+    config: str,
+    run_dir: Path | None,
+    *args: str,
+    timeout: float = 120,
+    check: bool = True,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        runner_command(config, run_dir, *args),
+        cwd=cwd or REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"runner failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -12,15 +12,30 @@ from experiments._overrides import apply_overrides, parse_value
 
 from ._helpers import check_run_dir, read_json, run
 
-CONFIG = {"seed": 1, "epochs": 2, "lr": 0.1, "name": "x", "corpus": None, "sizes": [1, 2],
-          "plot": True}
+CONFIG = {
+    "seed": 1,
+    "epochs": 2,
+    "lr": 0.1,
+    "name": "x",
+    "corpus": None,
+    "sizes": [1, 2],
+    "plot": True,
+}
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("5", 5), ("0.5", 0.5), ("'a b'", "a b"), ("[1, 2]", [1, 2]), ("None", None),
-     ("tanh", "tanh"), ("data/a.txt", "data/a.txt"), ("/tmp/x-1.txt", "/tmp/x-1.txt"),
-     ("os.system", "os.system")],
+    [
+        ("5", 5),
+        ("0.5", 0.5),
+        ("'a b'", "a b"),
+        ("[1, 2]", [1, 2]),
+        ("None", None),
+        ("tanh", "tanh"),
+        ("data/a.txt", "data/a.txt"),
+        ("/tmp/x-1.txt", "/tmp/x-1.txt"),
+        ("os.system", "os.system"),
+    ],
 )
 def test_values_are_literals_or_bare_words(text, expected):
     assert parse_value(text) == expected
@@ -28,8 +43,16 @@ def test_values_are_literals_or_bare_words(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["__import__('os').system('id')", "open('x').read()", "exec(1)", "a b", "1 + x",
-     "[x for x in ()]", "lambda: 0", "'unclosed"],
+    [
+        "__import__('os').system('id')",
+        "open('x').read()",
+        "exec(1)",
+        "a b",
+        "1 + x",
+        "[x for x in ()]",
+        "lambda: 0",
+        "'unclosed",
+    ],
 )
 def test_code_is_refused(text):
     with pytest.raises(OverrideError, match="never evaluated as code"):
@@ -37,10 +60,18 @@ def test_code_is_refused(text):
 
 
 def test_overrides_fit_the_default_types():
-    out = apply_overrides(CONFIG, ["epochs=5", "lr=1", "name=12", "corpus=a.txt",
-                                   "sizes=(3, 4)", "plot=false"])
-    assert out == {**CONFIG, "epochs": 5, "lr": 1.0, "name": "12", "corpus": "a.txt",
-                   "sizes": [3, 4], "plot": False}
+    out = apply_overrides(
+        CONFIG, ["epochs=5", "lr=1", "name=12", "corpus=a.txt", "sizes=(3, 4)", "plot=false"]
+    )
+    assert out == {
+        **CONFIG,
+        "epochs": 5,
+        "lr": 1.0,
+        "name": "12",
+        "corpus": "a.txt",
+        "sizes": [3, 4],
+        "plot": False,
+    }
     assert apply_overrides(CONFIG, ["sizes=7"])["sizes"] == [7]
     assert CONFIG["epochs"] == 2  # the base is not modified
     with pytest.raises(OverrideError, match="expected a int"):
@@ -85,8 +116,7 @@ def test_config_errors(tmp_path, capsys):
 
 
 def test_hostile_override_is_refused_before_anything_runs(tmp_path):
-    proc = run("sqrt", tmp_path / "r", "--set", "seed=__import__('os').system('id')",
-               check=False)
+    proc = run("sqrt", tmp_path / "r", "--set", "seed=__import__('os').system('id')", check=False)
     assert proc.returncode == 2
     assert "never evaluated as code" in proc.stderr
     assert "uid=" not in proc.stdout + proc.stderr
