@@ -105,7 +105,7 @@ class DatasetEvaluator:
             new = []
             for acc, scheme, value in zip(accs, schemes, values[:n_plain], strict=True):
                 new.append(value if scheme is CONCATENATE else scheme.update(acc, value, n))
-            return tuple(new), values[n_plain:]
+            return tuple(new), values
 
         self._fn = jax.jit(step)
 
@@ -138,8 +138,9 @@ class DatasetEvaluator:
                 else:
                     accs[i] = new[i]
             if self.quantities:
-                by_tag = dict(zip([v.tag for v in self.needed[len(self.variables):]],
-                                  jax.device_get(host_values), strict=True))
+                by_tag = dict(
+                    zip([v.tag for v in self.needed], jax.device_get(host_values), strict=True)
+                )
                 for q in self.quantities:
                     q.aggregate(*[by_tag[_resolve(self.graph, r).tag] for r in q.requires])
         if not seen:

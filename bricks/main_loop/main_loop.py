@@ -67,7 +67,9 @@ class MainLoop:
             persists to a JSON-lines file.
         steps_per_call: at most this many training steps run in one compiled
             call (a ``lax.scan``) whenever no extension needs control between
-            them; results and logs are the same as with ``1``.
+            them; results and logs are the same as with ``1``. Only scans of
+            exactly this length are compiled (shorter stretches run step by
+            step), so choose a divisor of the reporting intervals.
 
     Attributes:
         log, status (``log.status``), extensions, algorithm, data_stream,
@@ -270,7 +272,7 @@ class MainLoop:
         self._run_extensions("before_batch", batches[0])
         if len(batches) == 1:
             self.algorithm.process_batch(batches[0])
-        elif len(batches) < k:  # the epoch's tail: one step each, no extra compile
+        elif len(batches) < self.steps_per_call:  # one step each: no scan of another length
             for batch in batches:
                 self.algorithm.process_batch(batch)
         else:
