@@ -232,3 +232,154 @@ def test_server_streams_to_a_browser(tmp_path):
         if browser is not None:
             browser.close()
         plots.close()
+
+
+# -- training end to end ---------------------------------------------------------------
+
+
+def _training(tmp_path, plot, stop, slow=0.02, finish_after=None):
+    """A tiny linear regression whose loop runs until ``stop`` is set (or ``finish_after``)."""
+    from bricks.algorithms import GradientDescent, Scale
+    from bricks.extensions import (
+        DataStreamMonitoring,
+        FinishAfter,
+        SimpleExtension,
+        TrainingDataMonitoring,
+    )
+    from bricks.main_loop import MainLoop
+
+    class SlowUntil(SimpleExtension):
+        """Makes batches slow enough to watch and finishes training when told."""
+
+        def do(self, which_callback, *args):
+            if stop.is_set():
+                self.main_loop.log.status["training_finish_requested"] = True
+            else:
+                time.sleep(slow)
+
+    def cost(params, x, y):
+        return ((x @ params["w"] + params["b"] - y) ** 2).mean()
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(80, 3).astype(np.float32)
+    y = x @ np.array([1.0, -2.0, 0.5], np.float32)
+    train = [{"x": x[i : i + 8], "y": y[i : i + 8]} for i in range(0, 64, 8)]
+    valid = [{"x": x[64:], "y": y[64:]}]
+    algorithm = GradientDescent(
+        cost=cost,
+        parameters={"w": np.zeros(3, np.float32), "b": np.zeros((), np.float32)},
+        step_rule=Scale(0.02),
+    )
+    return MainLoop(
+        algorithm,
+        train,
+        log_path=str(tmp_path / "run" / "log.jsonl"),
+        extensions=[
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            DataStreamMonitoring(["cost"], valid, after_epoch=True),
+            plot,
+            SlowUntil(after_batch=True),
+        ]
+        + ([FinishAfter(after_n_batches=finish_after)] if finish_after else []),
+    )
+
+
+class _Run:
+    """Runs ``loop.run(**kwargs)`` on a thread; re-raises its error on join."""
+
+    def __init__(self, loop, **kwargs):
+        self.error = None
+
+        def target():
+            try:
+                loop.run(**kwargs)
+            except BaseException as error:  # noqa: BLE001 - re-raised in join()
+                self.error = error
+
+        self.thread = threading.Thread(target=target)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "training did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def _wait_for_url(plot, run, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while plot.url is None:
+        if run.error is not None or time.monotonic() > deadline:
+            run.join()
+            raise AssertionError("the plot server did not start")
+        time.sleep(0.02)
+    return plot.url
+
+
+@needs_chromium
+def test_training_plots_live_in_a_browser(tmp_path):
+    from PIL import Image
+
+    from bricks.extensions.plot import Plot
+
+    plot = Plot("training", channels=[["train_cost", "valid_cost"]], every_n_batches=1,
+                update_interval=0.05)
+    stop = threading.Event()
+    loop = _training(tmp_path, plot, stop)
+    run = _Run(loop)
+    browser = None
+    try:
+        browser = Chromium(_wait_for_url(plot, run), str(tmp_path / "chromium"))
+        first = browser.wait_for(y_length("train_cost"), lambda n: n >= 5)
+        browser.wait_for(y_length("valid_cost"), lambda n: n >= 1)
+        time.sleep(2.0)  # training goes on: the page gets more points
+        browser.wait_for(y_length("train_cost"), lambda n: n >= first + 10)
+        pixels = browser.screenshot(tmp_path / "plots.png")
+        assert pixels.std() > 5.0, "the screenshot is blank"
+        assert browser.evaluate("document.title") == "training"
+        stop.set()
+        run.join()
+        on_page = browser.evaluate(y_values("train_cost"))
+    finally:
+        stop.set()
+        run.join()
+        if browser is not None:
+            browser.close()
+    logged = [value for _, value in loop.log.records("train_cost")]
+    assert len(on_page) >= first + 10
+    assert on_page == logged[: len(on_page)]
+    # the static page, written when training finished, holds every point and no CDN link
+    assert plot.html_written == str(tmp_path / "run" / "training.html")
+    html = open(plot.html_written, encoding="utf-8").read()
+    assert "cdn.bokeh.org" not in html and "Bokeh" in html
+    assert plot.server is None  # stopped after training
+    assert not [t for t in threading.enumerate() if t.name.startswith("bricks-plot")]
+    assert Image.open(tmp_path / "plots.png").size[0] > 100
+
+
+@needs_chromium
+def test_resumed_run_page_starts_with_the_first_runs_history(tmp_path):
+    from bricks.extensions.plot import Plot
+
+    first = _training(tmp_path, Plot("resumed", ["train_cost"], serve=False),
+                      threading.Event(), slow=0.0, finish_after=12)
+    first.run()
+    state = first.get_state()
+    history = [value for _, value in first.log.records("train_cost")]
+    assert len(history) == 12
+
+    plot = Plot("resumed", ["train_cost"], every_n_batches=1, update_interval=0.05)
+    stop = threading.Event()
+    second = _training(tmp_path, plot, stop)
+    run = _Run(second, resume=state)
+    browser = None
+    try:
+        browser = Chromium(_wait_for_url(plot, run), str(tmp_path / "chromium"))
+        n = browser.wait_for(y_length("train_cost"), lambda n: n >= len(history))
+        assert browser.evaluate(y_values("train_cost"))[: len(history)] == history
+        browser.wait_for(y_length("train_cost"), lambda k: k >= n + 5)
+    finally:
+        stop.set()
+        run.join()
+        if browser is not None:
+            browser.close()
