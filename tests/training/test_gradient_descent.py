@@ -1,0 +1,67 @@
+"""GradientDescent over a real ComputationGraph: parameter selection, dropout keys, state."""
+
+import jax
+import numpy as np
+import pytest
+
+from bricks.algorithms import Adam, GradientDescent, Restrict, Scale
+from bricks.core import MLP, OUTPUT, Constant, IsotropicGaussian, Tanh
+from bricks.errors import AlgorithmError
+from bricks.graph import ComputationGraph, VariableFilter, apply_dropout
+
+
+def _graph():
+    mlp = MLP([Tanh(), Tanh()], [3, 4, 1], weights_init=IsotropicGaussian(0.5),
+              biases_init=Constant(0))
+    mlp.initialize(seed=0)
+
+    def cost(x):
+        return (mlp.apply(x) ** 2).mean()
+
+    return ComputationGraph(cost, x=(None, 3))
+
+
+@pytest.mark.slow
+def test_graph_training_with_dropout_and_exact_state_round_trip():
+    cg = _graph()
+    hidden = VariableFilter(bricks=[Tanh], roles=[OUTPUT])(cg.variables)[:1]
+    dropped = apply_dropout(cg, hidden, 0.5)
+    assert dropped.needs_key
+    x = np.random.RandomState(0).randn(5, 3).astype(np.float32)
+    a = GradientDescent(cost=dropped, step_rule=Adam(0.01), seed=3)
+    assert sorted(a.parameter_paths) == sorted(p.path for p in cg.parameters)
+    for _ in range(2):
+        a.process_batch({"x": x})
+    meta, arrays = a.get_state()
+    b = GradientDescent(cost=dropped, step_rule=Adam(0.01), seed=3)
+    b.set_state(meta, arrays)
+    for _ in range(3):
+        a.process_batch({"x": x})
+        b.process_batch({"x": x})
+    for k, v in a.parameter_values().items():
+        np.testing.assert_array_equal(b.parameter_values()[k], v)
+    assert a.compilations == 1
+    a.write_back()
+    np.testing.assert_array_equal(np.asarray(cg.parameter_values()["/mlp/linear_0.W"]),
+                                  a.parameter_values()["/mlp/linear_0.W"])
+
+
+def test_parameter_subset_and_restrict():
+    cg = _graph()
+    x = np.ones((2, 3), np.float32)
+    w0 = "/mlp/linear_0.W"
+    a = GradientDescent(cost=cg, parameters=[w0])
+    before = a.parameter_values()
+    a.process_batch({"x": x})
+    after = a.parameter_values()
+    assert not np.array_equal(before[w0], after[w0])
+    assert all(np.array_equal(before[k], after[k]) for k in before if k != w0)
+    r = GradientDescent(cost=cg, step_rule=Restrict(Scale(0.0), [w0]))
+    before = r.parameter_values()
+    r.process_batch({"x": x})
+    assert np.array_equal(before[w0], r.parameter_values()[w0])
+    with pytest.raises(AlgorithmError, match="did you mean"):
+        GradientDescent(cost=cg, parameters=["/mlp/linear_0.w"])
+    with pytest.raises(AlgorithmError, match="lacks source"):
+        a.process_batch({"features": x})
+    assert isinstance(jax.tree_util.tree_leaves(a.current_parameters())[0], jax.Array)
