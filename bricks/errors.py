@@ -20,7 +20,9 @@ class BricksError(Exception):
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return a ``" (did you mean 'x'?)"`` suffix, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    candidates = [str(c) for c in candidates]
+    same_but_case = [c for c in candidates if c.lower() == str(name).lower()]
+    close = same_but_case or difflib.get_close_matches(str(name), candidates, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -80,6 +82,19 @@ class RecurrentError(BricksError, ValueError):
 class InitialStateError(RecurrentError):
     """A state of a recurrent application has no initial value: none was passed
     and the brick's ``initial_states`` application does not produce it."""
+
+
+# --- sequence generators -----------------------------------------------------
+
+
+class AttentionError(RecurrentError):
+    """An attention brick got states or an attended sequence it cannot use
+    (a missing state, no ``attended``, clashing glimpse names)."""
+
+
+class SequenceGeneratorError(RecurrentError):
+    """A sequence generator, readout, emitter or beam search was configured or
+    called inconsistently (missing key, unknown source, bad ``eos``)."""
 
 
 # --- data (sections below are appended by each layer) ------------------------
@@ -157,6 +172,41 @@ class ExtensionError(BricksError, ValueError):
 
 class LogError(BricksError, ValueError):
     """A training log could not be written, read or followed."""
+
+
+# --- checkpoint --------------------------------------------------------------
+
+
+class CheckpointError(BricksError):
+    """Base class of the errors raised by :mod:`bricks.checkpoint`."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No (complete) checkpoint exists at the given path."""
+
+
+class CheckpointCorruptError(CheckpointError, ValueError):
+    """A checkpoint file is missing, truncated or fails its sha256 check; the
+    message names the checkpoint and the file."""
+
+
+class UnsafeCheckpointError(CheckpointError, ValueError):
+    """A checkpoint holds something that could execute code when loaded (a
+    pickle, an object array, metadata naming a class); it is refused unopened."""
+
+
+class CheckpointLockedError(CheckpointError, RuntimeError):
+    """Another process (its pid is named) holds the lock of a checkpoint directory."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A checkpoint does not fit the model it is restored into (a parameter
+    path missing, or a shape that differs: both shapes are named)."""
+
+
+class CheckpointWriteError(CheckpointError, TypeError):
+    """A value cannot be written to a checkpoint in an open format (an object
+    array, a non-JSON value in the state)."""
 
 
 # --- plot --------------------------------------------------------------------

@@ -1,0 +1,459 @@
+"""The on-disk format of one checkpoint, written atomically and read safely.
+
+A checkpoint is a directory holding three files in open formats::
+
+    ckpt-000000123/
+        arrays.npz      numpy arrays under neutral names a0, a1, ... (np.savez, no pickles)
+        state.json      {"format": "bricks.checkpoint/1", "arrays": {name: {key, shape, dtype}},
+                         "state": <JSON-able state>, "meta": {...}}
+        manifest.json   {"format": ..., "files": {file: {"size": n, "sha256": hex}}}
+
+Writing goes to ``ckpt-000000123.tmp-<pid>-<random>/``: each file is written,
+flushed and fsynced, the manifest last, the directory fsynced, then renamed
+into place and the parent directory fsynced. A directory without the
+``.tmp-`` suffix is therefore complete unless the disk itself corrupted it,
+which the manifest's sizes and sha256 sums detect.
+
+Reading never unpickles: ``np.load(..., allow_pickle=False)``, object and
+structured dtypes are refused, and JSON is parsed with a hook that refuses
+keys naming classes or callables (``__class__``, ``py/object``, ``_target_``
+...). Nothing in a checkpoint is ever imported or called.
+
+For fault-injection tests, ``BRICKS_CHECKPOINT_FAULT=<step>`` makes the
+writer SIGKILL its own process at that step (see :data:`WRITE_STEPS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bricks.errors import (
+    CheckpointCorruptError,
+    CheckpointNotFoundError,
+    CheckpointWriteError,
+    UnsafeCheckpointError,
+)
+
+__all__ = [
+    "FORMAT",
+    "WRITE_STEPS",
+    "ARRAYS_FILE",
+    "STATE_FILE",
+    "MANIFEST_FILE",
+    "write_checkpoint",
+    "read_checkpoint",
+    "read_metadata",
+    "verify_checkpoint",
+    "safe_json_loads",
+]
+
+FORMAT = "bricks.checkpoint/1"
+ARRAYS_FILE = "arrays.npz"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+TMP_MARK = ".tmp-"
+
+#: The steps of a write, in order; ``BRICKS_CHECKPOINT_FAULT`` names one.
+WRITE_STEPS = (
+    "mkdir",  # the temporary directory exists, empty
+    "arrays_partial",  # half of arrays.npz is written
+    "arrays",  # arrays.npz written and fsynced
+    "state",  # state.json written and fsynced
+    "manifest_partial",  # half of manifest.json is written
+    "manifest",  # manifest.json written and fsynced
+    "dir_fsync",  # the temporary directory fsynced, not yet renamed
+    "rename",  # renamed into place, parent not yet fsynced
+    "committed",  # parent fsynced: the checkpoint is durable
+)
+
+#: dtypes written as they are; others (bfloat16 ...) are stored as raw bits.
+_NATIVE_KINDS = "biuf"  # bool, signed, unsigned, float (complex "c" too)
+_SAFE_DTYPE_NAMES = frozenset(
+    [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "bfloat16",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "float8_e4m3b11fnuz",
+        "float8_e4m3fnuz",
+        "float8_e5m2fnuz",
+        "int4",
+        "uint4",
+    ]
+)
+#: keys that name classes, modules or callables in serialization formats that
+#: instantiate objects (jsonpickle, hydra, pickle-in-JSON conventions).
+_FORBIDDEN_KEYS = frozenset(
+    [
+        "__class__",
+        "__module__",
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__qualname__",
+        "__init__",
+        "__import__",
+        "__builtins__",
+        "py/object",
+        "py/reduce",
+        "py/type",
+        "py/function",
+        "py/mod",
+        "py/newargs",
+        "py/initargs",
+        "py/state",
+        "_target_",
+        "!!python/object",
+    ]
+)
+_HASH_CHUNK = 1 << 22
+
+
+# -- fault injection -----------------------------------------------------------
+
+
+def _fault(step: str) -> None:
+    """SIGKILL this process at ``step`` when ``BRICKS_CHECKPOINT_FAULT`` names it."""
+    wanted = os.environ.get("BRICKS_CHECKPOINT_FAULT")
+    if wanted and wanted == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- safe JSON -------------------------------------------------------------------
+
+
+def _refuse_classes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, value in pairs:
+        if key in _FORBIDDEN_KEYS:
+            raise UnsafeCheckpointError(
+                f"checkpoint metadata holds the key {key!r}, which names a class or callable "
+                "to instantiate; bricks never imports or calls anything from a checkpoint, "
+                "so such a file is refused"
+            )
+        if isinstance(value, str) and value.startswith("!!python/"):
+            raise UnsafeCheckpointError(
+                f"checkpoint metadata value of {key!r} is a YAML python tag {value[:40]!r}; refused"
+            )
+    return dict(pairs)
+
+
+def safe_json_loads(text: str | bytes, where: str = "checkpoint metadata") -> Any:
+    """Parse JSON into plain dicts, lists, strings and numbers, refusing class names.
+
+    Args:
+        text: the JSON document.
+        where: a description (file path) for error messages.
+
+    Raises:
+        UnsafeCheckpointError: a key names a class or callable (``__class__``,
+            ``py/object``, ``_target_`` ...).
+        CheckpointCorruptError: the text is not JSON.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_classes)
+    except UnsafeCheckpointError as error:
+        raise UnsafeCheckpointError(f"{where}: {error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointCorruptError(f"{where}: not valid JSON ({error})") from None
+
+
+def _dumps(value: Any, what: str) -> bytes:
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=True, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise CheckpointWriteError(
+            f"the {what} is not JSON-serializable ({error}); extensions' get_state() must "
+            "return dicts of strings, numbers, booleans, lists and None"
+        ) from None
+    # NaN/Infinity are allowed in values (a diverged cost is logged as NaN)
+    return text.encode()
+
+
+# -- durable file writing ------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes, partial_step: str | None = None) -> None:
+    with open(path, "wb") as f:
+        if partial_step is not None and os.environ.get("BRICKS_CHECKPOINT_FAULT") == partial_step:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            _fault(partial_step)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _encode_array(name: str, value: Any) -> tuple[np.ndarray, str]:
+    """Return ``(array to store, dtype name)``; exotic float types go as raw bits."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    dtype_name = array.dtype.name
+    if kind == "O" or array.dtype.hasobject:
+        raise CheckpointWriteError(
+            f"array {name!r} has dtype object; checkpoints hold only numeric arrays "
+            "(object arrays would need pickle)"
+        )
+    if kind in _NATIVE_KINDS + "c" and array.dtype.fields is None:
+        return (array if array.flags.c_contiguous else array.copy(order="C")), dtype_name
+    if dtype_name in _SAFE_DTYPE_NAMES and array.dtype.itemsize in (1, 2, 4, 8):
+        bits = np.dtype(f"u{array.dtype.itemsize}")
+        return array.copy(order="C").view(bits), dtype_name
+    raise CheckpointWriteError(
+        f"array {name!r} has dtype {array.dtype} (kind {kind!r}); checkpoints hold bool, "
+        "integer, float and complex arrays only"
+    )
+
+
+def _decode_dtype(name: str, where: str) -> np.dtype:
+    if name not in _SAFE_DTYPE_NAMES:
+        raise UnsafeCheckpointError(f"{where}: dtype {name!r} is not a plain numeric dtype")
+    try:
+        return np.dtype(name)
+    except TypeError:
+        import ml_dtypes  # installed with jax; gives bfloat16, float8 ...
+
+        return np.dtype(getattr(ml_dtypes, name))
+
+
+def write_checkpoint(
+    directory: str | os.PathLike,
+    name: str,
+    state: Mapping[str, Any],
+    arrays: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one checkpoint atomically and durably; return its final path.
+
+    Args:
+        directory: the run's checkpoint directory (created if missing).
+        name: the checkpoint's directory name (e.g. ``"ckpt-000000123"``);
+            it must not exist yet.
+        state: a JSON-able mapping (the main loop's state).
+        arrays: ``{name: array}`` of numeric arrays (numpy or jax).
+        meta: JSON-able metadata (step, versions, configuration hash, metrics).
+
+    Raises:
+        CheckpointWriteError: an object array or a non-JSON value.
+    """
+    directory = Path(directory)
+    final = directory / name
+    if TMP_MARK in name or "/" in name:
+        raise CheckpointWriteError(f"bad checkpoint name {name!r}")
+    if final.exists():
+        raise CheckpointWriteError(f"checkpoint {final} exists already; names are never reused")
+    index: dict[str, dict[str, Any]] = {}
+    stored: dict[str, np.ndarray] = {}
+    for i, (key, value) in enumerate(arrays.items()):
+        array, dtype_name = _encode_array(key, value)
+        slot = f"a{i}"
+        stored[slot] = array
+        index[key] = {"key": slot, "shape": list(np.shape(value)), "dtype": dtype_name}
+    state_bytes = _dumps(
+        {"format": FORMAT, "meta": dict(meta or {}), "arrays": index, "state": state},
+        "checkpoint state",
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    _fault("mkdir")
+    with open(tmp / ARRAYS_FILE, "wb") as f:
+        if os.environ.get("BRICKS_CHECKPOINT_FAULT") == "arrays_partial":
+            np.savez(f, **stored)
+            f.flush()
+            f.truncate(max(f.tell() // 2, 1))
+            os.fsync(f.fileno())
+            _fault("arrays_partial")
+        else:
+            np.savez(f, **stored)
+        f.flush()
+        os.fsync(f.fileno())
+    _fault("arrays")
+    _write_bytes(tmp / STATE_FILE, state_bytes)
+    _fault("state")
+    files = {
+        fname: {"size": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
+        for fname in (ARRAYS_FILE, STATE_FILE)
+    }
+    manifest = _dumps({"format": FORMAT, "files": files}, "manifest")
+    _write_bytes(tmp / MANIFEST_FILE, manifest, partial_step="manifest_partial")
+    _fault("manifest")
+    _fsync_dir(tmp)
+    _fault("dir_fsync")
+    os.rename(tmp, final)
+    _fault("rename")
+    _fsync_dir(directory)
+    _fault("committed")
+    return final
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def _read_json_file(path: Path, checkpoint: Path) -> Any:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointCorruptError(
+            f"checkpoint {checkpoint}: file {path.name} is missing"
+        ) from None
+    return safe_json_loads(data, where=f"checkpoint {checkpoint}: {path.name}")
+
+
+def verify_checkpoint(path: str | os.PathLike) -> list[str]:
+    """Check a checkpoint's files against its manifest; return the problems found.
+
+    An empty list means every file listed in ``manifest.json`` exists with the
+    recorded size and sha256. Each problem names the file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return [f"{path} is not a directory"]
+    try:
+        manifest = _read_json_file(path / MANIFEST_FILE, path)
+    except (CheckpointCorruptError, UnsafeCheckpointError) as error:
+        return [str(error)]
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if manifest.get("format") != FORMAT or not isinstance(files, dict):
+        return [f"{path / MANIFEST_FILE}: not a {FORMAT} manifest"]
+    problems = []
+    for required in (ARRAYS_FILE, STATE_FILE):
+        if required not in files:
+            problems.append(f"{path / MANIFEST_FILE}: does not list {required}")
+    for fname, entry in files.items():
+        fpath = path / str(fname)
+        if not isinstance(entry, dict) or Path(str(fname)).name != fname:
+            problems.append(f"{path / MANIFEST_FILE}: bad entry for {fname!r}")
+            continue
+        if not fpath.is_file():
+            problems.append(f"{fpath}: missing")
+            continue
+        size = fpath.stat().st_size
+        if size != entry.get("size"):
+            problems.append(
+                f"{fpath}: size {size} bytes, manifest says {entry.get('size')} (truncated?)"
+            )
+            continue
+        if _sha256(fpath) != entry.get("sha256"):
+            problems.append(f"{fpath}: sha256 differs from the manifest (corrupted)")
+    return problems
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``state.json`` of a checkpoint (no arrays loaded, no checks)."""
+    path = Path(path)
+    doc = _read_json_file(path / STATE_FILE, path)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointCorruptError(
+            f"checkpoint {path}: {STATE_FILE} is not in format {FORMAT!r} (found {found!r})"
+        )
+    if not isinstance(doc.get("arrays"), dict):
+        raise CheckpointCorruptError(f"checkpoint {path}: {STATE_FILE} lacks the array index")
+    return doc
+
+
+def read_checkpoint(
+    path: str | os.PathLike, verify: bool = True, names: Any = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Read a checkpoint: ``(state, arrays, meta)``.
+
+    Args:
+        path: the checkpoint directory (``.../ckpt-000000123``).
+        verify: check sizes and sha256 sums against the manifest first.
+        names: if given, a predicate on array names; only those are loaded.
+
+    Raises:
+        CheckpointNotFoundError: ``path`` is no directory.
+        CheckpointCorruptError: a file is missing, truncated or corrupted.
+        UnsafeCheckpointError: a pickle, an object array or class names in metadata.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointNotFoundError(f"no checkpoint directory at {path}")
+    if verify:
+        problems = verify_checkpoint(path)
+        if problems:
+            raise CheckpointCorruptError(f"checkpoint {path} is damaged: " + "; ".join(problems))
+    doc = read_metadata(path)
+    arrays_file = path / ARRAYS_FILE
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(arrays_file, allow_pickle=False) as npz:
+            stored = set(npz.files)
+            for name, entry in doc["arrays"].items():
+                if names is not None and not names(name):
+                    continue
+                where = f"checkpoint {path}: array {name!r}"
+                if not isinstance(entry, dict) or entry.get("key") not in stored:
+                    raise CheckpointCorruptError(
+                        f"{where} is listed but not stored in {ARRAYS_FILE}"
+                    )
+                dtype = _decode_dtype(str(entry.get("dtype")), where)
+                raw = npz[entry["key"]]
+                if raw.dtype.hasobject or raw.dtype.kind not in _NATIVE_KINDS + "c":
+                    raise UnsafeCheckpointError(f"{where} has dtype {raw.dtype}; refused")
+                value = raw if raw.dtype == dtype else raw.view(dtype)
+                if list(value.shape) != list(entry.get("shape", [])):
+                    raise CheckpointCorruptError(
+                        f"{where} has shape {value.shape}, index says {entry.get('shape')}"
+                    )
+                arrays[name] = value
+    except (UnsafeCheckpointError, CheckpointCorruptError):
+        raise
+    except FileNotFoundError:
+        raise CheckpointCorruptError(f"checkpoint {path}: {ARRAYS_FILE} is missing") from None
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise UnsafeCheckpointError(
+                f"checkpoint {path}: {ARRAYS_FILE} holds pickled data ({error}); "
+                "bricks never unpickles, the file is refused"
+            ) from None
+        raise CheckpointCorruptError(
+            f"checkpoint {path}: {ARRAYS_FILE} unreadable ({error})"
+        ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise CheckpointCorruptError(
+            f"checkpoint {path}: {ARRAYS_FILE} unreadable ({error})"
+        ) from None
+    state = doc.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointCorruptError(f"checkpoint {path}: {STATE_FILE} has no state object")
+    return state, arrays, dict(doc.get("meta") or {})

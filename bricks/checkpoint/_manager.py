@@ -1,0 +1,324 @@
+"""A directory of checkpoints: naming, locking, retention, verification and fallback.
+
+>>> import tempfile, numpy as np
+>>> with tempfile.TemporaryDirectory() as d:
+...     with CheckpointManager(d, keep_last=2) as manager:
+...         for step in (10, 20, 30):
+...             _ = manager.save(step, {"note": step}, {"w": np.full(3, step, np.float32)})
+...         [p.name for p in manager.checkpoints()]
+...         state, arrays, path = manager.restore()
+...     state["note"], arrays["w"].tolist(), path.name
+['ckpt-000000020', 'ckpt-000000030']
+(30, [30.0, 30.0, 30.0], 'ckpt-000000030')
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bricks.errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointLockedError,
+    CheckpointNotFoundError,
+)
+
+from ._format import TMP_MARK, read_checkpoint, read_metadata, verify_checkpoint, write_checkpoint
+
+__all__ = ["CheckpointManager", "find_checkpoint", "LOCK_FILE"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+_NAME = re.compile(r"^ckpt-(\d{9,})(?:-(\d+))?$")
+
+
+def _order(path: Path) -> tuple[int, int]:
+    m = _NAME.match(path.name)
+    assert m is not None
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+def _list(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _NAME.match(p.name) and p.is_dir()]
+    return sorted(found, key=_order)
+
+
+def find_checkpoint(path: str | os.PathLike, strict: bool = False) -> tuple[Path, list[str]]:
+    """Resolve ``path`` to one complete, verified checkpoint.
+
+    Args:
+        path: a checkpoint (``.../ckpt-000000123``) or a directory of them
+            (then the newest one that verifies is chosen).
+        strict: fail instead of falling back to an older checkpoint.
+
+    Returns:
+        ``(checkpoint path, problems)``: what was wrong with the newer
+        checkpoints that were skipped (each names its file).
+
+    Raises:
+        CheckpointNotFoundError: nothing complete is there.
+        CheckpointCorruptError: the checkpoint (or, with ``strict``, the
+            newest one) is damaged, or every one is.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointNotFoundError(f"no checkpoint at {path}: it does not exist")
+    if (
+        (path / "manifest.json").exists()
+        or (path / "state.json").exists()
+        or _NAME.match(path.name)
+    ):
+        problems = verify_checkpoint(path)
+        if problems:
+            raise CheckpointCorruptError(f"checkpoint {path} is damaged: " + "; ".join(problems))
+        return path, []
+    candidates = _list(path)
+    if not candidates:
+        leftovers = [p.name for p in path.iterdir() if TMP_MARK in p.name] if path.is_dir() else []
+        extra = f" (only incomplete leftovers: {leftovers})" if leftovers else ""
+        raise CheckpointNotFoundError(f"no complete checkpoint in {path}{extra}")
+    skipped: list[str] = []
+    for candidate in reversed(candidates):
+        problems = verify_checkpoint(candidate)
+        if not problems:
+            for problem in skipped:
+                logger.warning("skipped a damaged checkpoint: %s", problem)
+            if skipped:
+                logger.warning("falling back to %s", candidate)
+            return candidate, skipped
+        skipped.extend(problems)
+        if strict:
+            raise CheckpointCorruptError(
+                f"the newest checkpoint {candidate} is damaged (strict=True, no fallback): "
+                + "; ".join(problems)
+            )
+    raise CheckpointCorruptError(f"every checkpoint in {path} is damaged: " + "; ".join(skipped))
+
+
+class CheckpointManager:
+    """Save numbered checkpoints into one directory and find the newest good one.
+
+    Args:
+        directory: where the ``ckpt-NNNNNNNNN`` directories go.
+        keep_last: keep this many newest checkpoints (``None``: all).
+        keep_best: also keep this many best ones by ``metric``.
+        metric: the name of the value in each save's ``metrics`` that ranks
+            checkpoints for ``keep_best``.
+        mode: ``"min"`` (lower is better) or ``"max"``.
+        lock: take the directory's lock file (pid + ``fcntl.flock``) so a
+            second run writing the same directory is refused. Readers pass
+            ``False``.
+
+    The lock is taken by :meth:`acquire` (or the ``with`` statement, or the
+    first :meth:`save`) and released by :meth:`release` (or when the process
+    dies: ``flock`` locks do not outlive their process).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        metric: str | None = None,
+        mode: str = "min",
+        lock: bool = True,
+    ) -> None:
+        if keep_last is not None and int(keep_last) < 1:
+            raise CheckpointError(f"keep_last must be >= 1 or None, got {keep_last!r}")
+        if keep_best is not None and (int(keep_best) < 1 or metric is None):
+            raise CheckpointError(
+                f"keep_best must be >= 1 and needs metric=<log record name>, got "
+                f"keep_best={keep_best!r}, metric={metric!r}"
+            )
+        if mode not in ("min", "max"):
+            raise CheckpointError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.directory = Path(directory)
+        self.keep_last = None if keep_last is None else int(keep_last)
+        self.keep_best = None if keep_best is None else int(keep_best)
+        self.metric, self.mode, self.use_lock = metric, mode, lock
+        self._lock_fd: int | None = None
+        self._mutex = threading.Lock()
+        self.skipped: list[str] = []
+
+    # -- lock -----------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the directory lock; clean up ``.tmp-`` leftovers of dead writers.
+
+        Raises:
+            CheckpointLockedError: another live process holds it (its pid is named).
+        """
+        if self._lock_fd is not None or not self.use_lock:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock_path = self.directory / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise CheckpointLockedError(
+                f"checkpoint directory {self.directory} is in use by another run (pid {holder}, "
+                f"lock file {lock_path}); two runs must not write the same directory — give this "
+                "run its own directory, or stop the other run first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.fsync(fd)
+        self._lock_fd = fd
+        self.cleanup()
+
+    def release(self) -> None:
+        """Release the directory lock (idempotent)."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            try:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> CheckpointManager:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown
+            pass
+
+    # -- listing --------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        """Every committed checkpoint, oldest first (not verified)."""
+        return _list(self.directory)
+
+    def leftovers(self) -> list[Path]:
+        """Incomplete ``.tmp-`` directories (writes that were killed)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if TMP_MARK in p.name)
+
+    def cleanup(self) -> list[Path]:
+        """Delete incomplete leftovers; only while holding the lock (another
+        process's write in progress looks the same). Returns what was removed."""
+        if self._lock_fd is None:
+            return []
+        removed = self.leftovers()
+        for path in removed:
+            logger.info("removing incomplete checkpoint leftover %s", path)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(
+                missing_ok=True
+            )
+        return removed
+
+    def latest(self, strict: bool = False) -> Path:
+        """The newest checkpoint that verifies (see :func:`find_checkpoint`).
+
+        Damaged newer ones are logged and listed in :attr:`skipped`.
+        """
+        path, self.skipped = find_checkpoint(self.directory, strict=strict)
+        return path
+
+    # -- saving ---------------------------------------------------------------
+    def _name_for(self, step: int) -> str:
+        base = f"ckpt-{int(step):09d}"
+        taken = {p.name for p in self.checkpoints()}
+        if base not in taken:
+            return base
+        k = 1
+        while f"{base}-{k}" in taken:
+            k += 1
+        return f"{base}-{k}"
+
+    def save(
+        self,
+        step: int,
+        state: Mapping[str, Any],
+        arrays: Mapping[str, Any],
+        meta: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> Path:
+        """Write a checkpoint for ``step``, then apply the retention rules.
+
+        Older checkpoints are deleted only after the new one is committed.
+
+        Args:
+            step: the iteration number (names the directory).
+            state: JSON-able state.
+            arrays: ``{name: numeric array}``.
+            meta: extra JSON-able metadata.
+            metrics: values for ``keep_best`` (``{metric: value}``).
+        """
+        with self._mutex:
+            self.acquire()
+            full_meta = dict(meta or {})
+            full_meta["step"] = int(step)
+            full_meta["metrics"] = {k: float(v) for k, v in (metrics or {}).items()}
+            path = write_checkpoint(self.directory, self._name_for(step), state, arrays, full_meta)
+            self._apply_retention(path)
+            return path
+
+    def _metric_of(self, path: Path) -> float | None:
+        try:
+            value = read_metadata(path)["meta"].get("metrics", {}).get(self.metric)
+        except CheckpointError:
+            return None
+        if value is None or not math.isfinite(float(value)):
+            return None
+        return float(value)
+
+    def _apply_retention(self, newest: Path) -> None:
+        if self.keep_last is None and self.keep_best is None:
+            return
+        existing = self.checkpoints()
+        keep = {newest}
+        if self.keep_last is not None:
+            keep.update(existing[-self.keep_last :])
+        else:
+            keep.update(existing)
+        if self.keep_best is not None:
+            scored = [(m, p) for p in existing if (m := self._metric_of(p)) is not None]
+            sign = 1.0 if self.mode == "min" else -1.0
+            scored.sort(key=lambda mp: (sign * mp[0], -_order(mp[1])[0]))
+            keep.update(p for _, p in scored[: self.keep_best])
+        for path in existing:
+            if path not in keep:
+                self.delete(path)
+
+    def delete(self, path: Path) -> None:
+        """Remove one checkpoint: renamed to a ``.tmp-`` name first (atomic), then deleted."""
+        doomed = path.with_name(f"{path.name}{TMP_MARK}deleted-{os.getpid()}")
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # -- loading --------------------------------------------------------------
+    def restore(
+        self, path: str | os.PathLike | None = None, strict: bool = False
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
+        """Read a checkpoint (default: the newest good one): ``(state, arrays, path)``."""
+        chosen, self.skipped = find_checkpoint(path if path is not None else self.directory, strict)
+        state, arrays, _ = read_checkpoint(chosen, verify=False)
+        return state, arrays, chosen

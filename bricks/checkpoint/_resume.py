@@ -1,0 +1,194 @@
+"""Checkpoints of a whole main loop: what goes in, how it comes back, exit codes.
+
+A main-loop checkpoint holds ``main_loop.get_state()``: the log (status and
+rows), the algorithm's parameters by path, optimizer state, RNG key and
+monitoring accumulators, the data stream's iteration state (mid-epoch) and
+every extension's state; plus metadata: the iteration count, a hash of the
+parameter and optimizer-state structure (paths, shapes, dtypes) and the
+library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bricks.errors import CheckpointMismatchError
+
+from ._format import read_checkpoint
+from ._manager import find_checkpoint
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "exit_status",
+    "main_loop_payload",
+    "restore_main_loop",
+    "read_resume_state",
+    "load_parameters",
+    "config_hash",
+    "library_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Exit code of a run stopped by SIGTERM or Ctrl-C after its checkpoint was
+#: written: 75 is ``EX_TEMPFAIL`` of sysexits.h, "temporary failure, retry",
+#: so a scheduler can tell "resume me" from a crash (1) or a kill (137, 143).
+EXIT_INTERRUPTED = 75
+
+PARAMS_PREFIX = "algorithm/params/"
+OPT_PREFIX = "algorithm/opt_state/"
+_PACKAGES = ("bricks", "jax", "jaxlib", "numpy", "optax", "h5py")
+
+
+def exit_status(main_loop: Any) -> int:
+    """The process exit code for a finished :class:`~bricks.main_loop.MainLoop`.
+
+    ``0`` when training ended on its own (an extension finished it, or the
+    data ran out); :data:`EXIT_INTERRUPTED` (75) when SIGTERM or Ctrl-C
+    stopped it, so the job should be resumed: ``sys.exit(exit_status(loop))``.
+    """
+    status = main_loop.status
+    if status.get("batch_interrupt_received") or status.get("epoch_interrupt_received"):
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that produced a checkpoint."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _spec(arrays: Mapping[str, Any]) -> list[tuple[str, list[int], str]]:
+    return sorted(
+        (k, list(np.shape(v)), str(np.asarray(v).dtype if not hasattr(v, "dtype") else v.dtype))
+        for k, v in arrays.items()
+        if k.startswith((PARAMS_PREFIX, OPT_PREFIX))
+    )
+
+
+def config_hash(arrays: Mapping[str, Any]) -> str:
+    """sha256 of the parameter and optimizer-state structure: paths, shapes, dtypes."""
+    text = json.dumps(_spec(arrays), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def main_loop_payload(
+    main_loop: Any, copy: bool = False
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """``(state, arrays, meta)`` of a main loop, ready for a checkpoint.
+
+    Args:
+        main_loop: the :class:`~bricks.main_loop.MainLoop`.
+        copy: copy every array and the JSON state now (for a write that
+            happens later, in a background thread, while training goes on).
+    """
+    state, arrays = main_loop.get_state()
+    arrays = {k: np.array(v, copy=True) if copy else np.asarray(v) for k, v in arrays.items()}
+    if copy:
+        state = json.loads(json.dumps(state))
+    status = main_loop.status
+    meta = {
+        "kind": "main_loop",
+        "iterations_done": int(status.get("iterations_done", 0)),
+        "epochs_done": int(status.get("epochs_done", 0)),
+        "created": time.time(),
+        "config_hash": config_hash(arrays),
+        "versions": library_versions(),
+        "pid": os.getpid(),
+    }
+    return state, arrays, meta
+
+
+def _check_shapes(main_loop: Any, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+    current = getattr(main_loop.algorithm, "current_parameters", None)
+    if current is None:
+        return
+    now = {path: tuple(np.shape(v)) for path, v in current().items()}
+    saved = {
+        k[len(PARAMS_PREFIX) :]: tuple(v.shape)
+        for k, v in arrays.items()
+        if k.startswith(PARAMS_PREFIX)
+    }
+    for path, shape in now.items():
+        if path not in saved:
+            raise CheckpointMismatchError(
+                f"checkpoint {where} has no value for parameter {path!r} of shape {shape}; "
+                f"it holds {sorted(saved)[:10]}"
+            )
+        if saved[path] != shape:
+            raise CheckpointMismatchError(
+                f"parameter {path!r} has shape {shape} in the model but {saved[path]} in "
+                f"checkpoint {where}; was the model configured differently?"
+            )
+    extra = sorted(set(saved) - set(now))
+    if extra:
+        raise CheckpointMismatchError(
+            f"checkpoint {where} holds parameters the model lacks: {extra[:10]}"
+        )
+
+
+def read_resume_state(
+    path: str | os.PathLike, strict: bool = False
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
+    """Find and read the newest good main-loop checkpoint under ``path``.
+
+    Returns:
+        ``(state, arrays, checkpoint path)``.
+    """
+    chosen, _ = find_checkpoint(path, strict=strict)
+    state, arrays, _meta = read_checkpoint(chosen, verify=False)
+    return state, arrays, chosen
+
+
+def restore_main_loop(main_loop: Any, path: str | os.PathLike, strict: bool = False) -> Path:
+    """Restore a main loop from a checkpoint (or the newest good one in a directory).
+
+    The next :meth:`MainLoop.run` continues with the very next batch.
+
+    Raises:
+        CheckpointMismatchError: a parameter's shape differs (both are named).
+        CheckpointNotFoundError, CheckpointCorruptError: see :func:`find_checkpoint`.
+    """
+    state, arrays, chosen = read_resume_state(path, strict=strict)
+    _check_shapes(main_loop, arrays, chosen)
+    main_loop.set_state(state, arrays)
+    logger.info("resumed from %s at iteration %s", chosen, main_loop.status.get("iterations_done"))
+    return chosen
+
+
+def load_parameters(path: str | os.PathLike, strict: bool = False) -> dict[str, np.ndarray]:
+    """Parameter values by path from a checkpoint, for inference or fine-tuning.
+
+    Args:
+        path: a checkpoint, or a directory of them (the newest good one is used).
+        strict: do not fall back to an older checkpoint when the newest is damaged.
+
+    Returns:
+        ``{"/mlp/linear_0.W": array, ...}``; give it to
+        ``brick.set_parameter_values`` or a graph's ``set_parameter_values``.
+    """
+    chosen, _ = find_checkpoint(path, strict=strict)
+    _, arrays, _ = read_checkpoint(
+        chosen, verify=False, names=lambda name: name.startswith(PARAMS_PREFIX)
+    )
+    if not arrays:  # a checkpoint of plain arrays (CheckpointManager.save)
+        _, arrays, _ = read_checkpoint(chosen, verify=False)
+        return arrays
+    return {k[len(PARAMS_PREFIX) :]: v for k, v in arrays.items()}
