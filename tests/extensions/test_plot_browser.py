@@ -383,3 +383,42 @@ def test_resumed_run_page_starts_with_the_first_runs_history(tmp_path):
         run.join()
         if browser is not None:
             browser.close()
+
+
+@needs_chromium
+def test_second_process_watches_a_log_live(tmp_path):
+    import sys
+
+    import bricks
+
+    log = tmp_path / "log.jsonl"
+
+    def append(iteration, value):
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"iteration": iteration, "records": {"train_cost": value}}) + "\n")
+
+    for i in range(5):
+        append(i, 1.0 / (i + 1))
+    root = os.path.dirname(os.path.dirname(bricks.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bricks.extensions.plot", str(tmp_path), "--name", "watch",
+         "--interval", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )
+    browser = None
+    try:
+        line = server.stdout.readline()
+        assert "Serving live plots of 'watch' at http://127.0.0.1:" in line, line
+        browser = Chromium(line.split(" at ")[1].strip(), str(tmp_path / "chromium"))
+        browser.wait_for(y_length("train_cost"), lambda n: n == 5)
+        for i in range(5, 10):
+            append(i, 1.0 / (i + 1))
+        browser.wait_for(y_length("train_cost"), lambda n: n == 10)
+        assert browser.evaluate(y_values("train_cost")) == [1.0 / (i + 1) for i in range(10)]
+    finally:
+        if browser is not None:
+            browser.close()
+        server.terminate()
+        assert server.wait(15) == 0
+        server.stdout.close()

@@ -1,6 +1,7 @@
 """The live-plot server without a browser: pages over HTTP, history, streaming, origin checks."""
 
 import base64
+import json
 import os
 import socket
 import time
@@ -124,3 +125,47 @@ def test_channels_and_static_html(tmp_path):
                              {"a": ([0, 3], [1.0, 2.0])})
     html = open(path, encoding="utf-8").read()
     assert "<script" in html and "cdn.bokeh.org" not in html and '"name":"a"' in html
+
+
+def _append(path, iteration, **records):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"iteration": iteration, "records": records}) + "\n")
+
+
+def test_serve_log_follows_the_file(tmp_path):
+    from bricks.extensions.plot import serve_log
+
+    run = tmp_path / "my run"
+    run.mkdir()
+    log = run / "log.jsonl"
+    _append(log, 1, train_cost=2.0, note="text")
+    _append(log, 1, valid_cost=3.0)
+    _append(log, 2, train_cost=1.0, valid_error_rate=0.5)
+    server = serve_log(run, announce=False, update_interval=0.05)
+    try:
+        assert server.document_name == "my_run"
+        assert server.groups == [["train_cost", "valid_cost"], ["valid_error_rate"]]
+        urllib.request.urlopen(server.url, timeout=10).read()
+        assert server.history()["train_cost"] == ([1, 2], [2.0, 1.0])
+        _append(log, 3, train_cost=0.5)
+        assert _wait(lambda: server.history()["train_cost"][0] == [1, 2, 3])
+        _append(log, 2, train_cost=0.75)  # resumed from an earlier checkpoint: rewritten
+        assert _wait(lambda: server.history()["train_cost"] == ([1, 2], [2.0, 0.75]))
+    finally:
+        server.close()
+
+
+def test_command_line(tmp_path, capsys):
+    from bricks.extensions.plot.__main__ import main
+
+    log = tmp_path / "log.jsonl"
+    assert main([str(tmp_path)]) == 2
+    assert "found no *.jsonl" in capsys.readouterr().err
+    _append(log, 1, train_cost=2.0)
+    _append(log, 4, train_cost=1.0)
+    out = tmp_path / "page.html"
+    assert main([str(tmp_path), "--channels", "train_cost", "--html", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert '"name":"train_cost"' in html and "cdn.bokeh.org" not in html
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "no run directory" in capsys.readouterr().err
