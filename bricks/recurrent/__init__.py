@@ -5,6 +5,11 @@ Sequences are time-major ``(time, batch, features)`` with ``(time, batch)``
 masks; every loop is one :func:`bricks.core.scan`.
 """
 
+from bricks.recurrent._attention import (
+    AttentionRecurrent,
+    SequenceContentAttention,
+    masked_softmax,
+)
 from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
 from bricks.recurrent._bidirectional import Bidirectional
 from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
@@ -20,4 +25,7 @@ __all__ = [
     "Bidirectional",
     "RecurrentStack",
     "RECURRENTSTACK_SEPARATOR",
+    "SequenceContentAttention",
+    "AttentionRecurrent",
+    "masked_softmax",
 ]
