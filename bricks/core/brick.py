@@ -485,7 +485,7 @@ class Brick:
                 )
             brick._values[spec.name] = value.astype(spec.dtype)
         for brick in self.iter_bricks():
-            if brick._specs and set(brick._specs) <= set(brick._values):
+            if all(set(b._specs) <= set(b._values) for b in brick.iter_bricks()):
                 brick.__dict__["initialized"] = True
 
     def add_auxiliary_variable(
