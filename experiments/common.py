@@ -14,7 +14,8 @@ def checkpoint_and_plot(
 ) -> list[Any]:
     """A ``Checkpoint`` into ``run_dir`` and a ``Plot`` writing its static file there.
 
-    Uses ``config["checkpoint_every_n_epochs"]`` (0: only at the end) and
+    Uses ``config["checkpoint_every_n_epochs"]`` or
+    ``config["checkpoint_every_n_batches"]`` (0 or absent: only at the end) and
     ``config["plot"]`` (False: no plot). Either extension is left out, with a
     note on stderr, while its module is not available in this bricks.
     """
@@ -24,8 +25,12 @@ def checkpoint_and_plot(
     except ImportError:
         Checkpoint = None
     if Checkpoint is not None:
-        every = int(config.get("checkpoint_every_n_epochs", 1))
-        kwargs = {"every_n_epochs": every} if every > 0 else {}
+        kwargs = {
+            key: int(config[key])
+            for key in ("checkpoint_every_n_epochs", "checkpoint_every_n_batches")
+            if int(config.get(key) or 0) > 0
+        }
+        kwargs = {key.removeprefix("checkpoint_"): n for key, n in kwargs.items()}
         extensions.append(Checkpoint(run_dir, **kwargs))
     if config.get("plot", True):
         try:
