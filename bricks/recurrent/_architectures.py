@@ -126,7 +126,8 @@ class LSTM(_Transition):
         activation: default ``Tanh()``.
         gate_activation: default ``Logistic()``.
         weights_init: scheme of ``W_state`` ``(dim, 4 dim)`` and the
-            peepholes ``W_cell_to_in``/``_forget``/``_out`` ``(dim,)``.
+            peepholes ``W_cell_to_in``/``_forget``/``_out`` ``(dim,)`` (so it
+            must accept vectors: ``Orthogonal`` does not).
 
     Applications:
         ``apply(inputs, states=None, cells=None, mask=None, ...)`` returns
