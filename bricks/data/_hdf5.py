@@ -222,6 +222,14 @@ class H5PYDataset(Dataset):
     def open(self) -> Any:
         return None if self.load_in_memory else self._file()
 
+    def _dset(self, f: h5py.File, s: str) -> h5py.Dataset:
+        """The h5py dataset of source ``s`` (looked up once per handle: lookups are slow)."""
+        cache = self.__dict__.setdefault("_dsets", {})
+        key = (id(f), s)
+        if key not in cache or not cache[key][0].id.valid:
+            cache[key] = (f[s], f)
+        return cache[key][0]
+
     def close_file(self) -> None:
         """Close this process's handle of the file (it reopens when read again)."""
         if self._handle is not None and self._pid == os.getpid():
@@ -232,6 +240,7 @@ class H5PYDataset(Dataset):
         state = self.__dict__.copy()
         state["_handle"] = None
         state["_pid"] = None
+        state.pop("_dsets", None)
         return state
 
     # -- reading -------------------------------------------------------------------
@@ -251,8 +260,8 @@ class H5PYDataset(Dataset):
 
     def _read_file(self, f: h5py.File, s: str, request: Any) -> Any:
         idx = self._file_indices(s, request)
-        dset = f[s]
         try:
+            dset = self._dset(f, s)
             if idx.ndim == 0:
                 data = dset[int(idx)]
                 if s in self.vlen_sources:
@@ -272,12 +281,22 @@ class H5PYDataset(Dataset):
                         f"H5PYDataset({self.path!r}): source {s!r}: sort_indices=False needs "
                         f"increasing requests, found {idx[:8].tolist()}..."
                     )
-                uniq, inverse = np.unique(idx, return_inverse=True)
-                data = dset[uniq]
-                shapes = dset.dims[0]["shapes"][uniq] if s in self.vlen_sources else None
-                if len(uniq) != len(idx) or np.any(inverse != np.arange(len(idx))):
-                    data = data[inverse]
-                    shapes = shapes[inverse] if shapes is not None else None
+                order = np.argsort(idx, kind="stable")
+                ordered = idx[order]
+                step = np.diff(ordered)
+                if np.all(step > 0):  # distinct indices: read sorted, scatter back
+                    sorted_data = dset[ordered]
+                    data = np.empty_like(sorted_data)
+                    data[order] = sorted_data
+                    shapes = None
+                    if s in self.vlen_sources:
+                        shapes = np.empty((len(idx), dset.dims[0]["shapes"].shape[1]), np.int64)
+                        shapes[order] = dset.dims[0]["shapes"][ordered]
+                else:  # repeated indices: HDF5 reads each once
+                    uniq, inverse = np.unique(idx, return_inverse=True)
+                    data = dset[uniq][inverse]
+                    shapes = (dset.dims[0]["shapes"][uniq][inverse]
+                              if s in self.vlen_sources else None)
         except (OSError, RuntimeError, KeyError) as e:
             raise DataFileError(
                 f"HDF5 file {self.path!r}: cannot read source {s!r} at file indices "
