@@ -12,6 +12,17 @@ from bricks.recurrent._attention import (
 )
 from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
 from bricks.recurrent._bidirectional import Bidirectional
+from bricks.recurrent._sequence_generator import (
+    AbstractEmitter,
+    AbstractFeedback,
+    FakeAttentionRecurrent,
+    LookupFeedback,
+    Readout,
+    SequenceGenerator,
+    SoftmaxEmitter,
+    TrivialEmitter,
+    TrivialFeedback,
+)
 from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
 from bricks.recurrent._stack import RECURRENTSTACK_SEPARATOR, RecurrentStack
 
@@ -28,4 +39,13 @@ __all__ = [
     "SequenceContentAttention",
     "AttentionRecurrent",
     "masked_softmax",
+    "SequenceGenerator",
+    "Readout",
+    "AbstractEmitter",
+    "SoftmaxEmitter",
+    "TrivialEmitter",
+    "AbstractFeedback",
+    "LookupFeedback",
+    "TrivialFeedback",
+    "FakeAttentionRecurrent",
 ]
