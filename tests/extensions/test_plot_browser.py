@@ -112,10 +112,20 @@ class Chromium:
     def __init__(self, url: str, user_data_dir: str, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
             [
-                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1000,800",
-                f"--user-data-dir={user_data_dir}", "--remote-debugging-port=0", url,
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--window-size=1000,800",
+                f"--user-data-dir={user_data_dir}",
+                "--remote-debugging-port=0",
+                url,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -322,8 +332,9 @@ def test_training_plots_live_in_a_browser(tmp_path):
 
     from bricks.extensions.plot import Plot
 
-    plot = Plot("training", channels=[["train_cost", "valid_cost"]], every_n_batches=1,
-                update_interval=0.05)
+    plot = Plot(
+        "training", channels=[["train_cost", "valid_cost"]], every_n_batches=1, update_interval=0.05
+    )
     stop = threading.Event()
     loop = _training(tmp_path, plot, stop)
     run = _Run(loop)
@@ -361,8 +372,13 @@ def test_training_plots_live_in_a_browser(tmp_path):
 def test_resumed_run_page_starts_with_the_first_runs_history(tmp_path):
     from bricks.extensions.plot import Plot
 
-    first = _training(tmp_path, Plot("resumed", ["train_cost"], serve=False),
-                      threading.Event(), slow=0.0, finish_after=12)
+    first = _training(
+        tmp_path,
+        Plot("resumed", ["train_cost"], serve=False),
+        threading.Event(),
+        slow=0.0,
+        finish_after=12,
+    )
     first.run()
     state = first.get_state()
     history = [value for _, value in first.log.records("train_cost")]
@@ -402,9 +418,20 @@ def test_second_process_watches_a_log_live(tmp_path):
     root = os.path.dirname(os.path.dirname(bricks.__file__))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     server = subprocess.Popen(
-        [sys.executable, "-m", "bricks.extensions.plot", str(tmp_path), "--name", "watch",
-         "--interval", "0.05"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "bricks.extensions.plot",
+            str(tmp_path),
+            "--name",
+            "watch",
+            "--interval",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     browser = None
     try:

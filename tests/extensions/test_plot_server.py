@@ -42,8 +42,9 @@ def _websocket_handshake(port, path, origin):
 
 @pytest.fixture
 def server():
-    plots = PlotServer("demo", [["train_cost", "valid_cost"], ["valid_error_rate"]],
-                       update_interval=0.05)
+    plots = PlotServer(
+        "demo", [["train_cost", "valid_cost"], ["valid_error_rate"]], update_interval=0.05
+    )
     yield plots
     plots.close()
     assert not plots.running
@@ -104,8 +105,9 @@ def test_configuration_errors(caplog):
 
 
 def test_remote_bind_warns(caplog):
-    plots = PlotServer("demo", [["a"]], address="0.0.0.0", allow_remote=True,
-                       websocket_origins=["plots.example"])
+    plots = PlotServer(
+        "demo", [["a"]], address="0.0.0.0", allow_remote=True, websocket_origins=["plots.example"]
+    )
     try:
         plots.start(announce=False)
         assert "anyone who can reach this machine" in caplog.text
@@ -117,12 +119,15 @@ def test_remote_bind_warns(caplog):
 def test_channels_and_static_html(tmp_path):
     assert normalize_channels(["a", ["b", "c"]]) == [["a"], ["b", "c"]]
     assert group_by_quantity(["train_cost", "valid_cost", "lr"]) == [
-        ["train_cost", "valid_cost"], ["lr"]]
+        ["train_cost", "valid_cost"],
+        ["lr"],
+    ]
     rows = [(0, {"a": 1, "b": "text"}), (3, {"a": float("inf"), "b": [1, 2]})]
     points = points_from_rows(rows, ["a", "b"])
     assert points[0] == ("a", 0, 1.0) and points[1][:2] == ("a", 3) and points[1][2] != points[1][2]
-    path = write_static_html(tmp_path / "run" / "plots.html", "demo", [["a"]],
-                             {"a": ([0, 3], [1.0, 2.0])})
+    path = write_static_html(
+        tmp_path / "run" / "plots.html", "demo", [["a"]], {"a": ([0, 3], [1.0, 2.0])}
+    )
     html = open(path, encoding="utf-8").read()
     assert "<script" in html and "cdn.bokeh.org" not in html and '"name":"a"' in html
 

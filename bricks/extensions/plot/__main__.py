@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run", help="run directory holding log.jsonl, or a log file")
     parser.add_argument(
-        "--channels", nargs="+", metavar="A,B",
+        "--channels",
+        nargs="+",
+        metavar="A,B",
         help="channel groups, one figure each, channels separated by commas "
         "(default: every numeric record, train_/valid_ of a quantity together)",
     )
@@ -33,18 +35,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--address", default="127.0.0.1", help="address to bind (loopback)")
     parser.add_argument(
-        "--allow-remote", action="store_true",
+        "--allow-remote",
+        action="store_true",
         help="allow binding an address other machines can reach (anyone there can read the plots)",
     )
     parser.add_argument(
-        "--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+        "--allow-websocket-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
         help="another origin the page may be served from (repeatable)",
     )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between log reads")
-    parser.add_argument("--wait", type=float, default=0.0,
-                        help="seconds to wait for the log's first records (default: don't)")
-    parser.add_argument("--html", metavar="FILE",
-                        help="write the static page of the log to FILE and exit")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for the log's first records (default: don't)",
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="write the static page of the log to FILE and exit"
+    )
     return parser
 
 
@@ -82,8 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(write_static_html(args.html, name, groups, history))
             return 0
         server = serve_log(
-            args.run, channels, name, port=args.port, address=args.address,
-            allow_remote=args.allow_remote, websocket_origins=args.allow_websocket_origin,
+            args.run,
+            channels,
+            name,
+            port=args.port,
+            address=args.address,
+            allow_remote=args.allow_remote,
+            websocket_origins=args.allow_websocket_origin,
             update_interval=args.interval,
         )
     except BricksError as error:

@@ -180,11 +180,13 @@ class Plot(SimpleExtension):
         if path is None or path is True:
             log_path = getattr(self.main_loop.log, "path", None)
             if log_path is None:
-                logger.info("Plot %r: no log file and no html_path, so no static page",
-                            self.document_name)
+                logger.info(
+                    "Plot %r: no log file and no html_path, so no static page", self.document_name
+                )
                 return
-            path = os.path.join(os.path.dirname(os.path.abspath(log_path)),
-                                f"{self.document_name}.html")
+            path = os.path.join(
+                os.path.dirname(os.path.abspath(log_path)), f"{self.document_name}.html"
+            )
         from bricks.extensions.plot._figures import write_static_html
 
         history: dict[str, tuple[list[int], list[float]]] = {c: ([], []) for c in self.channels}

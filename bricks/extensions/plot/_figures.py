@@ -46,8 +46,15 @@ def build_layout(
             xs, ys = history.get(channel, ((), ()))
             source = ColumnDataSource(data={"x": list(xs), "y": list(ys)}, name=channel)
             color = Category10_10[k % len(Category10_10)]
-            fig.line("x", "y", source=source, legend_label=channel, color=color, line_width=2,
-                     name=f"line_{channel}")
+            fig.line(
+                "x",
+                "y",
+                source=source,
+                legend_label=channel,
+                color=color,
+                line_width=2,
+                name=f"line_{channel}",
+            )
             fig.scatter("x", "y", source=source, color=color, size=3)
             sources[channel] = source
         fig.legend.location = "top_right"

@@ -31,7 +31,7 @@ LOG_FILE = "log.jsonl"
 
 
 def find_log(run: str | os.PathLike) -> str:
-    """The log file of ``run``: the file itself, or ``RUN_DIR/log.jsonl``, or the one ``*.jsonl``."""
+    """The log file of ``run``: itself, ``RUN_DIR/log.jsonl``, or the only ``*.jsonl`` there."""
     run = os.fspath(run)
     if os.path.isfile(run):
         return run
@@ -45,8 +45,11 @@ def find_log(run: str | os.PathLike) -> str:
         return candidates[0]
     raise PlotError(
         f"cannot tell which training log to plot in {run!r}: expected {LOG_FILE!r}"
-        + (f", found {', '.join(os.path.basename(c) for c in candidates)}" if candidates else
-           ", found no *.jsonl file")
+        + (
+            f", found {', '.join(os.path.basename(c) for c in candidates)}"
+            if candidates
+            else ", found no *.jsonl file"
+        )
         + "; pass the log file itself"
     )
 

@@ -137,7 +137,9 @@ class PlotServer:
         self._error: BaseException | None = None
         self._history_lock = threading.Lock()
         # owned by the server thread
-        self._history: dict[str, tuple[list[int], list[float]]] = {c: ([], []) for c in self.channels}
+        self._history: dict[str, tuple[list[int], list[float]]] = {
+            c: ([], []) for c in self.channels
+        }
         self._sessions: dict[int, dict[str, ColumnDataSource]] = {}
         self._documents: dict[int, Document] = {}
         self._pollers: list[Callable[[], Iterable[Point]]] = []
@@ -287,7 +289,7 @@ class PlotServer:
             server.stop(wait=False)
             try:
                 await asyncio.wait_for(http.close_all_connections(), timeout=2.0)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 logger.warning("Some plot connections did not close within 2 s")
 
     def _make_document(self, doc: Document) -> None:
