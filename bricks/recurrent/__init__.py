@@ -11,6 +11,7 @@ from bricks.recurrent._attention import (
     masked_softmax,
 )
 from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
+from bricks.recurrent._beam_search import BeamSearch, BeamSearchResult
 from bricks.recurrent._bidirectional import Bidirectional
 from bricks.recurrent._sequence_generator import (
     AbstractEmitter,
@@ -48,4 +49,6 @@ __all__ = [
     "LookupFeedback",
     "TrivialFeedback",
     "FakeAttentionRecurrent",
+    "BeamSearch",
+    "BeamSearchResult",
 ]

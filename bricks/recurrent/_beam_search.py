@@ -1,0 +1,186 @@
+""":class:`BeamSearch`: the most likely sequences of a :class:`SequenceGenerator`.
+
+The search is one compiled ``lax.scan`` over ``max_length`` steps on
+``batch * beam_size`` rows: at each step every live beam is extended by
+every symbol, the ``beam_size`` cheapest extensions per batch element are
+kept, and a beam that has emitted ``eos`` is carried unchanged (its only
+extension is ``eos`` again, at no cost). The sequences are then read back
+from the back-pointers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bricks.core.tracing import apply_with, scan
+from bricks.errors import SequenceGeneratorError
+from bricks.recurrent._sequence_generator import SequenceGenerator, SoftmaxEmitter
+
+__all__ = ["BeamSearch", "BeamSearchResult"]
+
+
+class BeamSearchResult(NamedTuple):
+    """What :meth:`BeamSearch.search` returns, best beam first.
+
+    Attributes:
+        outputs: ``(max_length, batch, beam_size)`` int32 symbols (``eos``
+            after the end).
+        mask: ``(max_length, batch, beam_size)`` float32, 1 up to and
+            including the ``eos`` step.
+        costs: ``(batch, beam_size)``, the negative log-likelihood of each
+            sequence (the sum of its masked ``cost_matrix``), ascending.
+        finished: ``(batch, beam_size)`` bool, whether the beam emitted ``eos``.
+    """
+
+    outputs: jax.Array
+    mask: jax.Array
+    costs: jax.Array
+    finished: jax.Array
+
+
+def _repeat(x: jax.Array, times: int, axis: int) -> jax.Array:
+    return jnp.repeat(x, times, axis=axis)
+
+
+class BeamSearch:
+    """Beam search over the outputs of a :class:`SequenceGenerator` with a
+    :class:`SoftmaxEmitter`.
+
+    Args:
+        beam_size: how many hypotheses are kept per batch element.
+        generator: the generator (initialized; its current parameters are
+            used unless ``params`` is passed to :meth:`search`).
+
+    Finished sequences rank before unfinished ones (those that reached
+    ``max_length`` without ``eos``); within each group by cost. With
+    ``beam_size=1`` the search is greedy decoding.
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import IsotropicGaussian, Constant
+    >>> from bricks.recurrent import (SequenceGenerator, Readout, SoftmaxEmitter,
+    ...                               LookupFeedback, SimpleRecurrent)
+    >>> gen = SequenceGenerator(
+    ...     Readout(readout_dim=5, source_names=["states"], emitter=SoftmaxEmitter(),
+    ...             feedback_brick=LookupFeedback(5, 4)),
+    ...     SimpleRecurrent(dim=3), weights_init=IsotropicGaussian(0.5),
+    ...     biases_init=Constant(0.0))
+    >>> gen.initialize(seed=0)
+    >>> result = BeamSearch(3, gen).search(max_length=6, eos=0, batch_size=2)
+    >>> result.outputs.shape, result.costs.shape
+    ((6, 2, 3), (2, 3))
+    """
+
+    def __init__(self, beam_size: int, generator: SequenceGenerator) -> None:
+        if int(beam_size) < 1:
+            raise SequenceGeneratorError(f"BeamSearch needs beam_size >= 1, got {beam_size}")
+        if not isinstance(generator.readout.emitter, SoftmaxEmitter):
+            raise SequenceGeneratorError(
+                f"BeamSearch needs a generator whose emitter is a SoftmaxEmitter; "
+                f"{generator.path} has {type(generator.readout.emitter).__name__}"
+            )
+        self.beam_size = int(beam_size)
+        self.generator = generator
+        self._compiled: dict[tuple, Any] = {}
+
+    def search(
+        self,
+        max_length: int,
+        eos: int,
+        batch_size: int | None = None,
+        params: dict[str, Any] | None = None,
+        **contexts: Any,
+    ) -> BeamSearchResult:
+        """Search, compiled once per ``(max_length, eos, batch_size)`` and context shapes.
+
+        Args:
+            max_length: the number of steps.
+            eos: the end-of-sequence symbol.
+            batch_size: needed only when there are no contexts (else read
+                from axis 1 of the first, time-major context).
+            params: parameter values (default: the generator's own).
+            **contexts: e.g. ``attended`` ``(time, batch, dim)`` and
+                ``attended_mask`` ``(time, batch)``.
+        """
+        contexts = {k: jnp.asarray(v) for k, v in contexts.items() if v is not None}
+        if batch_size is None:
+            if not contexts:
+                raise SequenceGeneratorError(
+                    "BeamSearch.search got no contexts, so it needs batch_size=..."
+                )
+            batch_size = int(next(iter(contexts.values())).shape[1])
+        if params is None:
+            params = self.generator.get_parameter_values()
+        signature = (int(max_length), int(eos), int(batch_size))
+        fn = self._compiled.get(signature)
+        if fn is None:
+            fn = jax.jit(
+                lambda p, c: apply_with(p, self._search, signature[0], signature[1],
+                                        signature[2], c)
+            )
+            self._compiled[signature] = fn
+        return fn(params, contexts)
+
+    def _search(
+        self, max_length: int, eos: int, batch_size: int, contexts: dict[str, Any]
+    ) -> BeamSearchResult:
+        gen, k = self.generator, self.beam_size
+        rows = batch_size * k
+        # row b * k + j is beam j of batch element b; contexts are time-major
+        tiled = {n: _repeat(v, k, axis=1 if v.ndim >= 2 else 0) for n, v in contexts.items()}
+        states, step_contexts, previous = gen.prepare(rows, **tiled)
+        costs = jnp.where(jnp.arange(k)[None] == 0, 0.0, jnp.inf) * jnp.ones((batch_size, 1))
+        finished = jnp.zeros((batch_size, k), bool)
+        batch_index = jnp.arange(batch_size)[:, None]
+
+        def body(carry: tuple, _: Any) -> tuple[tuple, tuple]:
+            states, previous, costs, finished = carry
+            readouts, glimpses = gen.step_readouts(previous, states, step_contexts)
+            log_probs = gen.readout.emitter.log_probabilities(readouts)
+            vocab = log_probs.shape[-1]
+            step_costs = -log_probs.reshape(batch_size, k, vocab)
+            only_eos = jnp.where(jnp.arange(vocab) == eos, 0.0, jnp.inf)
+            step_costs = jnp.where(finished[..., None], only_eos[None, None], step_costs)
+            candidates = (costs[..., None] + step_costs).reshape(batch_size, k * vocab)
+            _, best = jax.lax.top_k(-candidates, k)
+            new_costs = jnp.take_along_axis(candidates, best, axis=1)
+            parent = best // vocab
+            symbol = (best % vocab).astype(jnp.int32)
+            was_finished = finished[batch_index, parent]
+            mask = jnp.logical_not(was_finished).astype(jnp.float32)
+            new_finished = jnp.logical_or(was_finished, symbol == eos)
+            rows_from = (batch_index * k + parent).reshape(rows)
+
+            def pick(x: jax.Array) -> jax.Array:
+                return jnp.take(x, rows_from, axis=0)
+
+            states, glimpses = jax.tree.map(pick, (states, glimpses))
+            outputs = symbol.reshape(rows)
+            new_states = gen.step_states(outputs, states, glimpses, step_contexts)
+            carry = (new_states, outputs, new_costs, new_finished)
+            return carry, (symbol, parent, mask)
+
+        (_, _, costs, finished), (symbols, parents, masks) = scan(
+            body, (states, previous, costs, finished), None, length=max_length,
+            name=f"{gen.path}.beam_search.scan",
+        )
+
+        # follow the back-pointers from the last step to the first
+        def back(beam: jax.Array, step: tuple) -> tuple[jax.Array, tuple]:
+            symbol, parent, mask = step
+            picked = (symbol[batch_index, beam], mask[batch_index, beam])
+            return parent[batch_index, beam], picked
+
+        last = jnp.broadcast_to(jnp.arange(k)[None], (batch_size, k))
+        _, (outputs, mask) = jax.lax.scan(back, last, (symbols, parents, masks), reverse=True)
+        # finished beams first, each group by cost (top_k already sorted by cost); a beam
+        # with an infinite cost (fewer hypotheses than beams) is never "finished"
+        finished = jnp.logical_and(finished, jnp.isfinite(costs))
+        rank = jnp.argsort(jnp.where(finished, 0, 1), axis=1, stable=True)
+        outputs = jnp.take_along_axis(outputs, rank[None], axis=2)
+        mask = jnp.take_along_axis(mask, rank[None], axis=2)
+        costs = jnp.take_along_axis(costs, rank, axis=1)
+        finished = jnp.take_along_axis(finished, rank, axis=1)
+        return BeamSearchResult(outputs, mask, costs, finished)
