@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("tornado.access", "bokeh"):  # one line per request / websocket otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     from bricks.extensions.plot._channels import normalize_channels, points_from_rows
     from bricks.extensions.plot._figures import write_static_html
     from bricks.extensions.plot._follow import (

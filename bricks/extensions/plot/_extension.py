@@ -8,12 +8,14 @@ import webbrowser
 from collections.abc import Sequence
 from typing import Any
 
+from bricks.errors import did_you_mean
 from bricks.extensions.base import SimpleExtension
 from bricks.extensions.plot._channels import (
     Point,
     as_number,
     check_document_name,
     normalize_channels,
+    numeric_channels,
     points_from_rows,
 )
 
@@ -120,6 +122,7 @@ class Plot(SimpleExtension):
         super().dispatch(callback_name, *args)
         if callback_name == "after_training":
             self._send_new()
+            self._warn_missing()
             self._write_html()
             if not self.keep_serving:
                 self.close()
@@ -172,6 +175,20 @@ class Plot(SimpleExtension):
         self._scan_from = now
         if points and self.server is not None:
             self.server.push(points)
+
+    def _warn_missing(self) -> None:
+        missing = [c for c in self.channels if c not in self._last_sent]
+        if not missing:
+            return
+        known = numeric_channels(iter(self.main_loop.log))
+        for channel in missing:
+            logger.warning(
+                "Plot %r: the log has no numeric record %r%s; records: %s",
+                self.document_name,
+                channel,
+                did_you_mean(channel, known),
+                ", ".join(known) or "none",
+            )
 
     def _write_html(self) -> None:
         path = self.html_path
