@@ -8,6 +8,14 @@ from bricks.core import roles
 from bricks.core.application import Application, BoundApplication, application
 from bricks.core.batch_norm import BatchNormalization, BatchNormalizedMLP, batch_normalization
 from bricks.core.brick import Brick, Initializable, ParameterSpec
+from bricks.core.conv import (
+    AveragePooling,
+    Convolutional,
+    ConvolutionalSequence,
+    Flattener,
+    MaxPooling,
+    Pooling,
+)
 from bricks.core.cost import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -62,5 +70,6 @@ __all__ = [
     "Identity", "Linear", "Logistic", "Rectifier", "Softmax", "Softplus", "Tanh", "Frame",
     "Recorder", "Variable", "annotate", "apply_with", "scan", "Maxout", "LookupTable",
     "Parallel", "Fork", "Merge", "WithExtraDims", "with_extra_dims", "Cost", "SquaredError",
-    "CategoricalCrossEntropy", "BinaryCrossEntropy", "MisclassificationRate",
+    "CategoricalCrossEntropy", "BinaryCrossEntropy", "MisclassificationRate", "Convolutional",
+    "Pooling", "MaxPooling", "AveragePooling", "ConvolutionalSequence", "Flattener",
 ]

@@ -1,0 +1,422 @@
+"""Convolution and pooling bricks in Blocks' NCHW layout.
+
+Images are ``(batch, channels, height, width)`` and filters
+``(num_filters, num_channels, filter_height, filter_width)`` as in
+Blocks/Theano, computed by :func:`jax.lax.conv_general_dilated`.
+
+Unlike Theano's ``conv2d`` (which flips filters: a true convolution), the
+filters here are applied as a cross-correlation, like every modern framework
+(lax, PyTorch, flax). To reuse filters trained with Blocks, flip them:
+``W[..., ::-1, ::-1]``.
+
+A LeNet::
+
+    conv = ConvolutionalSequence(
+        [Convolutional((5, 5), 20), Rectifier(), MaxPooling((2, 2)),
+         Convolutional((5, 5), 50), Rectifier(), MaxPooling((2, 2))],
+        num_channels=1, image_size=(28, 28), weights_init=..., biases_init=...)
+    flat = int(np.prod(conv.get_dim("output")))      # 50 * 4 * 4
+    mlp = MLP([Rectifier(), Softmax()], [flat, 500, 10], ...)
+    probs = mlp.apply(Flattener().apply(conv.apply(images)))
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bricks.core.application import BoundApplication, application
+from bricks.core.brick import Brick, Initializable
+from bricks.core.roles import BIAS, FILTER
+from bricks.errors import ConfigurationError, ShapeError
+
+__all__ = [
+    "Convolutional",
+    "Pooling",
+    "MaxPooling",
+    "AveragePooling",
+    "ConvolutionalSequence",
+    "Flattener",
+]
+
+BorderMode = str | int | tuple[int, int]
+
+
+def _pair(value: Any, what: str, brick: Brick) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ConfigurationError(f"{brick.path}: `{what}` needs 2 entries, got {value}")
+    return value  # type: ignore[return-value]
+
+
+def _out_size(n: int | None, lo: int, hi: int, window: int, step: int) -> int | None:
+    if n is None:
+        return None
+    return (n + lo + hi - window) // step + 1
+
+
+class Convolutional(Initializable):
+    """A 2-d convolution of ``(batch, num_channels, height, width)`` images.
+
+    Args:
+        filter_size: ``(height, width)`` of the filters (lazy).
+        num_filters: number of filters, the output channels (lazy).
+        num_channels: input channels (lazy; a ``ConvolutionalSequence``
+            pushes it).
+        image_size: ``(height, width)`` of the input; needed for untied
+            biases and for ``get_dim("output")`` (lazy).
+        step: strides ``(vertical, horizontal)``; default ``(1, 1)``.
+        border_mode: ``"valid"`` (default, no padding), ``"full"`` (pad
+            ``filter - 1``), ``"half"`` (pad ``filter // 2``: same size for
+            odd filters), or an int / pair of ints of zero padding per side.
+        tied_biases: one bias per filter (``True``) or one per filter and
+            output position (``False``, the Blocks default).
+        weights_init, biases_init, use_bias: see :class:`Initializable`;
+            ``W`` has role ``FILTER``, ``b`` role ``BIAS``.
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import Constant
+    >>> conv = Convolutional((3, 3), 4, num_channels=2, image_size=(5, 5),
+    ...                      weights_init=Constant(1.0), biases_init=Constant(0.0))
+    >>> conv.initialize()
+    >>> conv.apply(jnp.ones((1, 2, 5, 5))).shape, conv.get_dim("output")
+    ((1, 4, 3, 3), (4, 3, 3))
+    """
+
+    allocation_config = (
+        "filter_size", "num_filters", "num_channels", "image_size", "step", "border_mode",
+        "tied_biases",
+    )
+    filter_size: tuple[int, int] | None = None
+    num_filters: int | None = None
+    num_channels: int | None = None
+    image_size: tuple[int, int] | None = None
+    step: tuple[int, int] = (1, 1)
+    border_mode: BorderMode = "valid"
+    tied_biases: bool = False
+
+    def __init__(
+        self,
+        filter_size: tuple[int, int] | None = None,
+        num_filters: int | None = None,
+        num_channels: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        step: tuple[int, int] | None = None,
+        border_mode: BorderMode | None = None,
+        tied_biases: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in [
+            ("filter_size", filter_size), ("num_filters", num_filters),
+            ("num_channels", num_channels), ("image_size", image_size), ("step", step),
+            ("border_mode", border_mode), ("tied_biases", tied_biases),
+        ]:
+            if value is not None:
+                setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    def padding(self) -> list[tuple[int, int]]:
+        """Zero padding ``[(top, bottom), (left, right)]`` of the border mode."""
+        fh, fw = _pair(self.filter_size, "filter_size", self)
+        mode = self.border_mode
+        if mode == "valid":
+            return [(0, 0), (0, 0)]
+        if mode == "full":
+            return [(fh - 1, fh - 1), (fw - 1, fw - 1)]
+        if mode == "half":
+            return [(fh // 2, fh // 2), (fw // 2, fw // 2)]
+        if isinstance(mode, str):
+            raise ConfigurationError(
+                f"Convolutional {self.path}: border_mode {mode!r} is not 'valid', 'full', 'half' "
+                "or an int / pair of ints"
+            )
+        ph, pw = _pair(mode, "border_mode", self)
+        return [(ph, ph), (pw, pw)]
+
+    def _allocate(self) -> None:
+        self.require("filter_size", "num_filters", "num_channels")
+        fh, fw = _pair(self.filter_size, "filter_size", self)
+        self.padding()  # validates border_mode
+        self.add_parameter("W", (self.num_filters, self.num_channels, fh, fw), (FILTER,))
+        if self._use_bias:
+            if self.tied_biases:
+                self.add_parameter("b", (self.num_filters,), (BIAS,), "biases_init")
+            else:
+                output = self.get_dim("output")
+                if None in output:
+                    raise ConfigurationError(
+                        f"Convolutional {self.path} needs `image_size` for untied biases (one per "
+                        "output position); set image_size or tied_biases=True"
+                    )
+                self.add_parameter("b", output, (BIAS,), "biases_init")
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        """Convolve ``(batch, num_channels, height, width)`` into
+        ``(batch, num_filters, out_height, out_width)``."""
+        if input_.ndim != 4 or input_.shape[1] != self.num_channels:
+            raise ShapeError(
+                f"Convolutional {self.path} expects (batch, {self.num_channels}, height, width) "
+                f"images, got shape {input_.shape}; for extra leading axes use with_extra_dims"
+            )
+        W = self.W
+        dtype = jnp.result_type(input_, W)
+        output = lax.conv_general_dilated(
+            input_.astype(dtype),
+            W.astype(dtype),
+            window_strides=_pair(self.step, "step", self),
+            padding=self.padding(),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )
+        if self._use_bias:
+            b = self.b
+            output = output + (b[None, :, None, None] if self.tied_biases else b[None])
+        return output
+
+    def get_dim(self, name: str) -> Any:
+        size = (None, None) if self.image_size is None else tuple(self.image_size)
+        if name == "input_":
+            return (self.num_channels, *size)
+        if name == "output":
+            fh, fw = _pair(self.filter_size, "filter_size", self)
+            sh, sw = _pair(self.step, "step", self)
+            (t, b), (lft, r) = self.padding()
+            return (
+                self.num_filters,
+                _out_size(size[0], t, b, fh, sh),
+                _out_size(size[1], lft, r, fw, sw),
+            )
+        return super().get_dim(name)
+
+    @property
+    def num_output_channels(self) -> int | None:
+        return self.num_filters
+
+
+class Pooling(Brick):
+    """Base of pooling bricks: acts on the last two axes of any input of rank >= 2.
+
+    Args:
+        pooling_size: ``(height, width)`` of the pooling window (lazy).
+        step: strides; default the pooling size (non-overlapping windows).
+        padding: zero padding ``(vertical, horizontal)`` on each side.
+        num_channels, image_size: the input's dimensions, only for
+            :meth:`get_dim` (a ``ConvolutionalSequence`` pushes them).
+
+    Borders that do not fill a whole window are dropped (Theano's
+    ``ignore_border=True``).
+    """
+
+    allocation_config = ("pooling_size", "step", "padding", "num_channels", "image_size")
+    pooling_size: tuple[int, int] | None = None
+    step: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    num_channels: int | None = None
+    image_size: tuple[int, int] | None = None
+
+    def __init__(
+        self,
+        pooling_size: tuple[int, int] | None = None,
+        step: tuple[int, int] | None = None,
+        padding: tuple[int, int] | None = None,
+        num_channels: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in [
+            ("pooling_size", pooling_size), ("step", step), ("padding", padding),
+            ("num_channels", num_channels), ("image_size", image_size),
+        ]:
+            if value is not None:
+                setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    def _allocate(self) -> None:
+        self.require("pooling_size")
+
+    def _window(self, ndim: int) -> tuple[tuple, tuple, tuple]:
+        if ndim < 2:
+            raise ShapeError(f"{type(self).__name__} {self.path} needs rank >= 2, got {ndim}")
+        size = _pair(self.pooling_size, "pooling_size", self)
+        step = size if self.step is None else _pair(self.step, "step", self)
+        ph, pw = _pair(self.padding, "padding", self)
+        lead = ndim - 2
+        return (
+            (1,) * lead + size,
+            (1,) * lead + step,
+            ((0, 0),) * lead + ((ph, ph), (pw, pw)),
+        )
+
+    def get_dim(self, name: str) -> Any:
+        size = (None, None) if self.image_size is None else tuple(self.image_size)
+        if name == "input_":
+            return (self.num_channels, *size)
+        if name == "output":
+            window, steps, pads = self._window(2)
+            return (
+                self.num_channels,
+                _out_size(size[0], *pads[0], window[0], steps[0]),
+                _out_size(size[1], *pads[1], window[1], steps[1]),
+            )
+        return super().get_dim(name)
+
+
+class MaxPooling(Pooling):
+    """The maximum over each pooling window (padding never wins a maximum).
+
+    >>> import jax.numpy as jnp
+    >>> MaxPooling((2, 2)).apply(jnp.arange(16.0).reshape(1, 1, 4, 4)).tolist()
+    [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        window, steps, pads = self._window(input_.ndim)
+        # a Python scalar init lets lax recognise the max monoid (differentiable under jit)
+        return lax.reduce_window(input_, -jnp.inf, lax.max, window, steps, pads)
+
+
+class AveragePooling(Pooling):
+    """The mean over each pooling window.
+
+    Args:
+        include_padding: whether padded zeros count in the mean (default
+            ``False``: divide by the number of real pixels in the window).
+
+    >>> import jax.numpy as jnp
+    >>> AveragePooling((2, 2)).apply(jnp.arange(16.0).reshape(1, 1, 4, 4)).tolist()
+    [[[[2.5, 4.5], [10.5, 12.5]]]]
+    """
+
+    def __init__(self, pooling_size: tuple[int, int] | None = None, *args: Any,
+                 include_padding: bool = False, **kwargs: Any) -> None:
+        super().__init__(pooling_size, *args, **kwargs)
+        self.include_padding = include_padding
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        window, steps, pads = self._window(input_.ndim)
+        zero = 0.0
+        total = lax.reduce_window(input_, zero, lax.add, window, steps, pads)
+        if self.include_padding:
+            return total / (window[-2] * window[-1])
+        ones = jnp.ones(input_.shape[-2:], input_.dtype)
+        counts = lax.reduce_window(ones, zero, lax.add, window[-2:], steps[-2:], pads[-2:])
+        return total / counts.reshape((1,) * (input_.ndim - 2) + counts.shape)
+
+
+class ConvolutionalSequence(Initializable):
+    """Convolutions, poolings and activations applied in order, with their
+    dimensions propagated: each layer gets ``num_channels`` and ``image_size``
+    from the output of the previous one (``get_dim("output")``).
+
+    Args:
+        layers: bricks (or their applications) to apply in order; element-wise
+            bricks such as ``Rectifier()`` pass the dimensions through.
+        num_channels: channels of the input images (lazy).
+        image_size: ``(height, width)`` of the input images (lazy).
+        border_mode, tied_biases: pushed to every ``Convolutional`` when given.
+        weights_init, biases_init, use_bias: pushed to the layers.
+
+    Layers whose default names clash are renamed ``f"{name}_{index}"``.
+
+    >>> import jax.numpy as jnp
+    >>> from bricks.core import Rectifier, Constant
+    >>> seq = ConvolutionalSequence(
+    ...     [Convolutional((3, 3), 4), Rectifier(), MaxPooling((2, 2)),
+    ...      Convolutional((2, 2), 3, border_mode="half")],
+    ...     num_channels=1, image_size=(8, 8),
+    ...     weights_init=Constant(0.1), biases_init=Constant(0.0))
+    >>> seq.get_dim("output")
+    (3, 4, 4)
+    >>> seq.initialize()
+    >>> seq.apply(jnp.ones((2, 1, 8, 8))).shape
+    (2, 3, 4, 4)
+    """
+
+    allocation_config = ("num_channels", "image_size", "border_mode", "tied_biases")
+    num_channels: int | None = None
+    image_size: tuple[int, int] | None = None
+    border_mode: BorderMode | None = None
+    tied_biases: bool | None = None
+
+    def __init__(
+        self,
+        layers: Seq[Brick | BoundApplication],
+        num_channels: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        border_mode: BorderMode | None = None,
+        tied_biases: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        apps = [layer if isinstance(layer, BoundApplication) else layer.apply for layer in layers]
+        bricks = [app.brick for app in apps]
+        counts = Counter(b.name for b in bricks)
+        for i, b in enumerate(bricks):
+            if counts[b.name] > 1:
+                b.name = f"{b.name}_{i}"
+        super().__init__(children=bricks, **kwargs)
+        self.layers = bricks
+        self.application_methods = apps
+        for name, value in [
+            ("num_channels", num_channels), ("image_size", image_size),
+            ("border_mode", border_mode), ("tied_biases", tied_biases),
+        ]:
+            if value is not None:
+                setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    def _push_allocation_config(self) -> None:
+        super()._push_allocation_config()
+        channels = self.num_channels
+        size = None if self.image_size is None else tuple(self.image_size)
+        for layer in self.layers:
+            config = type(layer)._config_names("allocation_config")
+            if "num_channels" not in config:
+                continue
+            self.push_to(layer, "num_channels", channels)
+            self.push_to(layer, "image_size", size)
+            if isinstance(layer, Convolutional):
+                self.push_to(layer, "border_mode", self.border_mode)
+                self.push_to(layer, "tied_biases", self.tied_biases)
+            out = layer.get_dim("output")
+            channels = out[0]
+            size = None if None in out[1:] else tuple(out[1:])
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        out = input_
+        for app in self.application_methods:
+            out = app(out)
+        return out
+
+    def get_dim(self, name: str) -> Any:
+        size = (None, None) if self.image_size is None else tuple(self.image_size)
+        if name == "input_":
+            return (self.num_channels, *size)
+        if name == "output":
+            self.push_allocation_config()
+            for layer in reversed(self.layers):
+                if "num_channels" in type(layer)._config_names("allocation_config"):
+                    return tuple(layer.get_dim("output"))
+            return (self.num_channels, *size)
+        return super().get_dim(name)
+
+
+class Flattener(Brick):
+    """Flattens every axis but the first: ``(batch, ...) -> (batch, features)``.
+
+    >>> import jax.numpy as jnp
+    >>> Flattener().apply(jnp.ones((2, 3, 4, 5))).shape
+    (2, 60)
+    """
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        return input_.reshape(input_.shape[0], -1)
