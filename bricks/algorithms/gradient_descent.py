@@ -231,6 +231,9 @@ class GradientDescent:
         state_updates = list(getattr(graph, "state_updates", []))
         blocks_sign, skip = self._blocks_sign, self._skip_not_finite
         needs_key = bool(getattr(graph, "needs_key", False))
+        wanted = {v.tag for slot in monitors for v in slot}
+        want_gradient_norm = "algorithm:total_gradient_norm" in wanted
+        want_step_norm = "algorithm:total_step_norm" in wanted
 
         def step(state, batch, base_key):
             params = state["params"]
@@ -245,34 +248,47 @@ class GradientDescent:
                 return outs[0], (outs, extras)
 
             (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
-            if blocks_sign:
-                steps, opt = rule.update(grads, state["opt"], train)
-                new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
-            else:
-                updates, opt = rule.update(grads, state["opt"], train)
-                new_train = optax.apply_updates(train, updates)
-                steps = jax.tree_util.tree_map(jnp.negative, updates)
             values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
             values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
-            values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
-            step_norm = l2_norm(steps.values())
-            values["algorithm:total_step_norm"] = step_norm
-            new_params = {**params, **new_train}
-            for path, var, fn in state_updates:
-                new_params[path] = fn(new_params[path], values[var.tag]).astype(params[path].dtype)
-            finite = jnp.isfinite(cost) & jnp.isfinite(step_norm)
+            if want_gradient_norm:
+                values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
+
+            def apply(operands):
+                params, opt_state, grads = operands
+                train = {k: params[k] for k in train_paths}
+                if blocks_sign:
+                    steps, opt = rule.update(grads, opt_state, train)
+                    new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
+                else:
+                    steps, opt = rule.update(grads, opt_state, train)
+                    new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
+                new_params = {**params, **new_train}
+                for path, var, fn in state_updates:
+                    value = fn(new_params[path], values[var.tag])
+                    new_params[path] = value.astype(params[path].dtype)
+                norm = l2_norm(steps.values()) if (want_step_norm or skip) else jnp.float32(0)
+                return new_params, opt, norm
+
+            def unchanged(operands):
+                return operands[0], operands[1], jnp.float32(0)
+
+            operands = (params, state["opt"], grads)
             bad = state["bad"]
-            if skip:
-                ok = finite
-            else:
-                ok = finite & (bad < 0)
-                bad = jnp.where((bad < 0) & ~finite, state["step"] + 1, bad)
+            if skip:  # RemoveNotFinite: decide after seeing the steps
+                new_params, opt, step_norm = apply(operands)
+                ok = jnp.isfinite(cost) & jnp.isfinite(step_norm)
 
-            def keep(new, old):
-                return jnp.where(ok, new, old)
+                def keep(new, old):
+                    return jnp.where(ok, new, old)
 
-            new_params = jax.tree_util.tree_map(keep, new_params, params)
-            opt = jax.tree_util.tree_map(keep, opt, state["opt"])
+                new_params = jax.tree_util.tree_map(keep, new_params, params)
+                opt = jax.tree_util.tree_map(keep, opt, state["opt"])
+            else:  # a non-finite cost freezes the state until the host notices
+                ok = jnp.isfinite(cost) & (bad < 0)
+                bad = jnp.where((bad < 0) & ~jnp.isfinite(cost), state["step"] + 1, bad)
+                new_params, opt, step_norm = jax.lax.cond(ok, apply, unchanged, operands)
+            if want_step_norm:
+                values["algorithm:total_step_norm"] = step_norm
             acc = tuple(
                 a
                 + jnp.concatenate(
@@ -385,7 +401,7 @@ class GradientDescent:
             log[bad]["nonfinite_cost"] = True
             log.status["iterations_done"] = bad - 1
         raise NonFiniteCostError(
-            f"the cost or the step became NaN or infinite at iteration {bad}; training stopped "
+            f"the cost became NaN or infinite at iteration {bad}; training stopped "
             f"there (parameters and optimizer state are those after iteration {bad - 1}). "
             "Lower the learning rate, clip steps (StepClipping), or add RemoveNotFinite() "
             "last in the step rule to skip such steps."
