@@ -343,7 +343,7 @@ def test_training_plots_live_in_a_browser(tmp_path):
         browser = Chromium(_wait_for_url(plot, run), str(tmp_path / "chromium"))
         first = browser.wait_for(y_length("train_cost"), lambda n: n >= 5)
         browser.wait_for(y_length("valid_cost"), lambda n: n >= 1)
-        time.sleep(2.0)  # training goes on: the page gets more points
+        # training goes on: the page gets more points
         browser.wait_for(y_length("train_cost"), lambda n: n >= first + 10)
         pixels = browser.screenshot(tmp_path / "plots.png")
         assert pixels.std() > 5.0, "the screenshot is blank"
