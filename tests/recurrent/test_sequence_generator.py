@@ -171,3 +171,19 @@ def test_generate_needs_a_key():
         gen.generate(3, 2)
     with pytest.raises(SequenceGeneratorError, match="attended"):
         attention_generator().generate(3, 2, jax.random.key(0))
+
+
+def test_docs_and_docstring_examples_run():
+    import doctest
+    import importlib
+    import pathlib
+    import re
+
+    for name in ("_attention", "_sequence_generator", "_beam_search"):
+        module = importlib.import_module(f"bricks.recurrent.{name}")
+        failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert failures == 0, name
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "sequence_generators.md"
+    namespace: dict = {"__name__": "docs_sequence_generators"}
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)):
+        exec(compile(block, f"{doc.name}[block {i}]", "exec"), namespace)  # noqa: S102

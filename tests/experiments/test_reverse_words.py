@@ -1,0 +1,49 @@
+"""reverse_words runs tiny through the runner and reverses words from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ._helpers import REPO, check_run_dir, env, run
+
+TINY = [
+    "--set", "num_batches=4",
+    "--set", "dim=8",
+    "--set", "embed_dim=4",
+    "--set", "max_length=5",
+    "--set", "valid_words=16",
+    "--set", "corpus_files=3",
+    "--set", "batch_size=8",
+    "--set", "monitor_every=2",
+    "--set", "steps_per_call=2",
+    "--set", "beam_size=2",
+    "--set", "plot=False",
+]
+
+
+def test_reverse_words_tiny_then_reverse_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "rw"
+    proc = run("reverse_words", run_dir, *TINY, timeout=240)
+    summary = check_run_dir(run_dir)
+    assert summary["iterations_done"] == 4
+    assert {"train_cost", "valid_cost"} <= set(summary["final_records"])
+    results = summary["results"]
+    assert 0.0 <= results["valid_accuracy"] <= 1.0 and results["valid_words"] == 16
+    assert "held-out words reversed exactly" in proc.stdout
+    assert (run_dir / "params.npz").is_file()
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "experiments.configs.reverse_words", str(run_dir), "Hello", "ab"],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    lines = cli.stdout.strip().splitlines()
+    assert [line.split(" -> ")[0] for line in lines] == ["hello", "ab"]
+    assert all(set(line.split(" -> ")[1]) <= set("abcdefghijklmnopqrstuvwxyz") for line in lines)
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.configs.reverse_words", str(run_dir), "toolongword"],
+        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "letters a-z" in bad.stderr
