@@ -73,7 +73,8 @@ class Uniform:
     def __post_init__(self) -> None:
         if (self.width is None) == (self.std is None):
             raise InitializationError(
-                f"Uniform needs exactly one of width and std, got width={self.width}, std={self.std}"
+                "Uniform needs exactly one of width and std, got "
+                f"width={self.width}, std={self.std}"
             )
 
     def __call__(self, key: Any, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
