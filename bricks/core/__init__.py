@@ -46,6 +46,7 @@ from bricks.core.roles import (
     VariableRole,
     has_role,
 )
+from bricks.core.selection import Selector
 from bricks.core.sequences import MLP, Sequence
 from bricks.core.simple import (
     Activation,
@@ -63,6 +64,7 @@ from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with,
 from bricks.core.wrappers import WithExtraDims, with_extra_dims
 
 __all__ = [
+    "Selector",
     "roles",
     "BatchNormalization",
     "BatchNormalizedMLP",
