@@ -31,6 +31,7 @@ such as a checkpoint run ``after_training``).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -131,15 +132,23 @@ class MainLoop:
         )
 
     # -- running -------------------------------------------------------------
-    def run(self, resume: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None) -> None:
+    def run(
+        self, resume: str | os.PathLike | tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+    ) -> None:
         """Train until an extension or an interrupt stops it, or the stream is done.
 
         Args:
-            resume: a ``(json_state, arrays)`` pair from :meth:`get_state` to
-                restore first; ``on_resumption`` is dispatched instead of
-                ``before_training``.
+            resume: a checkpoint path (a ``ckpt-NNNNNNNNN`` directory, or a
+                directory of them: the newest good one is used; see
+                :mod:`bricks.checkpoint`), or a ``(json_state, arrays)`` pair
+                from :meth:`get_state`, to restore first; ``on_resumption`` is
+                dispatched instead of ``before_training``.
         """
-        if resume is not None:
+        if isinstance(resume, (str, os.PathLike)):
+            from bricks.checkpoint import restore_main_loop  # same (training) layer
+
+            restore_main_loop(self, resume)
+        elif resume is not None:
             self.set_state(*resume)
         self._install_signal_handlers()
         try:

@@ -1,0 +1,251 @@
+"""Checkpoint and Load: save the complete training state, resume it exactly.
+
+``Checkpoint(path, every_n_batches=100)`` writes the main loop's whole state
+(parameters by path, optimizer state, RNG key, log, the data stream's
+position mid-epoch, every extension's state, the configuration hash and the
+library versions) into ``path/ckpt-NNNNNNNNN/`` with
+:class:`bricks.checkpoint.CheckpointManager`: atomically, checksummed, in
+open formats, under a directory lock. By default it also saves
+``after_training`` and ``on_interrupt`` (SIGTERM / Ctrl-C finish the batch,
+save, and :func:`bricks.checkpoint.exit_status` gives the exit code 75).
+
+Resume in a new process with ``MainLoop(...).run(resume=path)`` (it
+dispatches ``on_resumption``) or with a :class:`Load` extension placed first.
+
+>>> ckpt = Checkpoint("run/", every_n_batches=100, keep_last=3)
+>>> sorted({name for name, _, _ in ckpt.conditions})
+['after_batch', 'after_training', 'on_interrupt']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bricks.checkpoint import CheckpointManager, main_loop_payload, restore_main_loop
+from bricks.errors import CheckpointError, CheckpointNotFoundError
+from bricks.extensions.base import SimpleExtension
+
+__all__ = ["Checkpoint", "Load"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a checkpoint is written; deliver them after the commit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+        logger.warning(
+            "signal %d received while writing a checkpoint; it takes effect once the "
+            "checkpoint is committed",
+            signum,
+        )
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(received):
+            handler = old[s]
+            if callable(handler):
+                handler(s, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), s)
+
+
+class Checkpoint(SimpleExtension):
+    """Save the complete training state (Blocks' ``Checkpoint``).
+
+    Args:
+        path: the run's checkpoint directory; each save is a
+            ``ckpt-NNNNNNNNN`` directory in it (``N``: iterations done).
+        keep_last: keep only this many newest checkpoints (``None``: all).
+        keep_best: also keep this many best checkpoints by ``metric``.
+        metric: a log record (e.g. ``"valid_cost"``) ranking checkpoints
+            for ``keep_best``; read from the log's current row at save time.
+        mode: ``"min"`` or ``"max"`` for ``metric``.
+        async_save: copy the state to host numpy at the save call and write
+            it in a background thread while training goes on; the values
+            saved are those of the save call. The next save, the end of
+            training and the end of the process wait for a pending write.
+        name: the extension's name.
+        **conditions: when to save (``every_n_batches=...``,
+            ``every_n_epochs=...``, ...); ``after_training`` and
+            ``on_interrupt`` default to ``True``.
+
+    Attributes:
+        manager: the :class:`~bricks.checkpoint.CheckpointManager`.
+        last_path: the newest checkpoint written (a pending async one included).
+        save_times: seconds the training loop spent in each save call.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        metric: str | None = None,
+        mode: str = "min",
+        async_save: bool = False,
+        name: str | None = None,
+        **conditions: Any,
+    ) -> None:
+        conditions.setdefault("after_training", True)
+        conditions.setdefault("on_interrupt", True)
+        super().__init__(name=name, **conditions)
+        self.path = Path(path)
+        self.metric = metric
+        self.manager = CheckpointManager(path, keep_last, keep_best, metric, mode)
+        self.async_save = bool(async_save)
+        self.last_path: Path | None = None
+        self.save_times: list[float] = []
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._saved_at: tuple[int, str] | None = None
+
+    # -- events -----------------------------------------------------------------
+    def dispatch(self, callback_name: str, *args: Any) -> None:
+        if callback_name in ("before_training", "on_resumption"):
+            self.manager.acquire()  # a second run on this directory stops here
+        try:
+            super().dispatch(callback_name, *args)
+        finally:
+            if callback_name in ("after_training", "on_error"):
+                try:
+                    self.wait()
+                finally:
+                    self.manager.release()
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        done = int(self.main_loop.status["iterations_done"])
+        if which_callback == "after_training" and self._saved_at == (done, "on_interrupt"):
+            return  # nothing changed since the interrupt's checkpoint
+        self.save()
+        self._saved_at = (done, which_callback)
+
+    # -- saving -----------------------------------------------------------------
+    def _metrics(self) -> dict[str, float]:
+        if self.metric is None:
+            return {}
+        value = self.main_loop.log.current_row.get(self.metric)
+        try:
+            return {} if value is None else {self.metric: float(np.asarray(value))}
+        except (TypeError, ValueError):
+            return {}
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the main loop now (or start writing it, if async).
+
+        Returns:
+            the checkpoint's path; ``None`` for an asynchronous save (see
+            :attr:`last_path` after :meth:`wait`).
+        """
+        start = time.perf_counter()
+        self.wait()
+        state, arrays, meta = main_loop_payload(self.main_loop, copy=self.async_save)
+        step = int(meta["iterations_done"])
+        meta["extension"] = self.name
+        metrics = self._metrics()
+        if self.async_save:
+            self._thread = threading.Thread(
+                target=self._write,
+                args=(step, state, arrays, meta, metrics),
+                name=f"bricks-checkpoint-{step}",
+                daemon=False,  # the interpreter waits for it at exit
+            )
+            self._thread.start()
+            self.save_times.append(time.perf_counter() - start)
+            return None
+        with _signals_deferred():
+            self._write(step, state, arrays, meta, metrics)
+        self.save_times.append(time.perf_counter() - start)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self.last_path
+
+    def _write(
+        self,
+        step: int,
+        state: Mapping[str, Any],
+        arrays: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        metrics: Mapping[str, float],
+    ) -> None:
+        try:
+            self.last_path = self.manager.save(step, state, arrays, meta, metrics)
+            logger.info("checkpoint written: %s", self.last_path)
+        except BaseException as error:  # re-raised in the training thread
+            self._error = error
+
+    def wait(self) -> None:
+        """Wait for a pending asynchronous save; re-raise its error, if any."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            with _signals_deferred():
+                thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CheckpointError(
+                f"writing a checkpoint into {self.path} failed: {error}"
+            ) from error
+
+
+class Load(SimpleExtension):
+    """Restore the complete training state before training starts (Blocks' ``Load``).
+
+    Put it first among the extensions. It restores the newest good
+    checkpoint under ``path`` in ``before_training``; training then goes on
+    with the very next batch. ``MainLoop.run(resume=path)`` does the same
+    and also dispatches ``on_resumption``.
+
+    Args:
+        path: a checkpoint or a directory of them.
+        strict: fail when the newest checkpoint is damaged instead of falling
+            back to the previous one.
+        missing_ok: start from scratch when there is no checkpoint yet (the
+            first launch of a job that is restarted after preemption).
+        **kwargs: conditions; ``before_training`` defaults to ``True``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, strict: bool = False, missing_ok: bool = True, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("before_training", True)
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self.strict, self.missing_ok = strict, missing_ok
+        self.loaded_from: Path | None = None
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        try:
+            self.loaded_from = restore_main_loop(self.main_loop, self.path, strict=self.strict)
+            status = self.main_loop.status
+            status["resumed_from"] = status["iterations_done"]
+            for flag in (
+                "training_finish_requested",
+                "epoch_interrupt_received",
+                "batch_interrupt_received",
+            ):
+                status[flag] = False
+        except CheckpointNotFoundError:
+            if not self.missing_ok:
+                raise
+            logger.info("no checkpoint in %s yet: training from scratch", self.path)
