@@ -167,13 +167,17 @@ def bench(name, dims, batch, args):
     print(f"[{name}] {dims} batch {batch}, {n} steps/epoch, device {jax.devices()[0].platform}")
     print(f"  hand-written async : {t_async:.3f} s ({1e6 * t_async / n:.0f} us/step)")
     print(f"  hand-written sync  : {t_sync:.3f} s ({1e6 * t_sync / n:.0f} us/step)")
-    print(f"  MainLoop K=1       : {t_loop:.3f} s ({1e6 * t_loop / n:.0f} us/step)"
-          f"  ratio vs async {t_loop / t_async:.3f}, vs sync {t_loop / t_sync:.3f}")
+    print(
+        f"  MainLoop K=1       : {t_loop:.3f} s ({1e6 * t_loop / n:.0f} us/step)"
+        f"  ratio vs async {t_loop / t_async:.3f}, vs sync {t_loop / t_sync:.3f}"
+    )
     if name == "tiny":
         k = 16
         t_k = main_loop_time(cg, train, valid, args.repeats, every=k, steps_per_call=k)
-        print(f"  MainLoop K={k} (monitor every {k}) : {t_k:.3f} s ({1e6 * t_k / n:.0f} us/step)"
-              f"  ratio vs async {t_k / t_async:.3f}")
+        print(
+            f"  MainLoop K={k} (monitor every {k}) : {t_k:.3f} s ({1e6 * t_k / n:.0f} us/step)"
+            f"  ratio vs async {t_k / t_async:.3f}"
+        )
 
 
 def main():

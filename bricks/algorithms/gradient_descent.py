@@ -501,7 +501,8 @@ class GradientDescent:
             name = f"opt_state/{jax.tree_util.keystr(keypath)}"
             if name not in arrays:
                 raise AlgorithmError(
-                    f"the saved optimizer state lacks {name!r}; was it saved with another step rule?"
+                    f"the saved optimizer state lacks {name!r}; "
+                    "was it saved with another step rule?"
                 )
             new_leaves.append(jnp.asarray(arrays[name], jnp.asarray(old).dtype))
         acc = tuple(

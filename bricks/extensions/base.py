@@ -187,7 +187,8 @@ class SimpleExtension(TrainingExtension):
             if key not in CONDITION_KEYWORDS:
                 raise ExtensionError(
                     f"{type(self).__name__} got an unknown condition {key!r}"
-                    f"{did_you_mean(key, CONDITION_KEYWORDS)}; known: {', '.join(CONDITION_KEYWORDS)}"
+                    f"{did_you_mean(key, CONDITION_KEYWORDS)}; "
+                    f"known: {', '.join(CONDITION_KEYWORDS)}"
                 )
             if value is None or value is False:
                 continue

@@ -83,7 +83,8 @@ class DatasetEvaluator:
         for key in aggregation:
             if key not in names:
                 raise ExtensionError(
-                    f"aggregation given for {key!r}, which is not monitored{did_you_mean(key, names)}"
+                    f"aggregation given for {key!r}, which is not monitored"
+                    f"{did_you_mean(key, names)}"
                 )
         self.schemes = [get_aggregation(aggregation.get(v.name, MEAN)) for v in plain]
         outputs = {v.tag: i for i, v in enumerate(graph.outputs)}

@@ -28,8 +28,13 @@ class Printing(SimpleExtension):
     """
 
     def __init__(self, file: TextIO | None = None, **kwargs: Any) -> None:
-        for key in ("before_first_epoch", "on_resumption", "after_epoch", "after_training",
-                    "on_interrupt"):
+        for key in (
+            "before_first_epoch",
+            "on_resumption",
+            "after_epoch",
+            "after_training",
+            "on_interrupt",
+        ):
             kwargs.setdefault(key, True)
         super().__init__(**kwargs)
         self.file = file
@@ -38,11 +43,18 @@ class Printing(SimpleExtension):
         log = self.main_loop.log
         out = self.file or sys.stdout
         done = log.status["iterations_done"]
-        lines = ["", "-" * 60, f"AFTER ANOTHER EPOCH" if which_callback == "after_epoch"
-                 else f"{which_callback.upper().replace('_', ' ')}", "-" * 60, "Training status:"]
+        lines = [
+            "",
+            "-" * 60,
+            "AFTER ANOTHER EPOCH"
+            if which_callback == "after_epoch"
+            else f"{which_callback.upper().replace('_', ' ')}",
+            "-" * 60,
+            "Training status:",
+        ]
         for key in _STATUS_SHOWN:
             lines.append(f"\t {key}: {log.status.get(key)}")
-        lines.append("Log records from the iteration {}:".format(done))
+        lines.append(f"Log records from the iteration {done}:")
         for key, value in sorted(log.current_row.items()):
             if key == "got_exception":
                 continue

@@ -37,8 +37,13 @@ class ProgressBar(TrainingExtension):
         interval: minimum seconds between redraws.
     """
 
-    def __init__(self, file: TextIO | None = None, width: int = 30, interval: float = 0.1,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        file: TextIO | None = None,
+        width: int = 30,
+        interval: float = 0.1,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name)
         self.file, self.width, self.interval = file, width, interval
         self.epoch_length: int | None = None
@@ -65,8 +70,10 @@ class ProgressBar(TrainingExtension):
             bar = "#" * filled + "." * (self.width - filled)
             eta = (total - done) / rate if rate > 0 else 0.0
             width = len(str(total))
-            return (f"epoch {epoch} [{bar}] {done:>{width}}/{total} "
-                    f"{rate:5.1f} it/s ETA {_fmt_time(eta)}")
+            return (
+                f"epoch {epoch} [{bar}] {done:>{width}}/{total} "
+                f"{rate:5.1f} it/s ETA {_fmt_time(eta)}"
+            )
         return f"epoch {epoch} {done} batches {rate:5.1f} it/s elapsed {_fmt_time(elapsed)}"
 
     def _draw(self, force: bool = False) -> None:

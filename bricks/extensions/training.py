@@ -68,8 +68,17 @@ class SharedVariableModifier(SimpleExtension):
     ) -> None:
         if num_args not in (1, 2):
             raise ExtensionError(f"num_args must be 1 or 2, got {num_args!r}")
-        if not any(k in kwargs for k in ("after_batch", "every_n_batches", "after_epoch",
-                                         "every_n_epochs", "before_epoch", "before_training")):
+        if not any(
+            k in kwargs
+            for k in (
+                "after_batch",
+                "every_n_batches",
+                "after_epoch",
+                "every_n_epochs",
+                "before_epoch",
+                "before_training",
+            )
+        ):
             kwargs.setdefault("after_batch", True)
         super().__init__(**kwargs)
         self.parameter, self.function, self.num_args = parameter, function, num_args
@@ -140,7 +149,9 @@ class FinishIfNoImprovement(SimpleExtension):
         **kwargs: Any,
     ) -> None:
         if (iterations is None) == (epochs is None):
-            raise ExtensionError("FinishIfNoImprovement needs exactly one of iterations= or epochs=")
+            raise ExtensionError(
+                "FinishIfNoImprovement needs exactly one of iterations= or epochs="
+            )
         if epochs is not None:
             kwargs.setdefault("after_epoch", True)
         else:

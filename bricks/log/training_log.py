@@ -179,7 +179,9 @@ class TrainingLog:
             self._file.write("".join(line + "\n" for line in lines))
             self._file.flush()
         except OSError as error:
-            raise LogError(f"cannot append to the training log file {self.path!r}: {error}") from error
+            raise LogError(
+                f"cannot append to the training log file {self.path!r}: {error}"
+            ) from error
         self._pending.clear()
 
     def close(self) -> None:

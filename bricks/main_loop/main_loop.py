@@ -222,7 +222,8 @@ class MainLoop:
         if isinstance(stream, Iterable):
             return iter(stream)
         raise MainLoopError(
-            f"data_stream must have get_epoch_iterator() or be iterable, got {type(stream).__name__}"
+            "data_stream must have get_epoch_iterator() or be iterable, "
+            f"got {type(stream).__name__}"
         )
 
     def _run_epoch(self) -> bool:
@@ -371,7 +372,9 @@ class MainLoop:
             )
         if state.get("data_stream") is not None:
             if not hasattr(self.data_stream, "set_state"):
-                raise MainLoopError("the checkpoint has a data-stream state but the stream has no set_state()")
+                raise MainLoopError(
+                    "the checkpoint has a data-stream state but the stream has no set_state()"
+                )
             self.data_stream.set_state(state["data_stream"])
         saved = state.get("extensions", {})
         for ext in self.extensions:

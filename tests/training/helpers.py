@@ -11,8 +11,9 @@ from bricks.extensions import TrainingExtension
 class ListStream:
     """A resumable stream over in-memory arrays, in fixed order (a tiny fake of bricks.data)."""
 
-    def __init__(self, n: int = 10, batch_size: int = 1, dim: int = 3, seed: int = 0,
-                 sources=("x", "y")) -> None:
+    def __init__(
+        self, n: int = 10, batch_size: int = 1, dim: int = 3, seed: int = 0, sources=("x", "y")
+    ) -> None:
         rng = np.random.RandomState(seed)
         self.data = {
             "x": rng.randn(n, dim).astype(np.float32),
@@ -44,8 +45,9 @@ def linear_cost(params, x, y):
 
 def make_algorithm(step_rule=None, dim: int = 3, **kwargs) -> GradientDescent:
     params = {"w": np.full((dim,), 0.1, np.float32), "b": np.zeros((), np.float32)}
-    return GradientDescent(cost=linear_cost, parameters=params,
-                           step_rule=step_rule or Scale(0.1), **kwargs)
+    return GradientDescent(
+        cost=linear_cost, parameters=params, step_rule=step_rule or Scale(0.1), **kwargs
+    )
 
 
 class Recorder(TrainingExtension):

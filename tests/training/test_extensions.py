@@ -47,26 +47,37 @@ def test_training_data_monitoring_batch_and_epoch_means():
     per_batch = TrainingDataMonitoring(["cost"], prefix="batch", after_batch=True, name="b")
     per_epoch = TrainingDataMonitoring(["cost"], after_epoch=True, name="e")
     every3 = TrainingDataMonitoring(["cost"], prefix="three", every_n_batches=3, name="t")
-    loop = MainLoop(make_algorithm(), ListStream(8, batch_size=2),
-                    extensions=[per_batch, per_epoch, every3, FinishAfter(after_n_epochs=2)])
+    loop = MainLoop(
+        make_algorithm(),
+        ListStream(8, batch_size=2),
+        extensions=[per_batch, per_epoch, every3, FinishAfter(after_n_epochs=2)],
+    )
     loop.run()
     costs, w = _numpy_costs(ListStream(8, batch_size=2), 8)
     got = [v for _, v in loop.log.records("batch_cost")]
     np.testing.assert_allclose(got, costs, rtol=1e-5)
-    np.testing.assert_allclose([loop.log[4]["train_cost"], loop.log[8]["train_cost"]],
-                               [np.mean(costs[:4]), np.mean(costs[4:])], rtol=1e-5)
+    np.testing.assert_allclose(
+        [loop.log[4]["train_cost"], loop.log[8]["train_cost"]],
+        [np.mean(costs[:4]), np.mean(costs[4:])],
+        rtol=1e-5,
+    )
     np.testing.assert_allclose(loop.log[6]["three_cost"], np.mean(costs[3:6]), rtol=1e-5)
     np.testing.assert_allclose(loop.algorithm.parameter_values()["w"], w, rtol=1e-5)
 
 
 def test_gradient_and_step_norms_monitored():
     algorithm = make_algorithm(Scale(0.5))
-    mon = TrainingDataMonitoring([algorithm.total_gradient_norm, algorithm.total_step_norm],
-                                 after_batch=True)
-    loop = MainLoop(algorithm, ListStream(2, batch_size=2), extensions=[mon, FinishAfter(after_n_batches=1)])
+    mon = TrainingDataMonitoring(
+        [algorithm.total_gradient_norm, algorithm.total_step_norm], after_batch=True
+    )
+    loop = MainLoop(
+        algorithm, ListStream(2, batch_size=2), extensions=[mon, FinishAfter(after_n_batches=1)]
+    )
     loop.run()
     row = loop.log[1]
-    np.testing.assert_allclose(row["train_total_step_norm"], 0.5 * row["train_total_gradient_norm"], rtol=1e-6)
+    np.testing.assert_allclose(
+        row["train_total_step_norm"], 0.5 * row["train_total_gradient_norm"], rtol=1e-6
+    )
 
 
 def test_data_stream_monitoring_schemes():
@@ -82,20 +93,45 @@ def test_data_stream_monitoring_schemes():
         def get_aggregated_value(self):
             return self.n
 
-    sum_scheme = Aggregation(lambda shape, dtype: np.zeros(shape, np.float32),
-                             lambda acc, value, n: acc + value, lambda acc: acc)
-    ext = DataStreamMonitoring(["cost", Count(["cost"], "batches")], valid, after_training=True,
-                               aggregation={"cost": "mean"})
-    mins = DataStreamMonitoring(["cost"], valid, prefix="min", after_training=True,
-                                aggregation={"cost": "min"}, name="mins")
-    maxs = DataStreamMonitoring(["cost"], valid, prefix="max", after_training=True,
-                                aggregation={"cost": "max"}, name="maxs")
-    sums = DataStreamMonitoring(["cost"], valid, prefix="sum", after_training=True,
-                                aggregation={"cost": sum_scheme}, name="sums")
-    cat = DataStreamMonitoring(["cost"], valid, prefix="cat", after_training=True,
-                               aggregation={"cost": "concatenate"}, name="cat")
+    sum_scheme = Aggregation(
+        lambda shape, dtype: np.zeros(shape, np.float32),
+        lambda acc, value, n: acc + value,
+        lambda acc: acc,
+    )
+    ext = DataStreamMonitoring(
+        ["cost", Count(["cost"], "batches")],
+        valid,
+        after_training=True,
+        aggregation={"cost": "mean"},
+    )
+    mins = DataStreamMonitoring(
+        ["cost"], valid, prefix="min", after_training=True, aggregation={"cost": "min"}, name="mins"
+    )
+    maxs = DataStreamMonitoring(
+        ["cost"], valid, prefix="max", after_training=True, aggregation={"cost": "max"}, name="maxs"
+    )
+    sums = DataStreamMonitoring(
+        ["cost"],
+        valid,
+        prefix="sum",
+        after_training=True,
+        aggregation={"cost": sum_scheme},
+        name="sums",
+    )
+    cat = DataStreamMonitoring(
+        ["cost"],
+        valid,
+        prefix="cat",
+        after_training=True,
+        aggregation={"cost": "concatenate"},
+        name="cat",
+    )
     algorithm = make_algorithm()
-    loop = MainLoop(algorithm, ListStream(4), extensions=[FinishAfter(after_n_batches=2), ext, mins, maxs, sums, cat])
+    loop = MainLoop(
+        algorithm,
+        ListStream(4),
+        extensions=[FinishAfter(after_n_batches=2), ext, mins, maxs, sums, cat],
+    )
     loop.run()
     p = algorithm.parameter_values()
     per_batch, sizes = [], []
@@ -127,9 +163,16 @@ def test_early_stopping_fires_at_expected_epoch():
             log = self.main_loop.log
             log.current_row["valid_cost"] = self.values[log.status["epochs_done"] - 1]
 
-    loop = MainLoop(make_algorithm(), ListStream(2), extensions=[
-        FakeValid(after_epoch=True), TrackTheBest("valid_cost"),
-        FinishIfNoImprovement("valid_cost", epochs=3), FinishAfter(after_n_epochs=8)])
+    loop = MainLoop(
+        make_algorithm(),
+        ListStream(2),
+        extensions=[
+            FakeValid(after_epoch=True),
+            TrackTheBest("valid_cost"),
+            FinishIfNoImprovement("valid_cost", epochs=3),
+            FinishAfter(after_n_epochs=8),
+        ],
+    )
     loop.run()
     assert loop.log.status["epochs_done"] == 6  # best at epoch 3, then 3 epochs without
     assert loop.log.status["best_valid_cost"] == 3.0
@@ -145,13 +188,21 @@ def test_learning_rate_schedule_without_recompile():
             seen.append(self.main_loop.algorithm.get_hyperparameter("learning_rate"))
 
     schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
-    loop = MainLoop(algorithm, ListStream(4), extensions=[
-        SharedVariableModifier(algorithm.step_rule.learning_rate, schedule),
-        Watch(after_batch=True), FinishAfter(after_n_batches=4)])
+    loop = MainLoop(
+        algorithm,
+        ListStream(4),
+        extensions=[
+            SharedVariableModifier(algorithm.step_rule.learning_rate, schedule),
+            Watch(after_batch=True),
+            FinishAfter(after_n_batches=4),
+        ],
+    )
     loop.run()
     np.testing.assert_allclose(seen, [0.05, 0.025, 0.0125, 0.00625], rtol=1e-6)
     assert algorithm.compilations == 1
-    assert algorithm.hyperparameters == pytest.approx({"0/learning_rate": 0.00625, "1/momentum": 0.5})
+    assert algorithm.hyperparameters == pytest.approx(
+        {"0/learning_rate": 0.00625, "1/momentum": 0.5}
+    )
 
 
 class _NanStream(ListStream):
@@ -173,7 +224,11 @@ def test_remove_not_finite_skips_the_step():
         def do(self, which, *args):
             snapshots.append(self.main_loop.algorithm.get_state()[1])
 
-    loop = MainLoop(algorithm, _NanStream(5), extensions=[mon, Snap(after_batch=True), FinishAfter(after_n_batches=4)])
+    loop = MainLoop(
+        algorithm,
+        _NanStream(5),
+        extensions=[mon, Snap(after_batch=True), FinishAfter(after_n_batches=4)],
+    )
     loop.run()
     assert np.isnan(loop.log[3]["train_cost"])
     for key in snapshots[1]:
@@ -184,8 +239,12 @@ def test_remove_not_finite_skips_the_step():
 
 def test_non_finite_cost_stops_training(tmp_path):
     algorithm = make_algorithm(Scale(0.1))
-    loop = MainLoop(algorithm, _NanStream(6), log_path=str(tmp_path / "log.jsonl"),
-                    extensions=[FinishAfter(after_n_epochs=1)])
+    loop = MainLoop(
+        algorithm,
+        _NanStream(6),
+        log_path=str(tmp_path / "log.jsonl"),
+        extensions=[FinishAfter(after_n_epochs=1)],
+    )
     with pytest.raises(NonFiniteCostError, match="iteration 3"):
         loop.run()
     assert loop.log[3]["nonfinite_cost"] is True
@@ -202,9 +261,13 @@ def test_non_finite_cost_stops_training(tmp_path):
 def test_multi_step_calls_match_single_steps():
     def run(k):
         algorithm = make_algorithm(Momentum(0.05, 0.9))
-        exts = [TrainingDataMonitoring(["cost"], every_n_batches=4, name="m4"),
-                TrainingDataMonitoring(["cost"], prefix="epoch", after_epoch=True, name="me"),
-                ProgressBar(file=io.StringIO()), Timing(), FinishAfter(after_n_epochs=2)]
+        exts = [
+            TrainingDataMonitoring(["cost"], every_n_batches=4, name="m4"),
+            TrainingDataMonitoring(["cost"], prefix="epoch", after_epoch=True, name="me"),
+            ProgressBar(file=io.StringIO()),
+            Timing(),
+            FinishAfter(after_n_epochs=2),
+        ]
         loop = MainLoop(algorithm, ListStream(10), extensions=exts, steps_per_call=k)
         loop.run()
         return loop, algorithm
@@ -219,9 +282,17 @@ def test_multi_step_calls_match_single_steps():
 
 
 def test_printing_timestamp_timing_smoke(capsys):
-    loop = MainLoop(make_algorithm(), ListStream(3), extensions=[
-        Printing(), Timestamp(), Timing(every_n_batches=1), ProgressBar(),
-        FinishAfter(after_n_epochs=1)])
+    loop = MainLoop(
+        make_algorithm(),
+        ListStream(3),
+        extensions=[
+            Printing(),
+            Timestamp(),
+            Timing(every_n_batches=1),
+            ProgressBar(),
+            FinishAfter(after_n_epochs=1),
+        ],
+    )
     loop.run()
     out = capsys.readouterr()
     assert "iterations_done: 3" in out.out and "epoch 1" in out.err
@@ -236,8 +307,14 @@ def test_unknown_condition_and_sources():
 
     algorithm = make_algorithm()
     with pytest.raises(AlgorithmError, match="not read by the cost"):
-        algorithm.process_batch({"x": np.zeros((1, 3), np.float32), "y": np.zeros(1, np.float32),
-                                 "z": np.zeros(1)})
-    ok = GradientDescent(cost=linear_cost, parameters={"w": np.zeros(3, np.float32), "b": np.float32(0)},
-                         on_unused_sources="ignore")
-    ok.process_batch({"x": np.zeros((1, 3), np.float32), "y": np.zeros(1, np.float32), "z": np.zeros(1)})
+        algorithm.process_batch(
+            {"x": np.zeros((1, 3), np.float32), "y": np.zeros(1, np.float32), "z": np.zeros(1)}
+        )
+    ok = GradientDescent(
+        cost=linear_cost,
+        parameters={"w": np.zeros(3, np.float32), "b": np.float32(0)},
+        on_unused_sources="ignore",
+    )
+    ok.process_batch(
+        {"x": np.zeros((1, 3), np.float32), "y": np.zeros(1, np.float32), "z": np.zeros(1)}
+    )

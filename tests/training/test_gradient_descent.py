@@ -11,8 +11,9 @@ from bricks.graph import ComputationGraph, VariableFilter, apply_dropout
 
 
 def _graph():
-    mlp = MLP([Tanh(), Tanh()], [3, 4, 1], weights_init=IsotropicGaussian(0.5),
-              biases_init=Constant(0))
+    mlp = MLP(
+        [Tanh(), Tanh()], [3, 4, 1], weights_init=IsotropicGaussian(0.5), biases_init=Constant(0)
+    )
     mlp.initialize(seed=0)
 
     def cost(x):
@@ -42,8 +43,10 @@ def test_graph_training_with_dropout_and_exact_state_round_trip():
         np.testing.assert_array_equal(b.parameter_values()[k], v)
     assert a.compilations == 1
     a.write_back()
-    np.testing.assert_array_equal(np.asarray(cg.parameter_values()["/mlp/linear_0.W"]),
-                                  a.parameter_values()["/mlp/linear_0.W"])
+    np.testing.assert_array_equal(
+        np.asarray(cg.parameter_values()["/mlp/linear_0.W"]),
+        a.parameter_values()["/mlp/linear_0.W"],
+    )
 
 
 def test_parameter_subset_and_restrict():

@@ -18,7 +18,9 @@ from .helpers import ListStream, Recorder, make_algorithm
 
 def test_two_epochs_event_order():
     rec = Recorder()
-    loop = MainLoop(make_algorithm(), ListStream(10), extensions=[FinishAfter(after_n_epochs=2), rec])
+    loop = MainLoop(
+        make_algorithm(), ListStream(10), extensions=[FinishAfter(after_n_epochs=2), rec]
+    )
     loop.run()
     status = loop.log.status
     assert status["iterations_done"] == 20 and status["epochs_done"] == 2
@@ -34,7 +36,9 @@ def test_two_epochs_event_order():
 
 def test_compiles_once_plus_ragged_tail():
     algorithm = make_algorithm()
-    loop = MainLoop(algorithm, ListStream(10, batch_size=4), extensions=[FinishAfter(after_n_epochs=3)])
+    loop = MainLoop(
+        algorithm, ListStream(10, batch_size=4), extensions=[FinishAfter(after_n_epochs=3)]
+    )
     loop.run()
     assert loop.log.status["iterations_done"] == 9
     assert algorithm.compilations == 2  # batches of 4 and the ragged 2
@@ -67,8 +71,9 @@ def test_error_reraised_even_if_on_error_fails():
             raise RuntimeError("handler failed")
 
     rec = Recorder()
-    loop = MainLoop(make_algorithm(), ListStream(10),
-                    extensions=[Boom(after_n_batches=3), BadHandler(), rec])
+    loop = MainLoop(
+        make_algorithm(), ListStream(10), extensions=[Boom(after_n_batches=3), BadHandler(), rec]
+    )
     with pytest.raises(KeyError, match="boom"):
         loop.run()
     assert rec.events[-1] == ("on_error", 3, 0)
@@ -90,7 +95,9 @@ def test_resume_is_exact_and_after_n_fires_once():
 
     def build(stream):
         counter = Counter(after_n_batches=5, name="counter")
-        return MainLoop(make_algorithm(), stream, extensions=[FinishAfter(after_n_epochs=2), counter])
+        return MainLoop(
+            make_algorithm(), stream, extensions=[FinishAfter(after_n_epochs=2), counter]
+        )
 
     full = build(ListStream(10, batch_size=3))
     full.run()

@@ -121,9 +121,7 @@ def test_variable_clipping_blocks_values():
 
 
 def test_variable_clipping():
-    out = _apply(
-        VariableClipping(5), {"a": [4, 3], "b": [[3, 9, 2]], "c": [[[1], [2], [3], [2]]]}
-    )
+    out = _apply(VariableClipping(5), {"a": [4, 3], "b": [[3, 9, 2]], "c": [[[1], [2], [3], [2]]]})
     assert_allclose(out["a"], [4, 3], rtol=1e-6)
     assert_allclose(out["b"], 5 * np.array([[3.0, 9.0, 2.0]]) / np.sqrt(94), rtol=1e-6)
     assert_allclose(out["c"], [[[1.0], [2.0], [3.0], [2.0]]])
@@ -166,4 +164,4 @@ def test_hyperparameter_handles():
     assert names["0/learning_rate"] == rule.learning_rate
     assert rule.learning_rate.initial_value == 0.1
     with pytest.raises(AttributeError):
-        Scale().momentum
+        _ = Scale().momentum
