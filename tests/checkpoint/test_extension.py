@@ -1,0 +1,175 @@
+"""The Checkpoint and Load extensions in one process: resume, async values,
+shape mismatches, locks, signals during a save, exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bricks.checkpoint._format as fmt
+from bricks.algorithms import Adam, GradientDescent
+from bricks.checkpoint import (
+    EXIT_INTERRUPTED,
+    CheckpointManager,
+    exit_status,
+    find_checkpoint,
+    load_parameters,
+    read_checkpoint,
+    verify_checkpoint,
+)
+from bricks.data import DataStream, IndexableDataset, ShuffledScheme
+from bricks.errors import CheckpointLockedError, CheckpointMismatchError
+from bricks.extensions import FinishAfter, SimpleExtension, TrainingDataMonitoring
+from bricks.extensions.checkpoint import Checkpoint, Load
+from bricks.main_loop import MainLoop
+
+
+def _loop(ckpt: Path, steps: int, extra=(), dim: int = 3, **ckpt_kwargs) -> MainLoop:
+    x = np.arange(24 * dim, dtype=np.float32).reshape(24, dim) / 10.0
+    stream = DataStream(IndexableDataset({"x": x}), iteration_scheme=ShuffledScheme(24, 4, seed=1))
+    algorithm = GradientDescent(
+        cost=lambda p, x: ((p["w"][None, :] - x) ** 2).mean(),
+        parameters={"w": np.zeros(dim, np.float32)},
+        step_rule=Adam(0.1),
+    )
+    return MainLoop(
+        algorithm,
+        stream,
+        extensions=[
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            FinishAfter(after_n_batches=steps),
+            Checkpoint(ckpt, **ckpt_kwargs),
+            *extra,
+        ],
+    )
+
+
+def _params(loop: MainLoop) -> np.ndarray:
+    return np.asarray(loop.algorithm.parameter_values()["w"])
+
+
+def test_resume_in_process_equals_a_straight_run(tmp_path: Path) -> None:
+    straight = _loop(tmp_path / "a", 20)
+    straight.run()
+    first = _loop(tmp_path / "b", 7)
+    first.run()
+    assert find_checkpoint(tmp_path / "b")[0].name == "ckpt-000000007"
+    resumed = _loop(tmp_path / "b", 20)
+    resumed.run(resume=tmp_path / "b")
+    assert resumed.status["resumed_from"] == 7
+    np.testing.assert_array_equal(_params(resumed), _params(straight))
+    for k in range(8, 21):
+        assert resumed.log[k]["train_cost"] == straight.log[k]["train_cost"]
+    np.testing.assert_array_equal(load_parameters(tmp_path / "b")["w"], _params(straight))
+
+
+def test_load_extension_resumes_and_starts_fresh_when_nothing_is_there(tmp_path: Path) -> None:
+    straight = _loop(tmp_path / "a", 12)
+    straight.run()
+    fresh = _loop(tmp_path / "b", 5, extra=[Load(tmp_path / "b")])
+    fresh.run()  # nothing to load yet: trains from scratch
+    assert fresh.find_extension("Load").loaded_from is None
+    again = _loop(tmp_path / "b", 12, extra=[Load(tmp_path / "b")])
+    again.extensions.insert(0, again.extensions.pop())  # Load first
+    again.run()
+    assert again.find_extension("Load").loaded_from.name == "ckpt-000000005"
+    np.testing.assert_array_equal(_params(again), _params(straight))
+
+
+class _Record(SimpleExtension):
+    def __init__(self) -> None:
+        super().__init__(name="Record", every_n_batches=5)
+        self.values: dict[int, np.ndarray] = {}
+
+    def do(self, which_callback: str, *args: object) -> None:
+        done = self.main_loop.status["iterations_done"]
+        self.values[done] = _params(self.main_loop).copy()
+
+
+def test_async_saves_hold_the_values_of_the_save_call(tmp_path: Path) -> None:
+    record = _Record()
+    loop = _loop(tmp_path, 23, extra=[record], every_n_batches=5, async_save=True)
+    checkpoint = loop.find_extension("Checkpoint")
+    loop.run()
+    assert checkpoint._thread is None  # after_training waited
+    saved = {int(p.name[5:14]): p for p in CheckpointManager(tmp_path, lock=False).checkpoints()}
+    assert sorted(saved) == [5, 10, 15, 20, 23]
+    for step, value in record.values.items():
+        _, arrays, meta = read_checkpoint(saved[step])
+        assert meta["iterations_done"] == step
+        np.testing.assert_array_equal(arrays["algorithm/params/w"], value)
+    assert len(checkpoint.save_times) == 5
+
+
+def test_resuming_a_model_of_another_shape_names_the_parameter_and_shapes(tmp_path: Path) -> None:
+    _loop(tmp_path, 3).run()
+    other = _loop(tmp_path, 6, dim=4)
+    with pytest.raises(CheckpointMismatchError, match=r"'w'.*\(4,\).*\(3,\)"):
+        other.run(resume=tmp_path)
+
+
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    holder = CheckpointManager(tmp_path)
+    holder.acquire()
+    with pytest.raises(CheckpointLockedError, match=f"pid {os.getpid()}"):
+        _loop(tmp_path, 3).run()
+    holder.release()
+    _loop(tmp_path, 3).run()
+
+
+def test_keep_last_through_the_extension(tmp_path: Path) -> None:
+    _loop(tmp_path, 20, every_n_batches=3, keep_last=2).run()
+    names = [p.name for p in CheckpointManager(tmp_path, lock=False).checkpoints()]
+    assert names == ["ckpt-000000018", "ckpt-000000020"]
+
+
+class _Terminate(SimpleExtension):
+    def __init__(self, at: int) -> None:
+        super().__init__(name="Terminate", before_batch=True)
+        self.at = at
+
+    def do(self, which_callback: str, *args: object) -> None:
+        if self.main_loop.status["iterations_done"] == self.at - 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_finishes_the_batch_saves_and_gives_the_exit_code(tmp_path: Path) -> None:
+    loop = _loop(tmp_path, 50, extra=[_Terminate(4)])
+    loop.run()
+    assert loop.status["iterations_done"] == 4
+    assert exit_status(loop) == EXIT_INTERRUPTED == 75
+    path, _ = find_checkpoint(tmp_path)
+    assert path.name == "ckpt-000000004"  # one save: after_training did not repeat it
+    assert len(CheckpointManager(tmp_path, lock=False).checkpoints()) == 1
+    finished = _loop(tmp_path, 6)
+    finished.run(resume=tmp_path)
+    assert finished.status["iterations_done"] == 6 and exit_status(finished) == 0
+
+
+def test_a_second_signal_during_the_save_waits_for_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = _loop(tmp_path, 2)
+    loop.run()
+    checkpoint = loop.find_extension("Checkpoint")
+    received: list[int] = []
+    original_fault = fmt._fault
+
+    def interrupt_midway(step: str) -> None:
+        if step == "arrays":
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while the save is being written
+        original_fault(step)
+
+    monkeypatch.setattr(fmt, "_fault", interrupt_midway)
+    old = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        path = checkpoint.save()
+        assert received == [signal.SIGINT]  # delivered, but only after the commit
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert path is not None and verify_checkpoint(path) == []
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
