@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
 from bricks.core.parallel import Fork, Parallel
-from bricks.core.simple import Linear, Tanh
+from bricks.core.simple import Linear
 from bricks.errors import AttentionError
 from bricks.recurrent._recurrent import BaseRecurrent, recurrent
 
@@ -183,7 +183,9 @@ class SequenceContentAttention(Initializable):
         return self.energy_computer.apply(jnp.tanh(match))[..., 0]
 
     @application(outputs=["weights"])
-    def compute_weights(self, energies: jax.Array, attended_mask: jax.Array | None = None) -> jax.Array:
+    def compute_weights(
+        self, energies: jax.Array, attended_mask: jax.Array | None = None
+    ) -> jax.Array:
         """Masked softmax over the attended time (see :func:`masked_softmax`)."""
         return masked_softmax(energies, attended_mask)
 
@@ -363,8 +365,13 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
 
     @apply.property("inputs")
     def _apply_inputs(self) -> list[str]:
-        return [*self.sequence_names, "mask", *self.state_names, *self.glimpse_names,
-                *self.context_names]
+        return [
+            *self.sequence_names,
+            "mask",
+            *self.state_names,
+            *self.glimpse_names,
+            *self.context_names,
+        ]
 
     @property
     def states(self) -> list[str]:

@@ -117,8 +117,9 @@ class BeamSearch:
         fn = self._compiled.get(signature)
         if fn is None:
             fn = jax.jit(
-                lambda p, c: apply_with(p, self._search, signature[0], signature[1],
-                                        signature[2], c)
+                lambda p, c: apply_with(
+                    p, self._search, signature[0], signature[1], signature[2], c
+                )
             )
             self._compiled[signature] = fn
         return fn(params, contexts)
@@ -163,7 +164,10 @@ class BeamSearch:
             return carry, (symbol, parent, mask)
 
         (_, _, costs, finished), (symbols, parents, masks) = scan(
-            body, (states, previous, costs, finished), None, length=max_length,
+            body,
+            (states, previous, costs, finished),
+            None,
+            length=max_length,
             name=f"{gen.path}.beam_search.scan",
         )
 

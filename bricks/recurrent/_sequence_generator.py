@@ -485,7 +485,8 @@ class SequenceGenerator(Initializable):
         self.fork = fork if fork is not None else Fork(self.sequence_names, name="fork")
         super().__init__(children=[readout, wrapped, self.fork], **kwargs)
         unknown = [
-            n for n in readout.source_names
+            n
+            for n in readout.source_names
             if n not in wrapped.states and n not in wrapped.context_names and n != "feedback"
         ]
         if unknown:
@@ -575,7 +576,8 @@ class SequenceGenerator(Initializable):
     ) -> dict[str, jax.Array]:
         """The states (glimpses included) after emitting ``outputs``."""
         inputs = self._forked(self.readout.feedback(outputs))
-        new = _as_tuple(self.transition.compute_states(**inputs, **{**states, **glimpses}, **contexts))
+        current = {**states, **glimpses}
+        new = _as_tuple(self.transition.compute_states(**inputs, **current, **contexts))
         result = dict(zip(self.transition.state_names, new, strict=True))
         result.update(glimpses)
         return result
@@ -674,14 +676,16 @@ class SequenceGenerator(Initializable):
             mask = jnp.logical_not(done).astype(jnp.float32)
             costs = self.readout.cost(readouts, outputs) * mask
             new_states = self.step_states(outputs, states, glimpses, contexts)
-            new_states = {n: apply_mask(mask, new_states[n], states[n]).astype(states[n].dtype)
-                          for n in states}
+            new_states = {
+                n: apply_mask(mask, new_states[n], states[n]).astype(states[n].dtype)
+                for n in states
+            }
             if eos is not None:
                 done = jnp.logical_or(done, outputs == eos)
             ys = {"outputs": outputs, "mask": mask, "costs": costs, **new_states}
             return (new_states, outputs, done), ys
 
-        _, ys = scan(body, (states, previous, done), keys, length=n_steps,
-                     name=f"{self.path}.generate.scan")
+        _, ys = scan(
+            body, (states, previous, done), keys, length=n_steps, name=f"{self.path}.generate.scan"
+        )
         return ys
-

@@ -34,8 +34,13 @@ import numpy as np
 
 from bricks.algorithms import Adam, CompositeRule, GradientDescent, StepClipping
 from bricks.core import Constant, Fork, IsotropicGaussian, LookupTable, Orthogonal, apply_with
-from bricks.data import DataStream, IndexableDataset, SequentialScheme, ShuffledScheme
-from bricks.data import default_corpus_files
+from bricks.data import (
+    DataStream,
+    IndexableDataset,
+    SequentialScheme,
+    ShuffledScheme,
+    default_corpus_files,
+)
 from bricks.errors import ExperimentError
 from bricks.extensions import (
     DataStreamMonitoring,
@@ -146,16 +151,27 @@ class WordReverser:
         dim, embed = config["dim"], config["embed_dim"]
         init = {"weights_init": IsotropicGaussian(0.1), "biases_init": Constant(0.0)}
         self.embed = LookupTable(VOCAB, embed, name="embed", **init)
-        self.fork = Fork(["inputs", "gate_inputs"], embed, {"inputs": dim, "gate_inputs": 2 * dim},
-                         name="fork", **init)
-        self.encoder = Bidirectional(GatedRecurrent(dim=dim), name="encoder",
-                                     weights_init=Orthogonal())
+        self.fork = Fork(
+            ["inputs", "gate_inputs"],
+            embed,
+            {"inputs": dim, "gate_inputs": 2 * dim},
+            name="fork",
+            **init,
+        )
+        self.encoder = Bidirectional(
+            GatedRecurrent(dim=dim), name="encoder", weights_init=Orthogonal()
+        )
         self.generator = SequenceGenerator(
-            Readout(readout_dim=VOCAB, source_names=["states", "feedback", "weighted_averages"],
-                    emitter=SoftmaxEmitter(), feedback_brick=LookupFeedback(VOCAB, embed)),
+            Readout(
+                readout_dim=VOCAB,
+                source_names=["states", "feedback", "weighted_averages"],
+                emitter=SoftmaxEmitter(),
+                feedback_brick=LookupFeedback(VOCAB, embed),
+            ),
             GatedRecurrent(dim=dim),
             attention=SequenceContentAttention(["states"], attended_dim=2 * dim, match_dim=dim),
-            name="generator", **init,
+            name="generator",
+            **init,
         )
         for i, brick in enumerate((self.embed, self.fork, self.encoder, self.generator)):
             brick.initialize(seed=config["seed"] * 100 + i)
@@ -167,8 +183,11 @@ class WordReverser:
     def set_parameter_values(self, values: dict[str, Any]) -> None:
         for brick in self.bricks:
             brick.set_parameter_values(
-                {k: v for k, v in values.items() if k.startswith(brick.path + "/")
-                 or k.startswith(brick.path + ".")}
+                {
+                    k: v
+                    for k, v in values.items()
+                    if k.startswith(brick.path + "/") or k.startswith(brick.path + ".")
+                }
             )
 
     def encode(self, words: jax.Array, words_mask: jax.Array) -> jax.Array:
@@ -180,18 +199,20 @@ class WordReverser:
         """Mean over the batch of each reversed word's negative log-likelihood."""
         words, words_mask = words.T, words_mask.T
         attended = self.encode(words, words_mask)
-        return self.generator.cost(targets.T, targets_mask.T, attended=attended,
-                                   attended_mask=words_mask)
+        return self.generator.cost(
+            targets.T, targets_mask.T, attended=attended, attended_mask=words_mask
+        )
 
-    def reverse(self, params: dict[str, Any], words: list[str], beam_size: int,
-                max_length: int) -> list[str]:
+    def reverse(
+        self, params: dict[str, Any], words: list[str], beam_size: int, max_length: int
+    ) -> list[str]:
         """Reverse ``words`` with beam search (the best finished hypothesis)."""
         ids, mask = pad(words, max_length + 1, reverse=False)
-        attended = jax.jit(lambda p, w, m: apply_with(p, self.encode, w, m))(
-            params, ids.T, mask.T)
+        attended = jax.jit(lambda p, w, m: apply_with(p, self.encode, w, m))(params, ids.T, mask.T)
         search = BeamSearch(beam_size, self.generator)
-        result = search.search(max_length + 1, EOS, params=params, attended=attended,
-                               attended_mask=jnp.asarray(mask.T))
+        result = search.search(
+            max_length + 1, EOS, params=params, attended=attended, attended_mask=jnp.asarray(mask.T)
+        )
         best = np.asarray(result.outputs[:, :, 0]).T
         return [decode(row) for row in best]
 
@@ -200,8 +221,9 @@ def _stream(words: list[str], config: dict[str, Any], shuffle: bool) -> DataStre
     length = config["max_length"] + 1
     src, src_mask = pad(words, length, reverse=False)
     tgt, tgt_mask = pad(words, length, reverse=True)
-    dataset = IndexableDataset({"words": src, "words_mask": src_mask,
-                                "targets": tgt, "targets_mask": tgt_mask})
+    dataset = IndexableDataset(
+        {"words": src, "words_mask": src_mask, "targets": tgt, "targets_mask": tgt_mask}
+    )
     n, size = len(words), min(config["batch_size"], len(words))
     scheme = ShuffledScheme(n, size, seed=config["seed"]) if shuffle else SequentialScheme(n, size)
     return DataStream(dataset, iteration_scheme=scheme)
@@ -213,8 +235,13 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     valid_words, train_words = words[:n_valid], words[n_valid:]
     model = WordReverser(config)
     seq = (None, config["max_length"] + 1)
-    cg = ComputationGraph(model.cost, words=(seq, jnp.int32), words_mask=seq,
-                          targets=(seq, jnp.int32), targets_mask=seq)
+    cg = ComputationGraph(
+        model.cost,
+        words=(seq, jnp.int32),
+        words_mask=seq,
+        targets=(seq, jnp.int32),
+        targets_mask=seq,
+    )
     rule = CompositeRule([StepClipping(config["clip"]), Adam(config["learning_rate"])])
     algorithm = GradientDescent(cost=cg, step_rule=rule, seed=config["seed"])
     every = config["monitor_every"]
@@ -226,8 +253,12 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
             Timing(),
             FinishAfter(after_n_batches=config["num_batches"]),
             TrainingDataMonitoring(["cost"], every_n_batches=every),
-            DataStreamMonitoring(["cost"], _stream(valid_words, config, shuffle=False),
-                                 every_n_batches=every, after_training=True),
+            DataStreamMonitoring(
+                ["cost"],
+                _stream(valid_words, config, shuffle=False),
+                every_n_batches=every,
+                after_training=True,
+            ),
             *checkpoint_and_plot(config, run_dir, [["train_cost", "valid_cost"]]),
             Printing(every_n_batches=every * 5),
         ],
@@ -250,16 +281,25 @@ def finish(main_loop: MainLoop, config: dict[str, Any], run_dir: str) -> dict[st
     right = [g == w[::-1] for g, w in zip(guesses, words, strict=True)]
     accuracy = float(np.mean(right))
     examples = [f"{w} -> {g}" for w, g in zip(words[:8], guesses[:8], strict=True)]
-    print(f"\nheld-out words reversed exactly: {accuracy:.1%} of {len(words)} "
-          f"(beam {config['beam_size']}); e.g. " + ", ".join(examples), flush=True)
-    return {"valid_accuracy": round(accuracy, 4), "valid_words": len(words),
-            "train_words": main_loop.n_train_words, "examples": examples}
+    print(
+        f"\nheld-out words reversed exactly: {accuracy:.1%} of {len(words)} "
+        f"(beam {config['beam_size']}); e.g. " + ", ".join(examples),
+        flush=True,
+    )
+    return {
+        "valid_accuracy": round(accuracy, 4),
+        "valid_words": len(words),
+        "train_words": main_loop.n_train_words,
+        "examples": examples,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.configs.reverse_words RUN_DIR WORD...``: reverse words."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.configs.reverse_words",
-                                     description="Reverse words with a trained run's model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.configs.reverse_words",
+        description="Reverse words with a trained run's model.",
+    )
     parser.add_argument("run_dir", help="a finished reverse_words run directory")
     parser.add_argument("words", nargs="+", help="words to reverse (letters a-z)")
     parser.add_argument("--beam-size", type=int, default=None)
@@ -275,13 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     words = [w.lower() for w in args.words]
     bad = [w for w in words if not re.fullmatch(r"[a-z]+", w) or len(w) > config["max_length"]]
     if bad:
-        print(f"error: {bad}: words must be 1..{config['max_length']} letters a-z",
-              file=sys.stderr)
+        print(f"error: {bad}: words must be 1..{config['max_length']} letters a-z", file=sys.stderr)
         return 2
     model = WordReverser(config)
     beam = args.beam_size or config["beam_size"]
-    for word, guess in zip(words, model.reverse(params, words, beam, config["max_length"]),
-                           strict=True):
+    for word, guess in zip(
+        words, model.reverse(params, words, beam, config["max_length"]), strict=True
+    ):
         print(f"{word} -> {guess}")
     return 0
 

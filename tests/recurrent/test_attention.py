@@ -28,16 +28,23 @@ def np_weights(energies, mask):
 
 def make_attention(state_dims=(3,), attended_dim=4, match_dim=5):
     names = ["states", "cells"][: len(state_dims)]
-    att = SequenceContentAttention(names, attended_dim, match_dim, state_dims=list(state_dims),
-                                   weights_init=IsotropicGaussian(0.5),
-                                   biases_init=IsotropicGaussian(0.5))
+    att = SequenceContentAttention(
+        names,
+        attended_dim,
+        match_dim,
+        state_dims=list(state_dims),
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=IsotropicGaussian(0.5),
+    )
     att.initialize(seed=3)
     return att
 
 
 def np_params(brick):
-    return {k.split("/", 2)[-1]: np.asarray(v, np.float64)
-            for k, v in brick.get_parameter_values().items()}
+    return {
+        k.split("/", 2)[-1]: np.asarray(v, np.float64)
+        for k, v in brick.get_parameter_values().items()
+    }
 
 
 def np_glimpse(p, attended, mask, states, prefix=""):
@@ -64,10 +71,15 @@ def test_glimpses_match_numpy():
     attended = RNG.randn(7, 2, 4).astype(np.float32)
     mask = np.ones((7, 2), np.float32)
     mask[5:, 1] = 0
-    states = {"states": RNG.randn(2, 3).astype(np.float32),
-              "cells": RNG.randn(2, 2).astype(np.float32)}
-    glimpse, weights = att.take_glimpses(jnp.asarray(attended), attended_mask=jnp.asarray(mask),
-                                         **{k: jnp.asarray(v) for k, v in states.items()})
+    states = {
+        "states": RNG.randn(2, 3).astype(np.float32),
+        "cells": RNG.randn(2, 2).astype(np.float32),
+    }
+    glimpse, weights = att.take_glimpses(
+        jnp.asarray(attended),
+        attended_mask=jnp.asarray(mask),
+        **{k: jnp.asarray(v) for k, v in states.items()},
+    )
     ref_g, ref_w = np_glimpse(np_params(att), attended, mask, states)
     np.testing.assert_allclose(np.asarray(weights), ref_w, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(glimpse), ref_g, rtol=1e-4, atol=1e-5)
@@ -97,8 +109,13 @@ def test_glimpse_gradients_finite_for_all_zero_mask():
     from bricks.core import apply_with
 
     def loss(p, attended):
-        g, w = apply_with(p, att.take_glimpses, attended,
-                          attended_mask=jnp.zeros((4, 2)), states=1e15 * jnp.ones((2, 3)))
+        g, w = apply_with(
+            p,
+            att.take_glimpses,
+            attended,
+            attended_mask=jnp.zeros((4, 2)),
+            states=1e15 * jnp.ones((2, 3)),
+        )
         return jnp.sum(g) + jnp.sum(w)
 
     attended = jnp.asarray(RNG.randn(4, 2, 4), jnp.float32)
@@ -111,7 +128,8 @@ def test_attention_recurrent_matches_numpy_loop():
     rec = AttentionRecurrent(
         SimpleRecurrent(dim=3),
         SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
-        weights_init=IsotropicGaussian(0.5), biases_init=Constant(0.1),
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=Constant(0.1),
     )
     rec.initialize(seed=1)
     T, S, B = 5, 6, 2
@@ -122,31 +140,39 @@ def test_attention_recurrent_matches_numpy_loop():
     mask = np.ones((T, B), np.float32)
     mask[3:, 1] = 0
     states, glimpses, weights = rec.apply(
-        inputs=jnp.asarray(inputs), mask=jnp.asarray(mask), attended=jnp.asarray(attended),
-        attended_mask=jnp.asarray(att_mask))
+        inputs=jnp.asarray(inputs),
+        mask=jnp.asarray(mask),
+        attended=jnp.asarray(attended),
+        attended_mask=jnp.asarray(att_mask),
+    )
 
-    p = {k.split("/", 2)[-1]: np.asarray(v, np.float64)
-         for k, v in rec.get_parameter_values().items()}
+    p = {
+        k.split("/", 2)[-1]: np.asarray(v, np.float64)
+        for k, v in rec.get_parameter_values().items()
+    }
     h = np.zeros((B, 3))
     g = np.zeros((B, 4))
     wts = np.zeros((B, S))
     for t in range(T):
-        new_g, new_w = np_glimpse(p, attended, att_mask, {"states": h},
-                                  prefix="sequencecontentattention/")
+        new_g, new_w = np_glimpse(
+            p, attended, att_mask, {"states": h}, prefix="sequencecontentattention/"
+        )
         x = inputs[t] + new_g @ p["distribute/fork_inputs.W"] + p["distribute/fork_inputs.b"]
         new_h = np.tanh(x + h @ p["simplerecurrent.W"])
         m = mask[t][:, None]
-        h, g, wts = (m * new_h + (1 - m) * h, m * new_g + (1 - m) * g,
-                     m * new_w + (1 - m) * wts)
+        h, g, wts = (m * new_h + (1 - m) * h, m * new_g + (1 - m) * g, m * new_w + (1 - m) * wts)
         np.testing.assert_allclose(np.asarray(states[t]), h, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(np.asarray(glimpses[t]), g, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(np.asarray(weights[t]), wts, rtol=1e-4, atol=1e-5)
 
 
 def test_missing_attended_is_a_named_error():
-    rec = AttentionRecurrent(SimpleRecurrent(dim=3),
-                             SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
-                             weights_init=IsotropicGaussian(0.5), biases_init=Constant(0.1))
+    rec = AttentionRecurrent(
+        SimpleRecurrent(dim=3),
+        SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=Constant(0.1),
+    )
     rec.initialize(seed=1)
     with pytest.raises(AttentionError, match="attended"):
         rec.apply(inputs=jnp.ones((2, 1, 3)))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bricks.core import Constant, IsotropicGaussian, apply_with
+from bricks.core import IsotropicGaussian, apply_with
 from bricks.errors import SequenceGeneratorError
 from bricks.recurrent import (
     GatedRecurrent,
@@ -27,28 +27,42 @@ RNG = np.random.RandomState(1)
 
 def simple_generator():
     gen = SequenceGenerator(
-        Readout(readout_dim=V, source_names=["states", "feedback"], emitter=SoftmaxEmitter(),
-                feedback_brick=LookupFeedback(V, 4)),
+        Readout(
+            readout_dim=V,
+            source_names=["states", "feedback"],
+            emitter=SoftmaxEmitter(),
+            feedback_brick=LookupFeedback(V, 4),
+        ),
         SimpleRecurrent(dim=3),
-        weights_init=IsotropicGaussian(0.5), biases_init=IsotropicGaussian(0.3))
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=IsotropicGaussian(0.3),
+    )
     gen.initialize(seed=2)
     return gen
 
 
 def attention_generator():
     gen = SequenceGenerator(
-        Readout(readout_dim=V, source_names=["states", "weighted_averages"],
-                emitter=SoftmaxEmitter(), feedback_brick=LookupFeedback(V, 4)),
+        Readout(
+            readout_dim=V,
+            source_names=["states", "weighted_averages"],
+            emitter=SoftmaxEmitter(),
+            feedback_brick=LookupFeedback(V, 4),
+        ),
         GatedRecurrent(dim=3),
         attention=SequenceContentAttention(["states"], attended_dim=2, match_dim=5),
-        weights_init=IsotropicGaussian(0.5), biases_init=IsotropicGaussian(0.3))
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=IsotropicGaussian(0.3),
+    )
     gen.initialize(seed=3)
     return gen
 
 
 def params_of(gen):
-    return {k[len("/sequencegenerator/"):]: np.asarray(v, np.float64)
-            for k, v in gen.get_parameter_values().items()}
+    return {
+        k[len("/sequencegenerator/") :]: np.asarray(v, np.float64)
+        for k, v in gen.get_parameter_values().items()
+    }
 
 
 def log_softmax(x):
@@ -62,8 +76,11 @@ def np_simple_costs(p, outputs, mask):
     prev = np.zeros(B, int)
     costs = np.zeros((T, B))
     for t in range(T):
-        readout = (h @ p["readout/merge/transform_states.W"]
-                   + E[prev] @ p["readout/merge/transform_feedback.W"] + p["readout/post_merge.b"])
+        readout = (
+            h @ p["readout/merge/transform_states.W"]
+            + E[prev] @ p["readout/merge/transform_feedback.W"]
+            + p["readout/post_merge.b"]
+        )
         costs[t] = -log_softmax(readout)[np.arange(B), outputs[t]] * mask[t]
         x = E[outputs[t]] @ p["fork/fork_inputs.W"] + p["fork/fork_inputs.b"]
         new = np.tanh(x + h @ p["with_fake_attention/simplerecurrent.W"])
@@ -79,22 +96,32 @@ def np_attention_costs(p, outputs, mask, attended, att_mask):
     pre = attended @ p[a + "preprocess.W"] + p[a + "preprocess.b"]
     costs = np.zeros((T, B))
     for t in range(T):
-        energies = (np.tanh(pre + (h @ p[a + "state_trans/transform_states.W"])[None])
-                    @ p[a + "energy_comp.W"])[..., 0]
+        energies = (
+            np.tanh(pre + (h @ p[a + "state_trans/transform_states.W"])[None])
+            @ p[a + "energy_comp.W"]
+        )[..., 0]
         e = np.where(att_mask > 0, energies, -np.inf)
         w = np.exp(e - e.max(0, keepdims=True)) * att_mask
         w = w / w.sum(0, keepdims=True)
         g = (w[..., None] * attended).sum(0)
-        readout = (h @ p["readout/merge/transform_states.W"]
-                   + g @ p["readout/merge/transform_weighted_averages.W"]
-                   + p["readout/post_merge.b"])
+        readout = (
+            h @ p["readout/merge/transform_states.W"]
+            + g @ p["readout/merge/transform_weighted_averages.W"]
+            + p["readout/post_merge.b"]
+        )
         costs[t] = -log_softmax(readout)[np.arange(B), outputs[t]] * mask[t]
         fb = E[outputs[t]]
-        seq = {name: fb @ p[f"fork/fork_{name}.W"] + p[f"fork/fork_{name}.b"]
-               + g @ p[f"att_trans/distribute/fork_{name}.W"]
-               + p[f"att_trans/distribute/fork_{name}.b"] for name in ("inputs", "gate_inputs")}
-        gp = {"state_to_state": p["att_trans/gatedrecurrent.state_to_state"],
-              "state_to_gates": p["att_trans/gatedrecurrent.state_to_gates"]}
+        seq = {
+            name: fb @ p[f"fork/fork_{name}.W"]
+            + p[f"fork/fork_{name}.b"]
+            + g @ p[f"att_trans/distribute/fork_{name}.W"]
+            + p[f"att_trans/distribute/fork_{name}.b"]
+            for name in ("inputs", "gate_inputs")
+        }
+        gp = {
+            "state_to_state": p["att_trans/gatedrecurrent.state_to_state"],
+            "state_to_gates": p["att_trans/gatedrecurrent.state_to_gates"],
+        }
         new = gru_step(seq["inputs"], seq["gate_inputs"], h, gp)
         m = mask[t][:, None]
         h = m * new + (1 - m) * h
@@ -115,10 +142,12 @@ def test_cost_matrix_matches_numpy_loop():
     f = jax.jit(lambda p, y, m: apply_with(p, gen.cost_matrix, y, m))
     costs = np.asarray(f(gen.get_parameter_values(), outputs, mask))
     assert costs.shape == (T, B)
-    np.testing.assert_allclose(costs, np_simple_costs(params_of(gen), outputs, mask),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        costs, np_simple_costs(params_of(gen), outputs, mask), rtol=1e-4, atol=1e-5
+    )
     cost = jax.jit(lambda p, y, m: apply_with(p, gen.cost, y, m))(
-        gen.get_parameter_values(), outputs, mask)
+        gen.get_parameter_values(), outputs, mask
+    )
     np.testing.assert_allclose(float(cost), costs.sum(0).mean(), rtol=1e-5)
 
 
@@ -128,8 +157,9 @@ def test_attention_cost_matrix_matches_numpy_loop():
     attended = RNG.randn(S, B, 2).astype(np.float32)
     att_mask = np.ones((S, B), np.float32)
     att_mask[2:, 1] = 0
-    f = jax.jit(lambda p, y, m, a, am: apply_with(p, gen.cost_matrix, y, m, attended=a,
-                                                  attended_mask=am))
+    f = jax.jit(
+        lambda p, y, m, a, am: apply_with(p, gen.cost_matrix, y, m, attended=a, attended_mask=am)
+    )
     costs = np.asarray(f(gen.get_parameter_values(), outputs, mask, attended, att_mask))
     ref = np_attention_costs(params_of(gen), outputs, mask, attended, att_mask)
     np.testing.assert_allclose(costs, ref, rtol=1e-4, atol=1e-5)
@@ -142,8 +172,9 @@ def test_generate_shapes_determinism_and_eos():
 
     @jax.jit
     def sample(p, key):
-        return apply_with(p, gen.generate, 7, B, key, eos=0, attended=attended,
-                          attended_mask=jnp.ones((S, B)))
+        return apply_with(
+            p, gen.generate, 7, B, key, eos=0, attended=attended, attended_mask=jnp.ones((S, B))
+        )
 
     a = sample(params, jax.random.key(0))
     b = sample(params, jax.random.key(0))
@@ -160,8 +191,14 @@ def test_generate_shapes_determinism_and_eos():
             assert mask[: ends[0] + 1, j].all() and not mask[ends[0] + 1 :, j].any()
             assert (out[ends[0] :, j] == 0).all()
     # the generation costs are the model's negative log-likelihood of the sample
-    nll = apply_with(params, gen.cost_matrix, a["outputs"], a["mask"], attended=attended,
-                     attended_mask=jnp.ones((S, B)))
+    nll = apply_with(
+        params,
+        gen.cost_matrix,
+        a["outputs"],
+        a["mask"],
+        attended=attended,
+        attended_mask=jnp.ones((S, B)),
+    )
     np.testing.assert_allclose(np.asarray(nll), np.asarray(a["costs"]), rtol=1e-4, atol=1e-5)
 
 
