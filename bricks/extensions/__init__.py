@@ -1,4 +1,4 @@
-"""Training extensions: conditions, stopping, monitoring, printing, progress, timing."""
+"""Training extensions: conditions, stopping, monitoring, printing, progress, timing, plots."""
 
 from bricks.extensions.aggregation import (
     CONCATENATE,
@@ -11,6 +11,7 @@ from bricks.extensions.aggregation import (
 from bricks.extensions.base import CALLBACKS, CONDITION_KEYWORDS, SimpleExtension, TrainingExtension
 from bricks.extensions.evaluator import DatasetEvaluator
 from bricks.extensions.monitoring import DataStreamMonitoring, TrainingDataMonitoring
+from bricks.extensions.plot import Plot
 from bricks.extensions.printing import Printing
 from bricks.extensions.progress import ProgressBar
 from bricks.extensions.timing import Timestamp, Timing
@@ -30,6 +31,7 @@ __all__ = [
     "SharedVariableModifier",
     "TrackTheBest",
     "FinishIfNoImprovement",
+    "Plot",
     "Printing",
     "ProgressBar",
     "Timing",
