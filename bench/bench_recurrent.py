@@ -33,11 +33,18 @@ from bricks.recurrent import LSTM, RecurrentStack
 def bricks_model(vocab: int, hidden: int):
     embed = LookupTable(vocab, 4 * hidden, name="embed", weights_init=IsotropicGaussian(0.1))
     stack = RecurrentStack(
-        [LSTM(hidden), LSTM(hidden)], name="stack",
-        weights_init=IsotropicGaussian(0.1), biases_init=Constant(0.0),
+        [LSTM(hidden), LSTM(hidden)],
+        name="stack",
+        weights_init=IsotropicGaussian(0.1),
+        biases_init=Constant(0.0),
     )
-    readout = Linear(hidden, vocab, name="readout",
-                     weights_init=IsotropicGaussian(0.1), biases_init=Constant(0.0))
+    readout = Linear(
+        hidden,
+        vocab,
+        name="readout",
+        weights_init=IsotropicGaussian(0.1),
+        biases_init=Constant(0.0),
+    )
     params = {}
     for i, brick in enumerate((embed, stack, readout)):
         brick.initialize(seed=i)
@@ -60,12 +67,24 @@ def handwritten_model(vocab: int, hidden: int):
     normal = lambda shape: 0.1 * jax.random.normal(next(keys), shape)  # noqa: E731
 
     def layer():
-        return {"W": normal((h, 4 * h)), "p_in": normal((h,)), "p_forget": normal((h,)),
-                "p_out": normal((h,)), "h0": jnp.zeros((h,)), "c0": jnp.zeros((h,))}
+        return {
+            "W": normal((h, 4 * h)),
+            "p_in": normal((h,)),
+            "p_forget": normal((h,)),
+            "p_out": normal((h,)),
+            "h0": jnp.zeros((h,)),
+            "c0": jnp.zeros((h,)),
+        }
 
-    params = {"embed": normal((vocab, 4 * h)), "l0": layer(), "l1": layer(),
-              "fork_W": normal((h, 4 * h)), "fork_b": jnp.zeros((4 * h,)),
-              "out_W": normal((h, vocab)), "out_b": jnp.zeros((vocab,))}
+    params = {
+        "embed": normal((vocab, 4 * h)),
+        "l0": layer(),
+        "l1": layer(),
+        "fork_W": normal((h, 4 * h)),
+        "fork_b": jnp.zeros((4 * h,)),
+        "out_W": normal((h, vocab)),
+        "out_b": jnp.zeros((vocab,)),
+    }
 
     def lstm(p, x, remat=False):
         batch = x.shape[1]
@@ -80,8 +99,10 @@ def handwritten_model(vocab: int, hidden: int):
             h_new = o * jnp.tanh(c_new)
             return (h_new, c_new), h_new
 
-        init = (jnp.broadcast_to(p["h0"][None], (batch, h)),
-                jnp.broadcast_to(p["c0"][None], (batch, h)))
+        init = (
+            jnp.broadcast_to(p["h0"][None], (batch, h)),
+            jnp.broadcast_to(p["c0"][None], (batch, h)),
+        )
         _, hs = jax.lax.scan(jax.checkpoint(step) if remat else step, init, x)
         return hs
 
@@ -126,9 +147,12 @@ def main() -> None:
     if args.quick:
         args.hidden, args.seq, args.batch, args.steps, args.rounds, args.long = 32, 20, 4, 2, 1, 100
 
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-    print(f"model: 2-layer LSTM LM, vocab {args.vocab}, hidden {args.hidden}, "
-          f"seq {args.seq}, batch {args.batch}")
+    device = jax.devices()[0]
+    print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+    print(
+        f"model: 2-layer LSTM LM, vocab {args.vocab}, hidden {args.hidden}, "
+        f"seq {args.seq}, batch {args.batch}"
+    )
     if args.skip_throughput:
         return memory(args)
     tokens, targets = batch(args.vocab, args.seq, args.batch, 0)
@@ -143,8 +167,12 @@ def main() -> None:
         compile_s = time.perf_counter() - start
         params, opt_state, value = compiled(params, opt_state, tokens, targets)  # warm up
         value.block_until_ready()
-        runs[name] = {"compiled": compiled, "state": (params, opt_state),
-                      "compile_s": compile_s, "best": float("inf")}
+        runs[name] = {
+            "compiled": compiled,
+            "state": (params, opt_state),
+            "compile_s": compile_s,
+            "best": float("inf"),
+        }
     for _ in range(args.rounds):  # interleaved, so both see the same machine load
         for run in runs.values():
             params, opt_state = run["state"]
@@ -156,12 +184,16 @@ def main() -> None:
             run["state"] = (params, opt_state)
     tokens_per_step = args.seq * args.batch
     for name, run in runs.items():
-        print(f"{name:>13}: compile {run['compile_s']:.2f} s, "
-              f"{tokens_per_step / run['best']:,.0f} tokens/s ({run['best'] * 1e3:.1f} ms/step)")
+        print(
+            f"{name:>13}: compile {run['compile_s']:.2f} s, "
+            f"{tokens_per_step / run['best']:,.0f} tokens/s ({run['best'] * 1e3:.1f} ms/step)"
+        )
     ratio = runs["hand-written"]["best"] / runs["bricks"]["best"]
     print(f"throughput ratio bricks / hand-written: {ratio:.3f}")
-    print(f"compile ratio bricks / hand-written: "
-          f"{runs['bricks']['compile_s'] / runs['hand-written']['compile_s']:.2f}")
+    print(
+        f"compile ratio bricks / hand-written: "
+        f"{runs['bricks']['compile_s'] / runs['hand-written']['compile_s']:.2f}"
+    )
 
     if not args.skip_memory:
         memory(args)
@@ -172,8 +204,10 @@ def memory(args: argparse.Namespace) -> None:
     long_tokens, long_targets = batch(args.vocab, args.long, args.batch, 1)
     params, loss = bricks_model(args.vocab, args.hidden)
     stack = RecurrentStack(
-        [LSTM(args.hidden), LSTM(args.hidden)], name="stack",
-        weights_init=IsotropicGaussian(0.1), biases_init=Constant(0.0),
+        [LSTM(args.hidden), LSTM(args.hidden)],
+        name="stack",
+        weights_init=IsotropicGaussian(0.1),
+        biases_init=Constant(0.0),
     )
     stack.initialize(seed=0)
     stack_params = stack.get_parameter_values()
@@ -190,15 +224,23 @@ def memory(args: argparse.Namespace) -> None:
 
         return jax.jit(jax.grad(fn)).lower(stack_params, inputs)
 
-    print(f"backward temp memory (MiB), sequence {args.long}, batch {args.batch}, "
-          f"hidden {args.hidden}:")
+    print(
+        f"backward temp memory (MiB), sequence {args.long}, batch {args.batch}, "
+        f"hidden {args.hidden}:"
+    )
     for what, lower in (("LM", lm), ("stack only", stack_only)):
         for low_memory in (False, True):
-            temp = [lower(low_memory, remat).compile().memory_analysis().temp_size_in_bytes
-                    for remat in (False, True)]
+            temp = [
+                lower(low_memory, remat).compile().memory_analysis().temp_size_in_bytes
+                for remat in (False, True)
+            ]
             mode = "low_memory" if low_memory else "per-layer scans"
-            print(f"  {what:>10}, {mode:>15}: no remat {temp[0] / 2**20:7.1f}, "
-                  f"remat {temp[1] / 2**20:7.1f}, ratio {temp[1] / temp[0]:.3f}", flush=True)
+            print(
+                f"  {what:>10}, {mode:>15}: no remat {temp[0] / 2**20:7.1f}, "
+                f"remat {temp[1] / 2**20:7.1f}, ratio {temp[1] / temp[0]:.3f}",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -173,7 +173,9 @@ class LSTM(_Transition):
         return super().get_dim(name)
 
     @recurrent(
-        sequences=["inputs", "mask"], states=["states", "cells"], outputs=["states", "cells"],
+        sequences=["inputs", "mask"],
+        states=["states", "cells"],
+        outputs=["states", "cells"],
         contexts=[],
     )
     def apply(
@@ -263,7 +265,9 @@ class GatedRecurrent(_Transition):
         return super().get_dim(name)
 
     @recurrent(
-        sequences=["mask", "inputs", "gate_inputs"], states=["states"], outputs=["states"],
+        sequences=["mask", "inputs", "gate_inputs"],
+        states=["states"],
+        outputs=["states"],
         contexts=[],
     )
     def apply(self, inputs: jax.Array, gate_inputs: jax.Array, states: jax.Array) -> jax.Array:

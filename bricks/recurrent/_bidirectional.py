@@ -101,4 +101,3 @@ class Bidirectional(Initializable):
         if name in self.apply.outputs:
             return self.forward.get_dim(name) * 2
         return self.forward.get_dim(name)
-

@@ -321,7 +321,10 @@ def _initial_states(
 
 def _check_declaration(bound: BoundApplication, brick: Any) -> tuple[list, list, list, list]:
     sequences, states, contexts, outputs = (
-        bound.sequences, bound.states, bound.contexts, bound.outputs
+        bound.sequences,
+        bound.states,
+        bound.contexts,
+        bound.outputs,
     )
     for s in states:
         if s not in outputs:

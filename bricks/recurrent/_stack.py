@@ -132,7 +132,9 @@ class RecurrentStack(BaseRecurrent, Initializable):
         levels = range(len(self.transitions))
         if kind == "sequences" and not self.skip_connections:
             levels = range(1)
-        names = [n for k in levels for n in self.suffixes(getattr(self.transitions[k].apply, kind), k)]
+        names = [
+            n for k in levels for n in self.suffixes(getattr(self.transitions[k].apply, kind), k)
+        ]
         return [*names, "mask"] if kind == "sequences" else names
 
     def get_dim(self, name: str) -> int:

@@ -42,7 +42,7 @@ def run(step, seqs, states, mask=None, reverse=False):
         new = new if isinstance(new, tuple) else (new,)
         if mask is not None:
             m = np.asarray(mask[t], dtype=np.float64)[:, None]
-            new = tuple(m * n + (1 - m) * o for n, o in zip(new, states))
+            new = tuple(m * n + (1 - m) * o for n, o in zip(new, states, strict=True))
         states = new
         for k, s in enumerate(states):
             outs[k][t] = s

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
-import jax
-import jax.numpy as jnp
 
 from bricks.core import IsotropicGaussian, Orthogonal, Tanh
 from bricks.recurrent import LSTM, GatedRecurrent, SimpleRecurrent
@@ -82,7 +81,7 @@ def test_single_step_matches_numpy(kind):
     if kind == "lstm":
         states.append(rng.normal(size=(B, D)).astype(np.float32))
     names = brick.apply.states
-    out = _as_list(brick.apply(*seqs, iterate=False, **dict(zip(names, states))))
+    out = _as_list(brick.apply(*seqs, iterate=False, **dict(zip(names, states, strict=True))))
     expected = _reference(kind, brick, [s[None] for s in seqs], init=states)
     for got, want in zip(out, expected, strict=True):
         np.testing.assert_allclose(got, want[0], rtol=RTOL, atol=ATOL)
@@ -138,7 +137,7 @@ def test_initial_states_from_caller(kind):
     rng = np.random.default_rng(4)
     seqs = _inputs(kind, rng)
     init = [rng.normal(size=(B, D)).astype(np.float32) for _ in brick.apply.states]
-    kwargs = dict(zip(brick.apply.states, init))
+    kwargs = dict(zip(brick.apply.states, init, strict=True))
     out = _as_list(brick.apply(*seqs, mask=_mask(), **kwargs))
     expected = _reference(kind, brick, seqs, mask=_mask(), init=init)
     for got, want in zip(out, expected, strict=True):

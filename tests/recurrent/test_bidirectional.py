@@ -21,8 +21,9 @@ def _mask():
 
 
 def test_halves_and_masks():
-    birnn = Bidirectional(SimpleRecurrent(dim=D, activation=Tanh()),
-                          weights_init=IsotropicGaussian(0.5))
+    birnn = Bidirectional(
+        SimpleRecurrent(dim=D, activation=Tanh()), weights_init=IsotropicGaussian(0.5)
+    )
     birnn.initialize(seed=1)
     x = np.random.default_rng(0).normal(size=(T, B, D)).astype(np.float32)
     mask = _mask()
@@ -33,8 +34,13 @@ def test_halves_and_masks():
     np.testing.assert_allclose(out[..., D:], flipped, rtol=1e-5, atol=1e-6)
     # independent numpy loop for the backward half
     p = numpy_params(birnn.backward)
-    (h,) = run(lambda x_, h_: simple_step(x_, h_, p), [x.astype(np.float64)],
-               [np.broadcast_to(p["initial_state"], (B, D))], mask, reverse=True)
+    (h,) = run(
+        lambda x_, h_: simple_step(x_, h_, p),
+        [x.astype(np.float64)],
+        [np.broadcast_to(p["initial_state"], (B, D))],
+        mask,
+        reverse=True,
+    )
     np.testing.assert_allclose(out[..., D:], h, rtol=1e-5, atol=1e-5)
     # padded steps of the backward half still hold the initial state
     np.testing.assert_allclose(out[3:, 0, D:], 0.0)

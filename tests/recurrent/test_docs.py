@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "recurrent.md"
 # The modules of issue 3 (attention and sequence generators test their own).
 MODULES = [

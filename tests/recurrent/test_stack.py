@@ -42,11 +42,15 @@ def _reference(stack, inputs, mask, skip, init=None, reverse=False):
         if level > 0:
             fork = numpy_params(stack.forks[level - 1].children[0])
             x = x + below @ fork["W"] + (fork["b"] if "b" in fork else 0)
-        states = init[level] if init is not None else [
-            np.broadcast_to(p["initial_state"], (B, D)),
-            np.broadcast_to(p["initial_cells"], (B, D)),
-        ]
-        h, c = run(lambda x_, h_, c_: lstm_step(x_, h_, c_, p), [x], states, mask, reverse)
+        states = (
+            init[level]
+            if init is not None
+            else [
+                np.broadcast_to(p["initial_state"], (B, D)),
+                np.broadcast_to(p["initial_cells"], (B, D)),
+            ]
+        )
+        h, c = run(lambda x_, h_, c_, p=p: lstm_step(x_, h_, c_, p), [x], states, mask, reverse)
         outs += [h, c]
         below = h
     return outs
@@ -119,7 +123,8 @@ def test_single_step_and_return_initial_states():
 def test_mixed_transitions_and_errors():
     stack = RecurrentStack(
         [SimpleRecurrent(dim=D), GatedRecurrent(dim=D)],
-        weights_init=IsotropicGaussian(0.3), biases_init=Constant(0.0),
+        weights_init=IsotropicGaussian(0.3),
+        biases_init=Constant(0.0),
     )
     stack.initialize(seed=0)
     (states0, states1) = stack.apply(np.ones((T, B, D), np.float32))

@@ -78,7 +78,7 @@ def test_check_grads_through_scan():
         x, mask = _data()
         x = x[..., :width]
 
-        def f(p, x):
+        def f(p, x, brick=brick, mask=mask):
             out = apply_with(p, brick.apply, x, mask=mask, reverse=True)
             out = out[0] if isinstance(out, tuple) else out
             return jnp.sum(jnp.sin(out))
@@ -124,8 +124,9 @@ def test_compile_size_does_not_grow_with_length(kind):
         brick = Bidirectional(LSTM(dim=D), weights_init=IsotropicGaussian(0.1))
         fn = lambda x, m: brick.apply(x, mask=m)  # noqa: E731
     else:
-        brick = RecurrentStack([LSTM(dim=D), LSTM(dim=D)],
-                               weights_init=IsotropicGaussian(0.1), biases_init=Constant(0))
+        brick = RecurrentStack(
+            [LSTM(dim=D), LSTM(dim=D)], weights_init=IsotropicGaussian(0.1), biases_init=Constant(0)
+        )
         low = kind == "stack_low_memory"
         fn = lambda x, m: brick.apply(x, mask=m, low_memory=low)  # noqa: E731
     brick.initialize(seed=0)
@@ -152,8 +153,11 @@ def test_step_variables_visible_in_recorder():
         with use_frame(Frame(params=params, recorder=rec)):
             return lstm.apply(x, mask=m)
 
-    jax.eval_shape(run, jax.ShapeDtypeStruct((T, B, 4 * D), jnp.float32),
-                   jax.ShapeDtypeStruct((T, B), jnp.float32))
+    jax.eval_shape(
+        run,
+        jax.ShapeDtypeStruct((T, B, 4 * D), jnp.float32),
+        jax.ShapeDtypeStruct((T, B), jnp.float32),
+    )
     inner = [v for v in rec.variables.values() if v.scan_scope is not None]
     outputs = {v.name: v for v in inner if v.brick is lstm and OUTPUT in v.roles}
     assert set(outputs) == {"states", "cells"}
@@ -166,14 +170,18 @@ def test_step_variables_visible_in_recorder():
     outer = [v for v in rec.variables.values() if v.scan_scope is None and v.brick is lstm]
     assert {v.name for v in outer if OUTPUT in v.roles} == {"states", "cells"}
     assert {p for p in rec.parameters if rec.parameters[p].has_role(INITIAL_STATE)} == {
-        "/lstm.initial_state", "/lstm.initial_cells"
+        "/lstm.initial_state",
+        "/lstm.initial_cells",
     }
 
 
 def test_variable_filter_and_dropout_inside_scan():
     graph = pytest.importorskip("bricks.graph")
-    stack = RecurrentStack([LSTM(dim=D), GatedRecurrent(dim=D)],
-                           weights_init=IsotropicGaussian(0.3), biases_init=Constant(0))
+    stack = RecurrentStack(
+        [LSTM(dim=D), GatedRecurrent(dim=D)],
+        weights_init=IsotropicGaussian(0.3),
+        biases_init=Constant(0),
+    )
     stack.initialize(seed=0)
 
     def cost(x, mask):
