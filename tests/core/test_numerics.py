@@ -66,7 +66,8 @@ def test_linear_and_bias_against_numpy():
     expected = np.zeros((4, 2))
     for i in range(4):
         for j in range(2):
-            expected[i, j] = sum(x[i, k] * p["/linear.W"][k, j] for k in range(3)) + p["/linear.b"][j]
+            dot = sum(x[i, k] * p["/linear.W"][k, j] for k in range(3))
+            expected[i, j] = dot + p["/linear.b"][j]
     close(lin.apply(x), expected)
     # extra leading axes broadcast
     close(lin.apply(x.reshape(2, 2, 3)), expected.reshape(2, 2, 2))
