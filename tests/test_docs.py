@@ -1,4 +1,4 @@
-"""Runs the ```python blocks of every docs/*.md file.
+"""Runs the ```python blocks of README.md and of every docs/*.md file.
 
 The blocks of one file run in order in one namespace, in a temporary working
 directory. A block whose first line is ``# skip-test`` is skipped.
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -20,7 +21,9 @@ def blocks(path: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("path", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name
+)
 def test_doc_examples_run(path, tmp_path, monkeypatch):
     code_blocks = blocks(path)
     if not code_blocks:

@@ -243,7 +243,12 @@ class Frame:
     extra: dict = field(default_factory=dict)
 
 
-_FRAME: contextvars.ContextVar[Frame] = contextvars.ContextVar("bricks_frame", default=Frame())
+# The default frame is never mutated (frames are replaced, not edited), so
+# sharing one instance as the default is safe.
+_FRAME: contextvars.ContextVar[Frame] = contextvars.ContextVar(
+    "bricks_frame",
+    default=Frame(),  # noqa: B039
+)
 
 
 def current_frame() -> Frame:
