@@ -278,7 +278,9 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
 
     def _push_allocation_config(self) -> None:
         super()._push_allocation_config()
-        self.push_to(self.attention, "state_dims", self.transition.get_dims(self.state_names))
+        self.push_to(
+            self.attention, "state_dims", self.transition.get_dims(self.attention.state_names)
+        )
         self.push_to(self.distribute, "input_dim", self.attention.get_dim("weighted_averages"))
         self.push_to(self.distribute, "output_dims", self.transition.get_dims(self.sequence_names))
 

@@ -638,9 +638,8 @@ class SequenceGenerator(Initializable):
         Args:
             n_steps: the number of steps (static).
             batch_size: the number of sequences (static).
-            key: a JAX PRNG key (required unless ``greedy``); step ``t``
-                samples with ``jax.random.fold_in(key, t)``, so the same
-                key gives the same sequences.
+            key: a JAX PRNG key (required unless ``greedy``), split into
+                one key per step, so the same key gives the same sequences.
             eos: the end-of-sequence symbol: once emitted, a sequence's
                 later outputs are ``eos``, its mask and costs 0 and its
                 states frozen.

@@ -176,3 +176,18 @@ def test_missing_attended_is_a_named_error():
     rec.initialize(seed=1)
     with pytest.raises(AttentionError, match="attended"):
         rec.apply(inputs=jnp.ones((2, 1, 3)))
+
+
+def test_attention_reads_a_subset_of_the_states_of_an_lstm():
+    from bricks.recurrent import LSTM
+
+    rec = AttentionRecurrent(
+        LSTM(dim=3),
+        SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
+        weights_init=IsotropicGaussian(0.5),
+        biases_init=Constant(0.1),
+    )
+    rec.initialize(seed=1)
+    out = rec.apply(inputs=jnp.ones((2, 1, 12)), attended=jnp.ones((3, 1, 4)))
+    assert rec.apply.outputs == ["states", "cells", "weighted_averages", "weights"]
+    assert [o.shape for o in out] == [(2, 1, 3), (2, 1, 3), (2, 1, 4), (2, 1, 3)]
