@@ -1,10 +1,15 @@
-"""Helpers shared by the example configs (only glue around bricks' own extensions)."""
+"""Helpers shared by the example configs (glue around bricks' own extensions)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
+
+from bricks.extensions.checkpoint import Checkpoint
+from bricks.extensions.plot import Plot
+from experiments.run import CHECKPOINT_DIR
 
 __all__ = ["checkpoint_and_plot"]
 
@@ -12,32 +17,39 @@ __all__ = ["checkpoint_and_plot"]
 def checkpoint_and_plot(
     config: dict[str, Any], run_dir: str, channels: Sequence[Sequence[str]]
 ) -> list[Any]:
-    """A ``Checkpoint`` into ``run_dir`` and a ``Plot`` writing its static file there.
+    """A :class:`Checkpoint` into ``run_dir/checkpoints`` and a :class:`Plot` of ``channels``.
 
-    Uses ``config["checkpoint_every_n_epochs"]`` or
-    ``config["checkpoint_every_n_batches"]`` (0 or absent: only at the end) and
-    ``config["plot"]`` (False: no plot). Either extension is left out, with a
-    note on stderr, while its module is not available in this bricks.
+    Config keys read:
+
+    * ``checkpoint_every_n_epochs`` / ``checkpoint_every_n_batches``: how often
+      to save (0 or absent: only at the end and on an interrupt, which the
+      checkpoint always does);
+    * ``plot``: ``False`` for no plot; otherwise the static page
+      ``<run-dir-name>.html`` is written into ``run_dir`` at the end;
+    * ``plot_server``: also serve the live plot while training (default
+      ``True``; its URL is printed when training starts).
+
+    Put these *after* the monitoring extensions, so that they see this
+    iteration's records.
     """
-    extensions: list[Any] = []
-    try:
-        from bricks.extensions import Checkpoint  # type: ignore[attr-defined]
-    except ImportError:
-        Checkpoint = None
-    if Checkpoint is not None:
-        kwargs = {
-            key: int(config[key])
-            for key in ("checkpoint_every_n_epochs", "checkpoint_every_n_batches")
-            if int(config.get(key) or 0) > 0
-        }
-        kwargs = {key.removeprefix("checkpoint_"): n for key, n in kwargs.items()}
-        extensions.append(Checkpoint(run_dir, **kwargs))
+    conditions = {
+        key.removeprefix("checkpoint_"): int(config[key])
+        for key in ("checkpoint_every_n_epochs", "checkpoint_every_n_batches")
+        if int(config.get(key) or 0) > 0
+    }
+    extensions: list[Any] = [
+        Checkpoint(os.path.join(run_dir, CHECKPOINT_DIR), keep_last=2, **conditions)
+    ]
     if config.get("plot", True):
-        try:
-            from bricks.extensions import Plot  # type: ignore[attr-defined]
-        except ImportError:
-            Plot = None
-        if Plot is not None:
-            name = os.path.basename(os.path.normpath(run_dir))
-            extensions.append(Plot(name, channels=[list(c) for c in channels], output_dir=run_dir))
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(run_dir)))
+        every = conditions or {"after_epoch": True}
+        extensions.append(
+            Plot(
+                name or "plots",
+                channels=[list(c) for c in channels],
+                html_path=os.path.join(run_dir, f"{name}.html"),
+                serve=bool(config.get("plot_server", True)),
+                **every,
+            )
+        )
     return extensions

@@ -47,6 +47,10 @@ __all__ = ["main", "load_config_module", "resolve_config", "new_run_dir", "newes
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 SUMMARY_FILE = "summary.json"
+#: Exit status of a run stopped by Ctrl-C / SIGTERM after its checkpoint
+#: (``EX_TEMPFAIL``, as :data:`bricks.checkpoint.EXIT_INTERRUPTED`): resume it.
+EXIT_INTERRUPTED = 75
+CHECKPOINT_DIR = "checkpoints"
 
 _DESCRIPTION = """\
 Train the model of an experiment config and keep everything in one run directory.
@@ -201,17 +205,19 @@ def _machine() -> dict[str, Any]:
     return info
 
 
-def _find_resume_point(run_dir: Path) -> Any:
-    """The newest checkpoint in ``run_dir`` as ``(json_state, arrays)`` for ``MainLoop.run``."""
-    from bricks.checkpoint import latest_checkpoint, load_checkpoint
+def _find_resume_point(run_dir: Path) -> Path:
+    """The newest good checkpoint under ``run_dir`` (damaged newer ones are skipped)."""
+    from bricks.checkpoint import find_checkpoint
+    from bricks.errors import CheckpointNotFoundError
 
-    path = latest_checkpoint(run_dir)
-    if path is None:
+    try:
+        path, _problems = find_checkpoint(run_dir / CHECKPOINT_DIR)
+    except CheckpointNotFoundError as error:
         raise ExperimentError(
-            f"--resume: no checkpoint in {os.fspath(run_dir)!r}; the run ended before its "
-            "first checkpoint, start it again without --resume"
-        )
-    return path, load_checkpoint(path)
+            f"--resume: {error}; the run ended before its first checkpoint, start it again "
+            "without --resume"
+        ) from error
+    return path
 
 
 def _status_of(main_loop: Any) -> str:
@@ -225,11 +231,14 @@ def run_experiment(args: argparse.Namespace) -> int:
     """Resolve the config, make or find the run directory, train, write the summary."""
     module = load_config_module(args.config)
     name = Path(args.config).stem
+    resume: Path | None = None
     if args.resume:
         run_dir = Path(args.output_dir) if args.output_dir else newest_run_dir(name)
         if not (run_dir / CONFIG_FILE).is_file():
             raise ExperimentError(f"--resume: {os.fspath(run_dir)!r} holds no {CONFIG_FILE}")
-        base = _read_json(run_dir / CONFIG_FILE)
+        resume = _find_resume_point(run_dir)
+        # the saved values win; keys added to the config file since get their defaults
+        base = {**module.get_config(), **_read_json(run_dir / CONFIG_FILE)}
         config = resolve_config(base, args.overrides, args.seed)
     else:
         config = resolve_config(module.get_config(), args.overrides, args.seed)
@@ -269,11 +278,9 @@ def run_experiment(args: argparse.Namespace) -> int:
         )
     if main_loop.log.path is None:  # the runner owns the log file's place
         main_loop.log.path = os.fspath(run_dir / LOG_FILE)
-    resume = None
-    if args.resume:
-        checkpoint, resume = _find_resume_point(run_dir)
-        summary["resumed_from_checkpoint"] = os.fspath(checkpoint)
-        print(f"resuming from {checkpoint}", flush=True)
+    if resume is not None:
+        summary["resumed_from_checkpoint"] = os.fspath(resume)
+        print(f"resuming from {resume}", flush=True)
 
     def finish_summary(status: str, **extra: Any) -> None:
         wall = time.perf_counter() - start
@@ -309,11 +316,15 @@ def run_experiment(args: argparse.Namespace) -> int:
         f"epochs, {summary['wall_time_s']:.1f}s; {shown}\nsummary: {summary_path}",
         flush=True,
     )
-    return 0
+    return 0 if status == "finished" else EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 1 error, 2 bad usage)."""
+    """Command-line entry point; returns the exit status.
+
+    0: finished; 75: interrupted (resume it with ``--resume``); 1: an error
+    while training; 2: a bad command line or config.
+    """
     args = _parser().parse_args(argv)
     try:
         return run_experiment(args)

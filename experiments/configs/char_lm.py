@@ -78,7 +78,8 @@ def get_config() -> dict[str, Any]:
         "monitor_every": 100,
         "steps_per_call": 10,
         "checkpoint_every_n_batches": 500,
-        "plot": True,
+        "plot": True,  # write <run-dir-name>.html at the end
+        "plot_server": True,  # and serve the live plot while training
         # sampling at the end
         "sample_length": 400,
         "temperature": 0.7,

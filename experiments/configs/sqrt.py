@@ -39,7 +39,8 @@ def get_config() -> dict[str, Any]:
         "learning_rate": 0.01,
         "scale": 100.0,  # x and sqrt(x) are divided by this and its root
         "checkpoint_every_n_epochs": 20,
-        "plot": True,
+        "plot": True,  # write <run-dir-name>.html at the end
+        "plot_server": True,  # and serve the live plot while training
     }
 
 
