@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 
+_SAVE_CALLS: dict[bool, list[float]] = {}
+
+
 def save_restore(million: int, directory: Path, repeats: int) -> tuple[float, float]:
     from bricks.checkpoint import CheckpointManager
 
@@ -43,7 +46,9 @@ def save_restore(million: int, directory: Path, repeats: int) -> tuple[float, fl
     return statistics.median(saves), statistics.median(restores)
 
 
-def _train_time(ckpt_dir: Path | None, steps: int, every: int, async_save: bool) -> float:
+def _train_time(
+    ckpt_dir: Path | None, steps: int, every: int, async_save: bool, batch: int
+) -> float:
     import jax.numpy as jnp
 
     from bricks.algorithms import Adam, GradientDescent
@@ -64,7 +69,7 @@ def _train_time(ckpt_dir: Path | None, steps: int, every: int, async_save: bool)
             h = jnp.tanh(h @ p[f"W{i}"] + p[f"b{i}"][None, :])
         return ((h - x) ** 2).mean()
 
-    x = rng.standard_normal((64, dims[0])).astype(np.float32)
+    x = rng.standard_normal((batch, dims[0])).astype(np.float32)
     batches = [{"x": x}] * (steps + 1)
 
     class Clock(SimpleExtension):
@@ -97,17 +102,19 @@ def _train_time(ckpt_dir: Path | None, steps: int, every: int, async_save: bool)
     loop = MainLoop(algorithm, batches, extensions=extensions)
     loop.run()
     if ckpt_dir is not None:
-        loop.find_extension("Checkpoint").wait()
+        checkpoint = loop.find_extension("Checkpoint")
+        checkpoint.wait()
         clock.end = time.perf_counter()
+        _SAVE_CALLS.setdefault(async_save, []).extend(checkpoint.save_times)
     return clock.end - clock.start
 
 
-def overhead(directory: Path, steps: int, every: int, repeats: int) -> dict[str, float]:
+def overhead(directory: Path, steps: int, every: int, repeats: int, batch: int) -> dict[str, float]:
     times: dict[str, list[float]] = {"none": [], "async": [], "sync": []}
     for r in range(repeats):
-        times["none"].append(_train_time(None, steps, every, False))
-        times["async"].append(_train_time(directory / f"async{r}", steps, every, True))
-        times["sync"].append(_train_time(directory / f"sync{r}", steps, every, False))
+        times["none"].append(_train_time(None, steps, every, False, batch))
+        times["async"].append(_train_time(directory / f"async{r}", steps, every, True, batch))
+        times["sync"].append(_train_time(directory / f"sync{r}", steps, every, False, batch))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -117,6 +124,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64])
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     args = parser.parse_args()
     import jax
@@ -133,14 +141,22 @@ def main() -> None:
                 f"| {million}M float32 | {gb * 1000:.0f} MB | {save:.3f} | {gb / save:.2f} "
                 f"| {restore:.3f} | {gb / restore:.2f} |"
             )
-        t = overhead(directory, args.steps, args.every, args.repeats)
-        per = {k: v / (args.steps - 1) * 1000 for k, v in t.items()}
-        print(
-            f"\nstep time, {args.steps} steps, checkpoint every {args.every} (median of {args.repeats}):"
-        )
-        for k in ("none", "async", "sync"):
-            extra = (t[k] / t["none"] - 1) * 100
-            print(f"  {k:>5}: {per[k]:.3f} ms/step  ({extra:+.1f}% vs none)")
+        for batch in args.batch:
+            t = overhead(directory, args.steps, args.every, args.repeats, batch)
+            per = {k: v / (args.steps - 1) * 1000 for k, v in t.items()}
+            print(
+                f"\nstep time, batch {batch}, {args.steps} steps, checkpoint every "
+                f"{args.every} (median of {args.repeats}):"
+            )
+            for k in ("none", "async", "sync"):
+                extra = (t[k] / t["none"] - 1) * 100
+                print(f"  {k:>5}: {per[k]:.3f} ms/step  ({extra:+.1f}% vs none)")
+            for mode, calls in sorted(_SAVE_CALLS.items()):
+                name = "async" if mode else "sync"
+                print(
+                    f"  {name} save call blocks training {statistics.median(calls) * 1000:.1f} ms"
+                )
+            _SAVE_CALLS.clear()
 
 
 if __name__ == "__main__":

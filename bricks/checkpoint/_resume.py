@@ -10,6 +10,7 @@ library versions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -66,6 +67,11 @@ def exit_status(main_loop: Any) -> int:
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that produced a checkpoint."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -100,7 +106,9 @@ def main_loop_payload(
             happens later, in a background thread, while training goes on).
     """
     state, arrays = main_loop.get_state()
-    arrays = {k: np.array(v, copy=True) if copy else np.asarray(v) for k, v in arrays.items()}
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if copy:  # views (of device buffers on CPU) are copied; fresh host copies are kept
+        arrays = {k: v if v.flags.owndata else v.copy() for k, v in arrays.items()}
     if copy:
         state = json.loads(json.dumps(state))
     status = main_loop.status
