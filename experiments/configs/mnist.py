@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bricks.algorithms import GradientDescent, Scale
+from bricks.algorithms import Adam, GradientDescent, Scale
 from bricks.core import (
     MLP,
     WEIGHT,
@@ -55,9 +55,10 @@ def get_config() -> dict[str, Any]:
         "num_examples": 0,  # use only this many training examples (0: all)
         "hidden_dim": 100,
         "batch_size": 100,
-        "learning_rate": 0.1,
+        "step_rule": "adam",  # or "scale": Blocks' plain SGD (then learning_rate=0.1)
+        "learning_rate": 0.01,
         "l2": 5e-5,  # Blocks' weight decay: cost + l2 * sum of squared weights
-        "epochs": 10,
+        "epochs": 20,
         "checkpoint_every_n_epochs": 1,
         "plot": True,  # write <run-dir-name>.html at the end
         "plot_server": True,  # and serve the live plot while training
@@ -162,6 +163,15 @@ def load_data(config: dict[str, Any]) -> tuple[dict, dict, str]:
 # --- model ---------------------------------------------------------------------------
 
 
+def _step_rule(config: dict[str, Any]) -> Any:
+    rules = {"adam": Adam, "scale": Scale}
+    if config["step_rule"] not in rules:
+        raise ExperimentError(
+            f"step_rule must be one of {sorted(rules)}, found {config['step_rule']!r}"
+        )
+    return rules[config["step_rule"]](config["learning_rate"])
+
+
 def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     train, test, description = load_data(config)
     print(
@@ -196,7 +206,7 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     algorithm = GradientDescent(
         cost=regularized,
         parameters=regularized.parameters,
-        step_rule=Scale(config["learning_rate"]),
+        step_rule=_step_rule(config),
         seed=config["seed"],
     )
     n, size = len(train["features"]), config["batch_size"]
