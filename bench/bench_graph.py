@@ -40,7 +40,9 @@ def make_step(cg, extra):
 
     def loss(p, batch):
         (c,), ex = cg.evaluate(p, batch, extra=extra)
-        return c, [e.mean() for e in ex]
+        # reduced on device into one array, as the training loop's
+        # monitoring accumulators are
+        return c, jnp.stack([e.mean() for e in ex]) if ex else jnp.zeros(0)
 
     @jax.jit
     def step(p, s, batch):
@@ -73,7 +75,7 @@ def hand_written():
     def step(p, s, batch):
         c, g = jax.value_and_grad(loss)(p, batch)
         u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, c, []
+        return optax.apply_updates(p, u), s, c, jnp.zeros(0)
 
     return step, p, opt.init(p)
 
