@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -343,8 +344,12 @@ class ComputationGraph:
             )
         return self._compiled[cache_key]
 
-    def __call__(self, key: Any = None, **inputs: Any) -> Any:
-        """Evaluate with the bricks' current values; returns what ``fn`` returns."""
+    def __call__(self, key: Any = None, /, **inputs: Any) -> Any:
+        """Evaluate with the bricks' current values; returns what ``fn`` returns.
+
+        ``key`` (positional only, so an input may be called ``key``) is the
+        PRNG key of stochastic graphs.
+        """
         outputs, _ = self.compile()(self.parameter_values(), inputs, key)
         return self._unflatten(outputs)
 
@@ -401,31 +406,26 @@ class ComputationGraph:
         inner = self.fn
 
         def transformed(**inputs: Any) -> Any:
-            frame = current_frame()
-            rec = frame.recorder
-            own = rec is None
-            if own:
-                rec = Recorder()
-                ctx = use_frame(Frame(params=frame.params, recorder=rec, extra=frame.extra))
-                ctx.__enter__()
-            try:
+            with contextlib.ExitStack() as stack:
+                frame = current_frame()
+                rec = frame.recorder
+                if rec is None:  # called outside a graph: listen ourselves
+                    rec = Recorder()
+                    stack.enter_context(
+                        use_frame(Frame(params=frame.params, recorder=rec, extra=frame.extra))
+                    )
                 rec.requested |= {v.tag for v in vars_ if v.path is None}
                 out = inner(**inputs)
                 vals = []
                 for v in vars_:
-                    if v.path is not None:
-                        params = current_frame().params
-                        vals.append(
-                            params[v.path]
-                            if params and v.path in params
-                            else v.brick.parameter(v.name)
-                        )
-                    else:
+                    if v.path is None:
                         vals.append(rec.collected[v.tag])
+                        continue
+                    params = current_frame().params
+                    vals.append(
+                        params[v.path] if params and v.path in params else v.brick.parameter(v.name)
+                    )
                 return fn(out, *vals)
-            finally:
-                if own:
-                    ctx.__exit__(None, None, None)
 
         transformed.__name__ = getattr(inner, "__name__", "output")
         return self._derive(fn=transformed)
