@@ -1,12 +1,14 @@
 """Complete, atomic checkpoints that are safe to open (DESIGN decision 7).
 
 * :func:`write_checkpoint` / :func:`read_checkpoint`: one checkpoint
-  directory (``arrays.npz`` + ``state.json`` + ``manifest.json`` with sha256
-  sums), written under a temporary name, fsynced and renamed into place;
-  read without ever unpickling.
+  directory (``arrays.bin`` raw arrays + ``state.json`` + ``manifest.json``
+  with sha256 sums), written under a temporary name, fsynced and renamed
+  into place; read without ever unpickling.
 * :class:`CheckpointManager`: a directory of numbered checkpoints with a
   lock, ``keep_last``/``keep_best`` retention, verification and fallback to
   the previous good checkpoint.
+* :func:`main_loop_snapshot`: a main loop's state taken without waiting for
+  the device (asynchronous saves), read later by :class:`PendingPayload`.
 * :func:`restore_main_loop`, :func:`load_parameters`, :func:`exit_status`:
   main-loop resumption, parameters for inference, the exit code of an
   interrupted run (:data:`EXIT_INTERRUPTED`).
@@ -28,11 +30,13 @@ from ._format import (
 from ._manager import CheckpointManager, find_checkpoint
 from ._resume import (
     EXIT_INTERRUPTED,
+    PendingPayload,
     config_hash,
     exit_status,
     library_versions,
     load_parameters,
     main_loop_payload,
+    main_loop_snapshot,
     read_resume_state,
     restore_main_loop,
 )
@@ -48,6 +52,8 @@ __all__ = [
     "library_versions",
     "load_parameters",
     "main_loop_payload",
+    "main_loop_snapshot",
+    "PendingPayload",
     "read_checkpoint",
     "read_metadata",
     "read_resume_state",

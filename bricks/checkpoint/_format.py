@@ -3,21 +3,31 @@
 A checkpoint is a directory holding three files in open formats::
 
     ckpt-000000123/
-        arrays.npz      numpy arrays under neutral names a0, a1, ... (np.savez, no pickles)
-        state.json      {"format": "bricks.checkpoint/1", "arrays": {name: {key, shape, dtype}},
+        arrays.bin      the header ``BRICKSARRAYS/2\n`` (16 bytes), then each
+                        array's raw bytes (C order, little-endian), each
+                        starting at a multiple of 64 bytes (zero padding)
+        state.json      {"format": "bricks.checkpoint/2",
+                         "arrays": {name: {"offset", "nbytes", "shape", "dtype"}},
                          "state": <JSON-able state>, "meta": {...}}
         manifest.json   {"format": ..., "files": {file: {"size": n, "sha256": hex}}}
 
-Writing goes to ``ckpt-000000123.tmp-<pid>-<random>/``: each file is written,
+``arrays.bin`` needs no library to read: ``np.fromfile(path, dtype,
+count, offset=offset)`` for each entry of the index (``dtype`` a numpy dtype
+name; ``bfloat16`` and the ``float8`` types are those of ``ml_dtypes``).
+
+Writing goes to ``ckpt-000000123.tmp-<pid>-<random>/``: each file is written
+(``arrays.bin`` with one ``os.write`` per 4 MiB, hashed in the same pass),
 flushed and fsynced, the manifest last, the directory fsynced, then renamed
 into place and the parent directory fsynced. A directory without the
 ``.tmp-`` suffix is therefore complete unless the disk itself corrupted it,
 which the manifest's sizes and sha256 sums detect.
 
-Reading never unpickles: ``np.load(..., allow_pickle=False)``, object and
-structured dtypes are refused, and JSON is parsed with a hook that refuses
-keys naming classes or callables (``__class__``, ``py/object``, ``_target_``
-...). Nothing in a checkpoint is ever imported or called.
+Reading never unpickles: arrays are raw bytes read into numpy arrays of a
+plain numeric dtype named in the index (object and structured dtypes are
+refused), a file without the header is refused, and JSON is parsed with a
+hook that refuses keys naming classes or callables (``__class__``,
+``py/object``, ``_target_`` ...). Nothing in a checkpoint is ever imported
+or called.
 
 For fault-injection tests, ``BRICKS_CHECKPOINT_FAULT=<step>`` makes the
 writer SIGKILL its own process at that step (see :data:`WRITE_STEPS`).
@@ -27,10 +37,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import signal
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,8 +67,11 @@ __all__ = [
     "safe_json_loads",
 ]
 
-FORMAT = "bricks.checkpoint/1"
-ARRAYS_FILE = "arrays.npz"
+FORMAT = "bricks.checkpoint/2"
+ARRAYS_FILE = "arrays.bin"
+#: the first bytes of ``arrays.bin``; arrays start at multiples of :data:`ALIGN`
+ARRAYS_MAGIC = b"BRICKSARRAYS/2\n\0"  # 16 bytes
+ALIGN = 64
 STATE_FILE = "state.json"
 MANIFEST_FILE = "manifest.json"
 TMP_MARK = ".tmp-"
@@ -66,8 +79,8 @@ TMP_MARK = ".tmp-"
 #: The steps of a write, in order; ``BRICKS_CHECKPOINT_FAULT`` names one.
 WRITE_STEPS = (
     "mkdir",  # the temporary directory exists, empty
-    "arrays_partial",  # half of arrays.npz is written
-    "arrays",  # arrays.npz written and fsynced
+    "arrays_partial",  # half of arrays.bin is written
+    "arrays",  # arrays.bin written and fsynced
     "state",  # state.json written and fsynced
     "manifest_partial",  # half of manifest.json is written
     "manifest",  # manifest.json written and fsynced
@@ -130,7 +143,7 @@ _FORBIDDEN_KEYS = frozenset(
         "!!python/object",
     ]
 )
-_HASH_CHUNK = 1 << 22
+_HASH_CHUNK = 1 << 22  # hashing and writing go in pieces of 4 MiB (the GIL is released)
 
 
 # -- fault injection -----------------------------------------------------------
@@ -216,6 +229,58 @@ def _write_bytes(path: Path, data: bytes, partial_step: str | None = None) -> No
         os.fsync(f.fileno())
 
 
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _write_arrays(path: Path, stored: list[np.ndarray]) -> tuple[int, str]:
+    """Write the header and arrays into ``path`` in one pass that also hashes
+    them; fsync; return ``(size, sha256)``.
+
+    Each 4 MiB piece is hashed, then written with ``os.write``: both release
+    the GIL, so a training loop in the main thread keeps running.
+    """
+    digest = hashlib.sha256()
+    partial = os.environ.get("BRICKS_CHECKPOINT_FAULT") == "arrays_partial"
+    total = _aligned_end(stored)
+    limit = max(total // 2, 1) if partial else total
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        pieces: list[memoryview] = [memoryview(ARRAYS_MAGIC)]
+        offset = len(ARRAYS_MAGIC)
+        for array in stored:
+            pad = -offset % ALIGN
+            if pad:
+                pieces.append(memoryview(bytes(pad)))
+            flat = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+            pieces.append(flat)
+            offset += pad + array.nbytes
+        for piece in pieces:
+            for start in range(0, len(piece), _HASH_CHUNK):
+                chunk = piece[start : start + _HASH_CHUNK]
+                if written + len(chunk) > limit:
+                    chunk = chunk[: limit - written]
+                digest.update(chunk)
+                _write_all(fd, chunk)
+                written += len(chunk)
+                if written >= limit and partial:
+                    os.fsync(fd)
+                    _fault("arrays_partial")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return written, digest.hexdigest()
+
+
+def _aligned_end(stored: list[np.ndarray]) -> int:
+    offset = len(ARRAYS_MAGIC)
+    for array in stored:
+        offset += -offset % ALIGN + array.nbytes
+    return offset
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -231,6 +296,8 @@ def _encode_array(name: str, value: Any) -> tuple[np.ndarray, str]:
             f"array {name!r} has dtype object; checkpoints hold only numeric arrays "
             "(object arrays would need pickle)"
         )
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
     if kind in _NATIVE_KINDS + "c" and array.dtype.fields is None:
         return (array if array.flags.c_contiguous else array.copy(order="C")), dtype_name
     if dtype_name in _SAFE_DTYPE_NAMES and array.dtype.itemsize in (1, 2, 4, 8):
@@ -280,12 +347,19 @@ def write_checkpoint(
     if final.exists():
         raise CheckpointWriteError(f"checkpoint {final} exists already; names are never reused")
     index: dict[str, dict[str, Any]] = {}
-    stored: dict[str, np.ndarray] = {}
-    for i, (key, value) in enumerate(arrays.items()):
+    stored: list[np.ndarray] = []
+    offset = len(ARRAYS_MAGIC)
+    for key, value in arrays.items():
         array, dtype_name = _encode_array(key, value)
-        slot = f"a{i}"
-        stored[slot] = array
-        index[key] = {"key": slot, "shape": list(np.shape(value)), "dtype": dtype_name}
+        offset += -offset % ALIGN
+        index[str(key)] = {
+            "offset": offset,
+            "nbytes": int(array.nbytes),
+            "shape": list(np.shape(value)),
+            "dtype": dtype_name,
+        }
+        stored.append(array)
+        offset += array.nbytes
     state_bytes = _dumps(
         {"format": FORMAT, "meta": dict(meta or {}), "arrays": index, "state": state},
         "checkpoint state",
@@ -294,23 +368,13 @@ def write_checkpoint(
     tmp = directory / f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     _fault("mkdir")
-    with open(tmp / ARRAYS_FILE, "wb") as f:
-        if os.environ.get("BRICKS_CHECKPOINT_FAULT") == "arrays_partial":
-            np.savez(f, **stored)
-            f.flush()
-            f.truncate(max(f.tell() // 2, 1))
-            os.fsync(f.fileno())
-            _fault("arrays_partial")
-        else:
-            np.savez(f, **stored)
-        f.flush()
-        os.fsync(f.fileno())
+    arrays_size, arrays_sha = _write_arrays(tmp / ARRAYS_FILE, stored)
     _fault("arrays")
     _write_bytes(tmp / STATE_FILE, state_bytes)
     _fault("state")
     files = {
-        fname: {"size": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
-        for fname in (ARRAYS_FILE, STATE_FILE)
+        ARRAYS_FILE: {"size": arrays_size, "sha256": arrays_sha},
+        STATE_FILE: {"size": len(state_bytes), "sha256": hashlib.sha256(state_bytes).hexdigest()},
     }
     manifest = _dumps({"format": FORMAT, "files": files}, "manifest")
     _write_bytes(tmp / MANIFEST_FILE, manifest, partial_step="manifest_partial")
@@ -390,6 +454,40 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
+def _read_array(f: Any, size: int, entry: Any, where: str) -> np.ndarray:
+    """One array of the index from the open ``arrays.bin`` (of ``size`` bytes)."""
+    if not isinstance(entry, dict):
+        raise CheckpointCorruptError(f"{where}: bad index entry {entry!r}")
+    dtype = _decode_dtype(str(entry.get("dtype")), where)
+    if dtype.hasobject or dtype.fields is not None:
+        raise UnsafeCheckpointError(f"{where} has dtype {dtype}; refused")
+    shape, offset, nbytes = entry.get("shape"), entry.get("offset"), entry.get("nbytes")
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(n, int) and n >= 0 for n in shape)
+        or not isinstance(offset, int)
+        or not isinstance(nbytes, int)
+        or offset < len(ARRAYS_MAGIC)
+        or nbytes != math.prod(shape) * dtype.itemsize
+    ):
+        raise CheckpointCorruptError(
+            f"{where}: index entry {entry!r} is inconsistent (shape, dtype and nbytes disagree)"
+        )
+    if offset + nbytes > size:
+        raise CheckpointCorruptError(
+            f"{where}: bytes {offset}..{offset + nbytes} lie beyond the end of {ARRAYS_FILE} "
+            f"({size} bytes; truncated?)"
+        )
+    stored = dtype if dtype.kind in _NATIVE_KINDS + "c" else np.dtype(f"u{dtype.itemsize}")
+    out = np.empty(shape, stored.newbyteorder("<"))
+    if nbytes:
+        f.seek(offset)
+        if f.readinto(memoryview(out.reshape(-1).view(np.uint8))) != nbytes:
+            raise CheckpointCorruptError(f"{where}: {ARRAYS_FILE} ended early (truncated?)")
+    out = out.astype(out.dtype.newbyteorder("="), copy=False)
+    return out if out.dtype == dtype else out.view(dtype)
+
+
 def read_checkpoint(
     path: str | os.PathLike, verify: bool = True, names: Any = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
@@ -403,7 +501,8 @@ def read_checkpoint(
     Raises:
         CheckpointNotFoundError: ``path`` is no directory.
         CheckpointCorruptError: a file is missing, truncated or corrupted.
-        UnsafeCheckpointError: a pickle, an object array or class names in metadata.
+        UnsafeCheckpointError: an arrays file not in the bricks format (a pickle),
+            an object dtype or class names in metadata.
     """
     path = Path(path)
     if not path.is_dir():
@@ -416,40 +515,21 @@ def read_checkpoint(
     arrays_file = path / ARRAYS_FILE
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(arrays_file, allow_pickle=False) as npz:
-            stored = set(npz.files)
+        with open(arrays_file, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(len(ARRAYS_MAGIC)) != ARRAYS_MAGIC:
+                raise UnsafeCheckpointError(
+                    f"checkpoint {path}: {ARRAYS_FILE} does not start with the bricks array "
+                    "header (a pickle, .npy or other file put in its place?); refused, nothing "
+                    "in it is interpreted"
+                )
             for name, entry in doc["arrays"].items():
                 if names is not None and not names(name):
                     continue
-                where = f"checkpoint {path}: array {name!r}"
-                if not isinstance(entry, dict) or entry.get("key") not in stored:
-                    raise CheckpointCorruptError(
-                        f"{where} is listed but not stored in {ARRAYS_FILE}"
-                    )
-                dtype = _decode_dtype(str(entry.get("dtype")), where)
-                raw = npz[entry["key"]]
-                if raw.dtype.hasobject or raw.dtype.kind not in _NATIVE_KINDS + "c":
-                    raise UnsafeCheckpointError(f"{where} has dtype {raw.dtype}; refused")
-                value = raw if raw.dtype == dtype else raw.view(dtype)
-                if list(value.shape) != list(entry.get("shape", [])):
-                    raise CheckpointCorruptError(
-                        f"{where} has shape {value.shape}, index says {entry.get('shape')}"
-                    )
-                arrays[name] = value
-    except (UnsafeCheckpointError, CheckpointCorruptError):
-        raise
+                arrays[name] = _read_array(f, size, entry, f"checkpoint {path}: array {name!r}")
     except FileNotFoundError:
         raise CheckpointCorruptError(f"checkpoint {path}: {ARRAYS_FILE} is missing") from None
-    except ValueError as error:
-        if "pickle" in str(error):
-            raise UnsafeCheckpointError(
-                f"checkpoint {path}: {ARRAYS_FILE} holds pickled data ({error}); "
-                "bricks never unpickles, the file is refused"
-            ) from None
-        raise CheckpointCorruptError(
-            f"checkpoint {path}: {ARRAYS_FILE} unreadable ({error})"
-        ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
+    except OSError as error:
         raise CheckpointCorruptError(
             f"checkpoint {path}: {ARRAYS_FILE} unreadable ({error})"
         ) from None

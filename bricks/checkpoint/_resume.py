@@ -10,6 +10,7 @@ library versions.
 
 from __future__ import annotations
 
+import copy as copy_module
 import functools
 import hashlib
 import importlib.metadata
@@ -33,6 +34,8 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "exit_status",
     "main_loop_payload",
+    "main_loop_snapshot",
+    "PendingPayload",
     "restore_main_loop",
     "read_resume_state",
     "load_parameters",
@@ -111,8 +114,12 @@ def main_loop_payload(
         arrays = {k: v if v.flags.owndata else v.copy() for k, v in arrays.items()}
     if copy:
         state = json.loads(json.dumps(state))
+    return state, arrays, _meta(main_loop, arrays)
+
+
+def _meta(main_loop: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
     status = main_loop.status
-    meta = {
+    return {
         "kind": "main_loop",
         "iterations_done": int(status.get("iterations_done", 0)),
         "epochs_done": int(status.get("epochs_done", 0)),
@@ -121,7 +128,113 @@ def main_loop_payload(
         "versions": library_versions(),
         "pid": os.getpid(),
     }
-    return state, arrays, meta
+
+
+@functools.cache
+def _device_copy() -> Any:
+    import jax
+
+    # a compiled copy: fresh device buffers that no training step donates (an
+    # identity would be forwarded, i.e. alias the inputs; a copy never does)
+    return jax.jit(lambda leaves: [leaf.copy() for leaf in leaves])
+
+
+def _snapshot_tree(tree: Any) -> Any:
+    """A copy of a pytree of device arrays, taken on the device without waiting.
+
+    The copy is queued behind the steps already dispatched, so it holds the
+    values of this moment even though later steps donate (and overwrite) the
+    originals; its device-to-host transfer is started at once.
+    """
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
+    copies = _device_copy()([leaves[i] for i in where]) if where else []
+    out = [leaf if isinstance(leaf, jax.Array) else copy_module.deepcopy(leaf) for leaf in leaves]
+    for i, leaf in zip(where, copies, strict=True):
+        leaf.copy_to_host_async()
+        out[i] = leaf
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+class PendingPayload:
+    """A main loop's checkpoint payload taken at a save call, read later.
+
+    Made by :func:`main_loop_snapshot` without waiting for the device;
+    :meth:`result` (called in a writer thread) waits for the device copies
+    and returns ``(state, arrays, meta)`` as :func:`main_loop_payload`
+    would have at the save call.
+
+    Attributes:
+        nonfinite_at: after :meth:`result`, the iteration whose cost was
+            non-finite if training had hit one before the save call (the
+            state is then frozen at the iteration before it and the
+            checkpoint must not be written); ``None`` otherwise.
+    """
+
+    def __init__(self, main_loop: Any, shadow: Any, state: dict[str, Any]) -> None:
+        self._main_loop_meta = {
+            "iterations_done": int(main_loop.status.get("iterations_done", 0)),
+            "epochs_done": int(main_loop.status.get("epochs_done", 0)),
+        }
+        self._created = time.time()
+        self._shadow = shadow
+        self._state = state
+        self.nonfinite_at: int | None = None
+
+    def result(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+        """Wait for the device copies; ``(state, arrays, meta)`` of the save call."""
+        algo_json, algo_arrays = self._shadow.get_state()
+        self._shadow = None  # the device snapshot is freed with the arrays
+        bad = algo_json.get("bad", -1) if isinstance(algo_json, dict) else -1
+        if isinstance(bad, int) and bad >= 0:
+            self.nonfinite_at = bad
+        arrays = {f"algorithm/{k}": np.asarray(v) for k, v in algo_arrays.items()}
+        state = dict(self._state, algorithm=algo_json)
+        meta = {
+            "kind": "main_loop",
+            **self._main_loop_meta,
+            "created": self._created,
+            "config_hash": config_hash(arrays),
+            "versions": library_versions(),
+            "pid": os.getpid(),
+        }
+        return state, arrays, meta
+
+
+def main_loop_snapshot(main_loop: Any) -> PendingPayload | None:
+    """Take a main loop's checkpoint payload now without waiting for the device.
+
+    The JSON part (log, data stream, extensions) is copied at once; the
+    algorithm's arrays are copied *on the device* by one compiled call,
+    queued behind the steps already dispatched, and their transfer to the
+    host is started. Nothing here waits for the device, so the training loop
+    goes on at once; the snapshot is not donated by later steps.
+
+    Returns:
+        a :class:`PendingPayload`, or ``None`` when the algorithm keeps no
+        device state this function knows (``GradientDescent``'s ``_state``
+        dictionary); then use :func:`main_loop_payload`.
+    """
+    algorithm = main_loop.algorithm
+    device_state = getattr(algorithm, "_state", None)
+    if not isinstance(device_state, dict) or not hasattr(algorithm, "get_state"):
+        return None
+    shadow = copy_module.copy(algorithm)  # shares the graph and step rule, not the state
+    shadow._state = _snapshot_tree(device_state)
+    stream_state = None
+    if hasattr(main_loop.data_stream, "get_state"):
+        stream_state = main_loop.data_stream.get_state()
+    state = {  # MainLoop.get_state's layout; the algorithm's part comes in result()
+        "format": "bricks.main_loop/1",
+        "log": main_loop.log.get_state(),
+        "algorithm": None,
+        "data_stream": stream_state,
+        "extensions": {ext.name: ext.get_state() for ext in main_loop.extensions},
+    }
+    state = json.loads(json.dumps(state))  # a copy: training goes on changing the originals
+    return PendingPayload(main_loop, shadow, state)
 
 
 def _check_shapes(main_loop: Any, arrays: Mapping[str, np.ndarray], where: Path) -> None:

@@ -31,7 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from bricks.checkpoint import CheckpointManager, main_loop_payload, restore_main_loop
+from bricks.checkpoint import (
+    CheckpointManager,
+    PendingPayload,
+    main_loop_payload,
+    main_loop_snapshot,
+    restore_main_loop,
+)
 from bricks.errors import CheckpointError, CheckpointNotFoundError
 from bricks.extensions.base import SimpleExtension
 
@@ -70,6 +76,10 @@ def _signals_deferred() -> Iterator[None]:
                 os.kill(os.getpid(), s)
 
 
+#: callbacks of periodic saves, which ``if_busy="skip"`` may skip
+_PERIODIC = frozenset(["after_batch", "after_epoch"])
+
+
 class Checkpoint(SimpleExtension):
     """Save the complete training state (Blocks' ``Checkpoint``).
 
@@ -81,10 +91,17 @@ class Checkpoint(SimpleExtension):
         metric: a log record (e.g. ``"valid_cost"``) ranking checkpoints
             for ``keep_best``; read from the log's current row at save time.
         mode: ``"min"`` or ``"max"`` for ``metric``.
-        async_save: copy the state to host numpy at the save call and write
-            it in a background thread while training goes on; the values
-            saved are those of the save call. The next save, the end of
-            training and the end of the process wait for a pending write.
+        async_save: take a snapshot of the state at the save call (a copy on
+            the device, queued behind the steps already dispatched; the save
+            call does not wait for the device) and write it in a background
+            thread while training goes on; the values saved are those of the
+            save call. The end of training, an interrupt, an explicit
+            :meth:`save` and the end of the process wait for a pending write.
+        if_busy: what a periodic asynchronous save (``after_batch``,
+            ``after_epoch``) does when the previous write is still going on:
+            ``"skip"`` (default) skips it, so training never waits for the
+            disk (the skipped steps are in :attr:`skipped`); ``"wait"``
+            waits for the previous write, then saves.
         name: the extension's name.
         **conditions: when to save (``every_n_batches=...``,
             ``every_n_epochs=...``, ...); ``after_training`` and
@@ -94,6 +111,8 @@ class Checkpoint(SimpleExtension):
         manager: the :class:`~bricks.checkpoint.CheckpointManager`.
         last_path: the newest checkpoint written (a pending async one included).
         save_times: seconds the training loop spent in each save call.
+        skipped: iterations at which a periodic asynchronous save was skipped
+            because the previous write was still going on (``if_busy="skip"``).
     """
 
     def __init__(
@@ -104,9 +123,12 @@ class Checkpoint(SimpleExtension):
         metric: str | None = None,
         mode: str = "min",
         async_save: bool = False,
+        if_busy: str = "skip",
         name: str | None = None,
         **conditions: Any,
     ) -> None:
+        if if_busy not in ("skip", "wait"):
+            raise CheckpointError(f"if_busy must be 'skip' or 'wait', got {if_busy!r}")
         conditions.setdefault("after_training", True)
         conditions.setdefault("on_interrupt", True)
         super().__init__(name=name, **conditions)
@@ -114,8 +136,10 @@ class Checkpoint(SimpleExtension):
         self.metric = metric
         self.manager = CheckpointManager(path, keep_last, keep_best, metric, mode)
         self.async_save = bool(async_save)
+        self.if_busy = if_busy
         self.last_path: Path | None = None
         self.save_times: list[float] = []
+        self.skipped: list[int] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._saved_at: tuple[int, str] | None = None
@@ -137,6 +161,19 @@ class Checkpoint(SimpleExtension):
         done = int(self.main_loop.status["iterations_done"])
         if which_callback == "after_training" and self._saved_at == (done, "on_interrupt"):
             return  # nothing changed since the interrupt's checkpoint
+        if (
+            self.async_save
+            and self.if_busy == "skip"
+            and which_callback in _PERIODIC
+            and self._thread is not None
+            and self._thread.is_alive()
+        ):
+            self.skipped.append(done)
+            logger.info(
+                "checkpoint at iteration %d skipped: the previous one is still being written",
+                done,
+            )
+            return
         self.save()
         self._saved_at = (done, which_callback)
 
@@ -159,16 +196,28 @@ class Checkpoint(SimpleExtension):
         """
         start = time.perf_counter()
         self.wait()
+        metrics = self._metrics()
+        pending = main_loop_snapshot(self.main_loop) if self.async_save else None
+        if pending is not None:
+            step = int(self.main_loop.status["iterations_done"])
+            self._thread = threading.Thread(
+                target=self._write_pending,
+                args=(step, pending, metrics),
+                name=f"bricks-checkpoint-{step}",
+                daemon=False,  # the interpreter waits for it at exit
+            )
+            self._thread.start()
+            self.save_times.append(time.perf_counter() - start)
+            return None
         state, arrays, meta = main_loop_payload(self.main_loop, copy=self.async_save)
         step = int(meta["iterations_done"])
         meta["extension"] = self.name
-        metrics = self._metrics()
-        if self.async_save:
+        if self.async_save:  # an algorithm without a device state: host copies
             self._thread = threading.Thread(
                 target=self._write,
                 args=(step, state, arrays, meta, metrics),
                 name=f"bricks-checkpoint-{step}",
-                daemon=False,  # the interpreter waits for it at exit
+                daemon=False,
             )
             self._thread.start()
             self.save_times.append(time.perf_counter() - start)
@@ -180,6 +229,25 @@ class Checkpoint(SimpleExtension):
             error, self._error = self._error, None
             raise error
         return self.last_path
+
+    def _write_pending(
+        self, step: int, pending: PendingPayload, metrics: Mapping[str, float]
+    ) -> None:
+        try:
+            state, arrays, meta = pending.result()  # waits for the device copies
+        except BaseException as error:  # re-raised in the training thread
+            self._error = error
+            return
+        if pending.nonfinite_at is not None:  # MainLoop raises NonFiniteCostError itself
+            logger.warning(
+                "checkpoint at iteration %d not written: the cost was non-finite at "
+                "iteration %d, so the state stopped changing there",
+                step,
+                pending.nonfinite_at,
+            )
+            return
+        meta["extension"] = self.name
+        self._write(step, state, arrays, meta, metrics)
 
     def _write(
         self,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bricks.checkpoint._format as fmt
+import bricks.checkpoint._resume as resume
 from bricks.algorithms import Adam, GradientDescent
 from bricks.checkpoint import (
     EXIT_INTERRUPTED,
@@ -22,7 +24,7 @@ from bricks.checkpoint import (
     verify_checkpoint,
 )
 from bricks.data import DataStream, IndexableDataset, ShuffledScheme
-from bricks.errors import CheckpointLockedError, CheckpointMismatchError
+from bricks.errors import CheckpointError, CheckpointLockedError, CheckpointMismatchError
 from bricks.extensions import FinishAfter, SimpleExtension, TrainingDataMonitoring
 from bricks.extensions.checkpoint import Checkpoint, Load
 from bricks.main_loop import MainLoop
@@ -92,7 +94,7 @@ class _Record(SimpleExtension):
 
 def test_async_saves_hold_the_values_of_the_save_call(tmp_path: Path) -> None:
     record = _Record()
-    loop = _loop(tmp_path, 23, extra=[record], every_n_batches=5, async_save=True)
+    loop = _loop(tmp_path, 23, extra=[record], every_n_batches=5, async_save=True, if_busy="wait")
     checkpoint = loop.find_extension("Checkpoint")
     loop.run()
     assert checkpoint._thread is None  # after_training waited
@@ -103,6 +105,114 @@ def test_async_saves_hold_the_values_of_the_save_call(tmp_path: Path) -> None:
         assert meta["iterations_done"] == step
         np.testing.assert_array_equal(arrays["algorithm/params/w"], value)
     assert len(checkpoint.save_times) == 5
+
+
+class _EveryBatch(SimpleExtension):
+    """Records the parameters after every batch; at ``release_at`` sets ``release``."""
+
+    def __init__(self, release_at: int) -> None:
+        super().__init__(name="EveryBatch", after_batch=True)
+        self.values: dict[int, np.ndarray] = {}
+        self.release_at = release_at
+        self.release = threading.Event()
+        self.live_at_save: dict[int, object] = {}
+
+    def do(self, which_callback: str, *args: object) -> None:
+        done = self.main_loop.status["iterations_done"]
+        self.values[done] = _params(self.main_loop).copy()
+        if done >= self.release_at:
+            self.release.set()
+
+
+def _held_writer(monkeypatch: pytest.MonkeyPatch, release: threading.Event) -> list[int]:
+    """Make the writer thread wait for ``release`` before it reads the snapshot."""
+    original = resume.PendingPayload.result
+    reads: list[int] = []
+
+    def held(self):
+        assert release.wait(60), "training did not go on while the save was pending"
+        reads.append(self._main_loop_meta["iterations_done"])
+        return original(self)
+
+    monkeypatch.setattr(resume.PendingPayload, "result", held)
+    return reads
+
+
+def test_an_async_save_writes_the_values_of_the_save_call_though_training_donated_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer reads the snapshot only after 4 more steps, each of which
+    donated (and overwrote) the state buffers of the save call."""
+    record = _EveryBatch(release_at=9)
+    loop = _loop(tmp_path, 12, extra=[record], every_n_batches=5, async_save=True, if_busy="wait")
+    reads = _held_writer(monkeypatch, record.release)
+    checkpoint = loop.find_extension("Checkpoint")
+    live: list[object] = []
+    original_save = checkpoint.save
+
+    def save_and_remember():
+        live.append(loop.algorithm._state["params"]["w"])  # the buffer that gets donated
+        return original_save()
+
+    monkeypatch.setattr(checkpoint, "save", save_and_remember)
+    loop.run()
+    assert reads == [5, 10, 12]  # the first write read its snapshot after step 9
+    assert live[0].is_deleted()  # a later step donated the state of the save call
+    assert not np.array_equal(record.values[5], record.values[9])  # training went on
+    saved = {int(p.name[5:14]): p for p in CheckpointManager(tmp_path, lock=False).checkpoints()}
+    assert sorted(saved) == [5, 10, 12]
+    for step, path in saved.items():
+        _, arrays, meta = read_checkpoint(path)
+        assert meta["iterations_done"] == step
+        np.testing.assert_array_equal(arrays["algorithm/params/w"], record.values[step])
+    resumed = _loop(tmp_path / "again", 12)
+    resumed.run(resume=saved[5])
+    np.testing.assert_array_equal(_params(resumed), record.values[12])
+
+
+def test_a_snapshot_does_not_share_buffers_with_the_training_state(tmp_path: Path) -> None:
+    loop = _loop(tmp_path, 6)
+    loop.run()
+    live = loop.algorithm._state
+    pending = resume.main_loop_snapshot(loop)
+    assert pending is not None
+    snapshot = pending._shadow._state
+    for a, b in zip(jax_leaves(live), jax_leaves(snapshot), strict=True):
+        assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
+    state, arrays, meta = pending.result()
+    sync_state, sync_arrays, sync_meta = resume.main_loop_payload(loop)
+    assert state == sync_state  # the same layout as MainLoop.get_state
+    assert sorted(arrays) == sorted(sync_arrays)
+    for name, value in sync_arrays.items():
+        np.testing.assert_array_equal(arrays[name], value)
+    assert meta["config_hash"] == sync_meta["config_hash"]
+    assert meta["iterations_done"] == 6 and pending.nonfinite_at is None
+
+
+def jax_leaves(tree: object) -> list:
+    import jax
+
+    return [leaf for leaf in jax.tree_util.tree_leaves(tree) if isinstance(leaf, jax.Array)]
+
+
+def test_periodic_async_saves_are_skipped_while_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _EveryBatch(release_at=17)
+    loop = _loop(tmp_path, 21, extra=[record], every_n_batches=4, async_save=True)
+    _held_writer(monkeypatch, record.release)
+    loop.run()
+    checkpoint = loop.find_extension("Checkpoint")
+    assert checkpoint.skipped[:3] == [8, 12, 16]  # the step-4 write was held until step 17
+    saved = {int(p.name[5:14]): p for p in CheckpointManager(tmp_path, lock=False).checkpoints()}
+    assert 4 in saved and 21 in saved  # after_training is never skipped
+    assert not set(checkpoint.skipped) & set(saved)
+    for step, path in saved.items():
+        np.testing.assert_array_equal(
+            read_checkpoint(path)[1]["algorithm/params/w"], record.values[step]
+        )
+    with pytest.raises(CheckpointError, match="if_busy"):
+        Checkpoint(tmp_path, async_save=True, if_busy="queue")
 
 
 def test_resuming_a_model_of_another_shape_names_the_parameter_and_shapes(tmp_path: Path) -> None:

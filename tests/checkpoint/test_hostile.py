@@ -49,16 +49,22 @@ def _base(tmp_path: Path) -> Path:
 def _craft(tmp_path: Path, kind: str, marker: Path) -> Path:
     path = _base(tmp_path)
     payload = _Payload(str(marker))
-    if kind == "pickle_file":  # arrays.npz replaced by a raw pickle
-        (path / "arrays.npz").write_bytes(pickle.dumps(payload))
-    elif kind == "object_array":  # a real npz whose array a0 is a pickled object array
+    if kind == "pickle_file":  # arrays.bin replaced by a raw pickle
+        (path / "arrays.bin").write_bytes(pickle.dumps(payload))
+    elif kind == "object_array":  # arrays.bin replaced by an npz holding a pickled object array
         buf = io.BytesIO()
         np.savez(buf, a0=np.array([payload, 1], dtype=object))
-        (path / "arrays.npz").write_bytes(buf.getvalue())
-    elif kind == "npy_pickle":  # a .npy header declaring dtype object
+        (path / "arrays.bin").write_bytes(buf.getvalue())
+    elif kind == "npy_pickle":  # a .npy whose header declares dtype object
         buf = io.BytesIO()
         np.save(buf, np.array([payload], dtype=object), allow_pickle=True)
-        (path / "arrays.npz").write_bytes(buf.getvalue())
+        (path / "arrays.bin").write_bytes(buf.getvalue())
+    elif kind == "header_then_pickle":  # the right header, then a pickle, dtype object
+        data = (path / "arrays.bin").read_bytes()
+        (path / "arrays.bin").write_bytes(data[:64] + pickle.dumps(payload))
+        doc = json.loads((path / "state.json").read_text())
+        doc["arrays"]["algorithm/params//w"].update(dtype="object", nbytes=16)
+        (path / "state.json").write_text(json.dumps(doc))
     elif kind in ("class_key", "py_object", "target", "bad_dtype"):
         doc = json.loads((path / "state.json").read_text())
         if kind == "class_key":
@@ -80,6 +86,7 @@ KINDS = [
     "pickle_file",
     "object_array",
     "npy_pickle",
+    "header_then_pickle",
     "class_key",
     "py_object",
     "target",

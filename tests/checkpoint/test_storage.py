@@ -57,7 +57,7 @@ def test_round_trip_keeps_values_dtypes_and_shapes(tmp_path: Path) -> None:
         assert got[name].dtype == value.dtype, name
         assert got[name].shape == value.shape, name
         np.testing.assert_array_equal(got[name].view(np.uint8), np.asarray(value).view(np.uint8))
-    assert sorted(os.listdir(path)) == ["arrays.npz", "manifest.json", "state.json"]
+    assert sorted(os.listdir(path)) == ["arrays.bin", "manifest.json", "state.json"]
 
 
 def test_object_arrays_and_non_json_state_are_refused_on_write(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_damaged_newest_is_reported_and_previous_used(
 ) -> None:
     manager = _three(tmp_path)
     newest = tmp_path / "ckpt-000000030"
-    target = newest / ("state.json" if damage == "state" else "arrays.npz")
+    target = newest / ("state.json" if damage == "state" else "arrays.bin")
     if damage == "truncate":
         data = target.read_bytes()
         target.write_bytes(data[: len(data) // 2])
@@ -115,7 +115,7 @@ def test_every_checkpoint_damaged_or_none(tmp_path: Path) -> None:
         find_checkpoint(tmp_path)
     manager = _three(tmp_path)
     for path in manager.checkpoints():
-        (path / "arrays.npz").write_bytes(b"garbage")
+        (path / "arrays.bin").write_bytes(b"garbage")
     with pytest.raises(CheckpointCorruptError, match="every checkpoint"):
         manager.restore()
 
@@ -125,7 +125,7 @@ def test_leftovers_are_ignored_and_cleaned_by_the_lock_holder(tmp_path: Path) ->
     manager.release()
     leftover = tmp_path / "ckpt-000000040.tmp-999-abcd"
     leftover.mkdir()
-    (leftover / "arrays.npz").write_bytes(b"half")
+    (leftover / "arrays.bin").write_bytes(b"half")
     assert CheckpointManager(tmp_path, lock=False).latest().name == "ckpt-000000030"
     assert leftover.exists()  # a reader never deletes: it might be a live write
     with CheckpointManager(tmp_path) as writer:
@@ -173,7 +173,7 @@ def test_manifest_lists_sizes_and_sha256(tmp_path: Path) -> None:
 
     path = write_checkpoint(tmp_path, "ckpt-000000007", {}, _arrays(7))
     manifest = json.loads((path / "manifest.json").read_text())
-    for name in ("arrays.npz", "state.json"):
+    for name in ("arrays.bin", "state.json"):
         data = (path / name).read_bytes()
         assert manifest["files"][name] == {
             "size": len(data),
