@@ -348,8 +348,11 @@ class ComputationGraph:
         """Evaluate with the bricks' current values; returns what ``fn`` returns.
 
         ``key`` (positional only, so an input may be called ``key``) is the
-        PRNG key of stochastic graphs.
+        PRNG key of stochastic graphs; ``key=`` works too when no input has
+        that name.
         """
+        if "key" in inputs and "key" not in self._specs:
+            key = inputs.pop("key")
         outputs, _ = self.compile()(self.parameter_values(), inputs, key)
         return self._unflatten(outputs)
 
