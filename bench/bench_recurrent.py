@@ -11,7 +11,10 @@ Adam update, parameters and optimizer state donated).
 Printed: compile seconds and steady-state tokens/s of each, their ratio
 (bricks / hand-written; measured interleaved, best of ``--rounds``), and the
 compiled temporary memory of the backward pass (``jax.grad`` of the loss) at
-sequence length ``--long`` with and without ``remat``.
+sequence length ``--long`` with and without ``remat`` (for the LM also
+with the embedding lookup inside the scanned step, ``input_transforms``; for
+the stack alone also with the forks between layers outside the layers'
+scans, ``fuse_forks=False``).
 
 Run: ``python bench/bench_recurrent.py`` (``--quick`` for a smoke run).
 """
@@ -50,9 +53,17 @@ def bricks_model(vocab: int, hidden: int):
         brick.initialize(seed=i)
         params.update(brick.get_parameter_values())
 
-    def loss(params, tokens, targets, remat=False, low_memory=False):
+    def loss(params, tokens, targets, remat=False, low_memory=False, in_step=False):
         def forward():
-            outputs = stack.apply(embed.apply(tokens), remat=remat, low_memory=low_memory)
+            if in_step:  # the lookup runs inside the scan: recomputed per step under remat
+                outputs = stack.apply(
+                    tokens,
+                    remat=remat,
+                    low_memory=low_memory,
+                    input_transforms={"inputs": embed.apply},
+                )
+            else:
+                outputs = stack.apply(embed.apply(tokens), remat=remat, low_memory=low_memory)
             logits = readout.apply(outputs[stack.apply.outputs.index("states#1")])
             return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
@@ -213,33 +224,58 @@ def memory(args: argparse.Namespace) -> None:
     stack_params = stack.get_parameter_values()
     inputs = jax.ShapeDtypeStruct((args.long, args.batch, 4 * args.hidden), jnp.float32)
 
-    def lm(low_memory, remat):
-        fn = lambda p: loss(p, long_tokens, long_targets, remat=remat, low_memory=low_memory)  # noqa: E731
+    def lm(low_memory, remat, in_step=False):
+        def fn(p):
+            return loss(
+                p, long_tokens, long_targets, remat=remat, low_memory=low_memory, in_step=in_step
+            )
+
         return jax.jit(jax.grad(fn)).lower(params)
 
-    def stack_only(low_memory, remat):
+    def stack_only(low_memory, remat, fuse_forks=None):
         def fn(p, x):
-            out = apply_with(p, lambda: stack.apply(x, remat=remat, low_memory=low_memory))
+            out = apply_with(
+                p,
+                lambda: stack.apply(
+                    x,
+                    remat=remat,
+                    low_memory=low_memory,
+                    **({} if low_memory else {"fuse_forks": fuse_forks}),
+                ),
+            )
             return jnp.sum(out[2])
 
         return jax.jit(jax.grad(fn)).lower(stack_params, inputs)
+
+    def temp(lowered):
+        return lowered.compile().memory_analysis().temp_size_in_bytes
 
     print(
         f"backward temp memory (MiB), sequence {args.long}, batch {args.batch}, "
         f"hidden {args.hidden}:"
     )
-    for what, lower in (("LM", lm), ("stack only", stack_only)):
+    for what, lower, variants in (
+        # (label, remat, extra keywords)
+        ("LM", lm, (("remat", True, {}), ("remat + lookup in step", True, {"in_step": True}))),
+        (
+            "stack only",
+            stack_only,
+            (("remat, unfused fork", True, {"fuse_forks": False}), ("remat", True, {})),
+        ),
+    ):
         for low_memory in (False, True):
-            temp = [
-                lower(low_memory, remat).compile().memory_analysis().temp_size_in_bytes
-                for remat in (False, True)
-            ]
             mode = "low_memory" if low_memory else "per-layer scans"
-            print(
-                f"  {what:>10}, {mode:>15}: no remat {temp[0] / 2**20:7.1f}, "
-                f"remat {temp[1] / 2**20:7.1f}, ratio {temp[1] / temp[0]:.3f}",
-                flush=True,
-            )
+            base = temp(lower(low_memory, False))
+            print(f"  {what:>10}, {mode:>15}: no remat {base / 2**20:7.1f}", flush=True)
+            for label, remat, extra in variants:
+                if low_memory and "fuse_forks" in extra:
+                    continue  # one scan for all layers: the forks are in it already
+                size = temp(lower(low_memory, remat, **extra))
+                print(
+                    f"  {'':>10}  {'':>15}  {label:>24} {size / 2**20:7.1f}, "
+                    f"ratio {size / base:.3f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

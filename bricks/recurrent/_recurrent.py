@@ -29,7 +29,12 @@ to:
   as an extra time step (first, or last when ``reverse``);
 * ``iterate=False`` — a single step on ``(batch, features)`` inputs;
 * ``remat=True`` — the step is rematerialized (``jax.checkpoint``) so that
-  backpropagation stores only the states of each step.
+  backpropagation stores only the states of each step;
+* ``input_transforms`` — functions applied to each step's slice of a
+  sequence *inside* the scan (an embedding lookup, the input ``Linear``), so
+  that with ``remat=True`` their outputs are recomputed per step in
+  backprop instead of being stored, with their cotangents, for the whole
+  sequence.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ CONTROL_ARGUMENTS = (
     "reverse",
     "return_initial_states",
     "remat",
+    "input_transforms",
     "unroll",
     "n_steps",
     "batch_size",
@@ -225,6 +231,9 @@ def recurrent(
       initial state first (last when ``reverse``);
     * ``remat`` — rematerialize the step in backprop (default: the brick's
       ``remat`` attribute, else ``False``);
+    * ``input_transforms`` — ``{sequence: fn}`` (or one ``fn`` for the
+      first sequence): ``fn`` maps the step's slice of that sequence to the
+      step's argument (or to a dict of step arguments), inside the scan;
     * ``unroll`` — passed to ``lax.scan``;
     * ``n_steps``, ``batch_size`` — needed only when no sequence is given.
 
@@ -319,6 +328,53 @@ def _initial_states(
     return out
 
 
+def _input_transforms(
+    value: Any, sequences: Sequence[str], where: str
+) -> dict[str, Callable[[Any], Any]]:
+    """Normalize the ``input_transforms`` keyword to ``{sequence: fn}``."""
+    if value is None:
+        return {}
+    names = [s for s in sequences if s != "mask"]
+    if callable(value):
+        if not names:
+            raise RecurrentError(f"{where} has no sequence for input_transforms to apply to")
+        return {names[0]: value}
+    if not isinstance(value, dict):
+        raise RecurrentError(
+            f"input_transforms of {where} must be a callable or a dict {{sequence: callable}}, "
+            f"got {type(value).__name__}"
+        )
+    for name, fn in value.items():
+        if name not in names:
+            from bricks.errors import did_you_mean
+
+            raise RecurrentError(
+                f"input_transforms of {where} names {name!r}{did_you_mean(name, names)}, which is "
+                f"not one of its sequences {names}"
+            )
+        if not callable(fn):
+            raise RecurrentError(
+                f"input_transforms[{name!r}] of {where} is a {type(fn).__name__}, not a callable"
+            )
+    return dict(value)
+
+
+def _transformed(transforms: dict[str, Callable[[Any], Any]], values: dict[str, Any]) -> dict:
+    """The step arguments made from one step's sequence slices ``values``: a
+    transform's result replaces its sequence, or (a dict) supplies step
+    arguments by name."""
+    out = {k: v for k, v in values.items() if k not in transforms}
+    for name, fn in transforms.items():
+        if name not in values or values[name] is None:
+            continue
+        result = fn(values[name])
+        if isinstance(result, dict):
+            out.update(result)
+        else:
+            out[name] = result
+    return out
+
+
 def _check_declaration(bound: BoundApplication, brick: Any) -> tuple[list, list, list, list]:
     sequences, states, contexts, outputs = (
         bound.sequences,
@@ -359,7 +415,11 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
     sequences, states, contexts, outputs = _check_declaration(bound, brick)
     mask = named.pop("mask", None)
 
+    where = f"{brick.path}.{bound.name}"
+    transforms = _input_transforms(control["input_transforms"], sequences, where)
     if not iterate:
+        if transforms:
+            named.update(_transformed(transforms, {s: named.get(s) for s in transforms}))
         return _single_step(app, bound, brick, named, mask, control)
 
     given = {s: jnp.asarray(named[s]) for s in sequences if named.get(s) is not None}
@@ -401,7 +461,8 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
     state_outputs = [o for o in outputs if o in states]
 
     def body(carry: dict, x: dict) -> tuple[dict, list]:
-        step_args = {**rest, **carry, **{k: v for k, v in x.items() if k != "mask"}}
+        slices = {k: v for k, v in x.items() if k != "mask"}
+        step_args = {**rest, **carry, **_transformed(transforms, slices)}
         result = bound(iterate=False, mask=x.get("mask"), **step_args)
         result = list(result) if isinstance(result, (tuple, list)) else [result]
         by_name = dict(zip(outputs, result, strict=True))

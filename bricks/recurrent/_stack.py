@@ -10,7 +10,12 @@ from bricks.core.brick import Brick, Initializable
 from bricks.core.parallel import Fork
 from bricks.core.simple import Linear
 from bricks.errors import RecurrentError
-from bricks.recurrent._recurrent import CONTROL_ARGUMENTS, BaseRecurrent, recurrent
+from bricks.recurrent._recurrent import (
+    CONTROL_ARGUMENTS,
+    BaseRecurrent,
+    _input_transforms,
+    recurrent,
+)
 
 __all__ = ["RecurrentStack", "RECURRENTSTACK_SEPARATOR"]
 
@@ -62,6 +67,15 @@ class RecurrentStack(BaseRecurrent, Initializable):
         time step): activations of only one time step are live at once, at
         the price of the per-layer input products (one large matrix product
         per layer) becoming one small product per step.
+
+        ``fuse_forks`` (per-layer mode; default: on when the layer
+        rematerializes) runs the fork of layer ``k - 1``'s states inside the
+        scan of layer ``k``, so that with ``remat`` its ``(time, batch,
+        4 dim)`` output and cotangent are recomputed per step rather than
+        stored. ``input_transforms`` (``{"inputs": embed.apply}``, by the
+        stack's sequence names) are applied per step inside the scan; in
+        per-layer mode a transform of a skip input ``inputs#k`` (``k > 0``)
+        is applied to the whole sequence, since it is added to the fork.
 
     >>> import jax.numpy as jnp
     >>> from bricks.core import IsotropicGaussian, Constant
@@ -160,25 +174,56 @@ class RecurrentStack(BaseRecurrent, Initializable):
             self.push_to(fork, "output_dims", outs)
 
     # -- applications ---------------------------------------------------------
-    def _layers(self, kwargs: dict[str, Any], control: dict[str, Any], mask: Any) -> tuple:
+    def _layers(
+        self,
+        kwargs: dict[str, Any],
+        control: dict[str, Any],
+        mask: Any,
+        fuse_forks: bool | None = None,
+    ) -> tuple:
         """Run the layers one after the other (each iterating, or each doing
         one step when ``control["iterate"]`` is False)."""
         results: list[Any] = []
         below = None
+        control = dict(control)
+        transforms = control.pop("input_transforms", None) or {}
         for level, transition in enumerate(self.transitions):
             normal = self.normal_inputs(level)
             layer: dict[str, Any] = {}
+            layer_transforms: dict[str, Any] = {}
             if level == 0 or self.skip_connections:
                 for name in normal:
                     layer[name] = kwargs.get(self.suffix(name, level))
+                    if self.suffix(name, level) in transforms:
+                        layer_transforms[name] = transforms[self.suffix(name, level)]
             for name in transition.apply.states:
                 layer[name] = kwargs.get(self.suffix(name, level))
             for name in transition.apply.contexts:
                 layer[name] = kwargs.get(name)
             if level > 0:
-                forked = _as_list(self.forks[level - 1].apply(below))
-                for name, value in zip(normal, forked, strict=True):
-                    layer[name] = value if layer.get(name) is None else layer[name] + value
+                fork = self.forks[level - 1]
+                fuse = fuse_forks
+                if fuse is None:
+                    remat = control.get("remat")
+                    fuse = bool(getattr(transition, "remat", False) if remat is None else remat)
+                if fuse and all(layer.get(name) is None for name in normal):
+                    # the fork runs inside the layer's scan, one step at a time
+                    layer[normal[0]] = below
+                    layer_transforms[normal[0]] = lambda b, fork=fork, normal=normal: dict(
+                        zip(normal, _as_list(fork.apply(b)), strict=True)
+                    )
+                else:
+                    for name, fn in list(layer_transforms.items()):
+                        if layer.get(name) is not None:  # apply it to the whole sequence
+                            layer[name] = fn(layer[name])
+                        del layer_transforms[name]
+                    forked = _as_list(fork.apply(below))
+                    for name, value in zip(normal, forked, strict=True):
+                        layer[name] = value if layer.get(name) is None else layer[name] + value
+            if layer_transforms:
+                control["input_transforms"] = layer_transforms
+            else:
+                control.pop("input_transforms", None)
             out = _as_list(transition.apply(mask=mask, **layer, **control))
             results.extend(out)
             below = out[transition.apply.outputs.index(self.states_name)]
@@ -210,20 +255,30 @@ class RecurrentStack(BaseRecurrent, Initializable):
         return named
 
     @application
-    def apply(self, *args: Any, low_memory: bool = False, **kwargs: Any) -> Any:
+    def apply(
+        self,
+        *args: Any,
+        low_memory: bool = False,
+        fuse_forks: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Apply the stack; see the class docstring."""
         named = self._named(args, kwargs)
         mask = named.pop("mask", None)
         control = {n: named.pop(n) for n in CONTROL_ARGUMENTS if n in named}
         if low_memory or not control.get("iterate", True):
             return self.low_memory_apply(mask=mask, **named, **control)
-        results = self._layers(named, control, mask)
+        if control.get("input_transforms") is not None:
+            control["input_transforms"] = _input_transforms(
+                control["input_transforms"], self._names("sequences"), f"{self.path}.apply"
+            )
+        results = self._layers(named, control, mask, fuse_forks)
         return results[0] if len(results) == 1 else results
 
     @recurrent
     def low_memory_apply(self, mask: Any = None, **kwargs: Any) -> Any:
         """One step of every layer; the decorator iterates it (one scan)."""
-        results = self._layers(kwargs, {"iterate": False}, mask)
+        results = self._layers(kwargs, {"iterate": False}, mask, fuse_forks=False)
         return results[0] if len(results) == 1 else results
 
     low_memory_apply.step_masks_states = True

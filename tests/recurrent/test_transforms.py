@@ -198,8 +198,8 @@ def test_variable_filter_and_dropout_inside_scan():
     assert len(inits) == 3
     x, mask = _data()
     dropped = graph.apply_dropout(cg, found, 0.5)
-    a = dropped(key=jax.random.key(0), x=x, mask=mask)
-    b = dropped(key=jax.random.key(1), x=x, mask=mask)
+    a = dropped(jax.random.key(0), x=x, mask=mask)
+    b = dropped(jax.random.key(1), x=x, mask=mask)
     plain = cg(x=x, mask=mask)
     assert float(a) != float(b) and float(a) != float(plain)
 
