@@ -206,7 +206,7 @@ class RecurrentStack(BaseRecurrent, Initializable):
                 if fuse is None:
                     remat = control.get("remat")
                     fuse = bool(getattr(transition, "remat", False) if remat is None else remat)
-                if fuse and all(layer.get(name) is None for name in normal):
+                if fuse and normal and all(layer.get(name) is None for name in normal):
                     # the fork runs inside the layer's scan, one step at a time
                     layer[normal[0]] = below
                     layer_transforms[normal[0]] = lambda b, fork=fork, normal=normal: dict(

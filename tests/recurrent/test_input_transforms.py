@@ -18,7 +18,7 @@ from bricks.core import (
 )
 from bricks.core.tracing import Frame, use_frame
 from bricks.errors import RecurrentError
-from bricks.recurrent import LSTM, GatedRecurrent, RecurrentStack
+from bricks.recurrent import LSTM, Bidirectional, GatedRecurrent, RecurrentStack
 from tests.recurrent.reference import gru_step, lstm_step, numpy_params, run
 
 T, B, F, D, V = 5, 3, 6, 4, 7
@@ -271,3 +271,14 @@ def test_stack_input_transforms_match_numpy(low_memory, remat):
         np.testing.assert_allclose(g, w, **TOL)
     with pytest.raises(RecurrentError, match="not one of its sequences"):
         stack.apply(x, mask=mask, low_memory=low_memory, input_transforms={"cells": lin.apply})
+
+
+def test_bidirectional_passes_input_transforms_to_both_directions():
+    bi = Bidirectional(LSTM(dim=D), weights_init=IsotropicGaussian(0.5))
+    bi.initialize(seed=8)
+    lin = _linear(4 * D)
+    x, mask = _x(), _mask()
+    want = bi.apply(lin.apply(x), mask=mask)
+    got = bi.apply(x, mask=mask, remat=True, input_transforms=lin.apply)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, **TOL)
