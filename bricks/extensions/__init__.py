@@ -1,4 +1,4 @@
-"""Training extensions: conditions, stopping, monitoring, printing, progress, timing, plots."""
+"""Training extensions: stopping, monitoring, printing, progress, timing, checkpoints, plots."""
 
 from bricks.extensions.aggregation import (
     CONCATENATE,
@@ -9,6 +9,7 @@ from bricks.extensions.aggregation import (
     MonitoredQuantity,
 )
 from bricks.extensions.base import CALLBACKS, CONDITION_KEYWORDS, SimpleExtension, TrainingExtension
+from bricks.extensions.checkpoint import Checkpoint, Load
 from bricks.extensions.evaluator import DatasetEvaluator
 from bricks.extensions.monitoring import DataStreamMonitoring, TrainingDataMonitoring
 from bricks.extensions.plot import Plot
@@ -31,6 +32,8 @@ __all__ = [
     "SharedVariableModifier",
     "TrackTheBest",
     "FinishIfNoImprovement",
+    "Checkpoint",
+    "Load",
     "Plot",
     "Printing",
     "ProgressBar",
