@@ -189,6 +189,24 @@ def test_a_snapshot_does_not_share_buffers_with_the_training_state(tmp_path: Pat
     assert meta["iterations_done"] == 6 and pending.nonfinite_at is None
 
 
+def test_a_snapshot_taken_after_a_nonfinite_cost_is_not_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = _loop(tmp_path, 3)
+    loop.run()
+    checkpoint = loop.find_extension("Checkpoint")
+    pending = resume.main_loop_snapshot(loop)
+    assert pending is not None
+    shadow = pending._shadow
+    shadow._state = dict(shadow._state, bad=np.int32(2))  # as if step 2's cost was NaN
+    before = CheckpointManager(tmp_path, lock=False).checkpoints()
+    with caplog.at_level("WARNING"):
+        checkpoint._write_pending(3, pending, {})
+    assert pending.nonfinite_at == 2 and "non-finite" in caplog.text
+    assert CheckpointManager(tmp_path, lock=False).checkpoints() == before
+    assert checkpoint._error is None
+
+
 def jax_leaves(tree: object) -> list:
     import jax
 
