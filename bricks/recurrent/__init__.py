@@ -5,14 +5,15 @@ Sequences are time-major ``(time, batch, features)`` with ``(time, batch)``
 masks; every loop is one :func:`bricks.core.scan`.
 """
 
+from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
 from bricks.recurrent._attention import (
     AttentionRecurrent,
     SequenceContentAttention,
     masked_softmax,
 )
-from bricks.recurrent._architectures import LSTM, GatedRecurrent, SimpleRecurrent
 from bricks.recurrent._beam_search import BeamSearch, BeamSearchResult
 from bricks.recurrent._bidirectional import Bidirectional
+from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
 from bricks.recurrent._sequence_generator import (
     AbstractEmitter,
     AbstractFeedback,
@@ -24,7 +25,6 @@ from bricks.recurrent._sequence_generator import (
     TrivialEmitter,
     TrivialFeedback,
 )
-from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
 from bricks.recurrent._stack import RECURRENTSTACK_SEPARATOR, RecurrentStack
 
 __all__ = [

@@ -58,6 +58,23 @@ class _Transition(BaseRecurrent, Initializable):
             self.dim = dim
 
 
+class _GatedTransition(_Transition):
+    """A transition with a state activation (default Tanh) and a gate
+    activation (default Logistic) as children."""
+
+    def __init__(
+        self,
+        dim: int | None = None,
+        activation: Brick | None = None,
+        gate_activation: Brick | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.activation = activation if activation is not None else Tanh()
+        self.gate_activation = gate_activation if gate_activation is not None else Logistic()
+        children = _distinct_children(self.activation, self.gate_activation)
+        super().__init__(dim=dim, children=children, **kwargs)
+
+
 class SimpleRecurrent(_Transition):
     """The traditional recurrent transition ``h_t = f(x_t + h_{t-1} W)``.
 
@@ -108,7 +125,7 @@ class SimpleRecurrent(_Transition):
         return learned_initial_state(self, "initial_state", batch_size)
 
 
-class LSTM(_Transition):
+class LSTM(_GatedTransition):
     """Long short-term memory with peepholes (Graves 2013), as in Blocks.
 
     ``inputs`` has ``4 * dim`` features, split in the order input gate,
@@ -141,18 +158,6 @@ class LSTM(_Transition):
     >>> states.shape, cells.shape, lstm.get_dim("inputs")
     ((5, 2, 3), (5, 2, 3), 12)
     """
-
-    def __init__(
-        self,
-        dim: int | None = None,
-        activation: Brick | None = None,
-        gate_activation: Brick | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.activation = activation if activation is not None else Tanh()
-        self.gate_activation = gate_activation if gate_activation is not None else Logistic()
-        children = _distinct_children(self.activation, self.gate_activation)
-        super().__init__(dim=dim, children=children, **kwargs)
 
     def _allocate(self) -> None:
         self.require("dim")
@@ -202,7 +207,7 @@ class LSTM(_Transition):
         )
 
 
-class GatedRecurrent(_Transition):
+class GatedRecurrent(_GatedTransition):
     """Gated recurrent unit (Cho et al. 2014), as in Blocks.
 
     ``inputs`` has ``dim`` features, ``gate_inputs`` ``2 * dim`` (update
@@ -225,18 +230,6 @@ class GatedRecurrent(_Transition):
     >>> gru.apply(jnp.ones((5, 2, 3)), jnp.ones((5, 2, 6))).shape
     (5, 2, 3)
     """
-
-    def __init__(
-        self,
-        dim: int | None = None,
-        activation: Brick | None = None,
-        gate_activation: Brick | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.activation = activation if activation is not None else Tanh()
-        self.gate_activation = gate_activation if gate_activation is not None else Logistic()
-        children = _distinct_children(self.activation, self.gate_activation)
-        super().__init__(dim=dim, children=children, **kwargs)
 
     def _allocate(self) -> None:
         self.require("dim")
