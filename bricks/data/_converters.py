@@ -209,7 +209,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     body = raw[4 + 4 * ndim :]
     if len(body) != expected:
         raise ConversionError(
-            f"{path}: header says shape {dims} of {dtype} ({expected} bytes), found {len(body)} bytes"
+            f"{path}: header says shape {dims} of {dtype} ({expected} bytes), "
+            f"found {len(body)} bytes"
         )
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -398,7 +399,10 @@ _CONVERTERS = {"mnist": convert_mnist, "cifar10": convert_cifar10, "text": conve
 def convert(
     name: str, directory: str | os.PathLike | None = None, output: str | os.PathLike | None = None
 ) -> Path:
-    """Convert dataset ``name`` from ``directory`` into ``output`` (default ``<directory>/<name>.hdf5``)."""
+    """Convert dataset ``name`` from ``directory`` into ``output``.
+
+    The default output is ``<directory>/<name>.hdf5``.
+    """
     _registry(name)
     directory = Path(directory) if directory is not None else data_path()
     output = Path(output) if output is not None else directory / f"{name}.hdf5"

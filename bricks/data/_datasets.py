@@ -128,7 +128,8 @@ class IndexableDataset(Dataset):
                 if ndim is not None and len(labels) != ndim:
                     raise DataShapeError(
                         f"IndexableDataset: source {k!r} has {ndim} axes (shape "
-                        f"{self.indexables[k].shape}), axis_labels gives {len(labels)}: {tuple(labels)}"
+                        f"{self.indexables[k].shape}), axis_labels gives {len(labels)}: "
+                        f"{tuple(labels)}"
                     )
                 self.axis_labels[k] = tuple(labels)
         super().__init__(sources)

@@ -127,7 +127,8 @@ class H5PYDataset(Dataset):
             for split in self.which_sets:
                 if split not in all_splits:
                     raise SourceError(
-                        f"HDF5 file {self.path!r}: no split {split!r}{did_you_mean(split, all_splits)};"
+                        f"HDF5 file {self.path!r}: no split {split!r}"
+                        f"{did_you_mean(split, all_splits)};"
                         f" available splits: {all_splits}"
                     )
                 here = {
@@ -333,7 +334,9 @@ class H5PYDataset(Dataset):
 
 
 def create_split_array(split_dict: Mapping[str, Mapping[str, tuple]]) -> np.ndarray:
-    """Fuel's ``split`` attribute from ``{split: {source: (start, stop[, indices_ref[, comment]])}}``.
+    """Fuel's ``split`` attribute from a mapping of splits.
+
+    The mapping is ``{split: {source: (start, stop[, indices_ref[, comment]])}}``.
 
     A split/source pair absent from ``split_dict`` is written as unavailable.
     """
@@ -414,7 +417,8 @@ def write_hdf5(
             if len(ndims) > 1 or len(dtypes) > 1:
                 raise DataShapeError(
                     f"write_hdf5({path!r}): variable-length source {name!r} needs examples of one "
-                    f"rank and dtype, found ranks {sorted(ndims)} and dtypes {sorted(map(str, dtypes))}"
+                    f"rank and dtype, found ranks {sorted(ndims)} and dtypes "
+                    f"{sorted(map(str, dtypes))}"
                 )
             dtype = examples[0].dtype if examples else np.dtype("float32")
             dset = f.create_dataset(name, (len(examples),), dtype=h5py.vlen_dtype(dtype))

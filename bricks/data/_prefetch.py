@@ -295,7 +295,8 @@ class Prefetch(AbstractDataStream):
 
     >>> import numpy as np
     >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
-    >>> s = DataStream(IndexableDataset({"x": np.arange(7)}), iteration_scheme=SequentialScheme(7, 3))
+    >>> s = DataStream(IndexableDataset({"x": np.arange(7)}),
+    ...                iteration_scheme=SequentialScheme(7, 3))
     >>> [b[0].tolist() for b in Prefetch(s, workers=2).get_epoch_iterator()]
     [[0, 1, 2], [3, 4, 5], [6]]
     """

@@ -150,7 +150,8 @@ class Mapping(_Elementwise):
 
     >>> import numpy as np
     >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
-    >>> s = DataStream(IndexableDataset({"x": np.arange(4)}), iteration_scheme=SequentialScheme(4, 2))
+    >>> s = DataStream(IndexableDataset({"x": np.arange(4)}),
+    ...                iteration_scheme=SequentialScheme(4, 2))
     >>> m = Mapping(s, lambda d: (d[0] ** 2,), add_sources=("x2",))
     >>> m.sources, [b[1].tolist() for b in m.get_epoch_iterator()]
     (('x', 'x2'), [[0, 1], [4, 9]])
@@ -823,7 +824,8 @@ class Cache(Transformer):
 
     >>> import numpy as np
     >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
-    >>> s = DataStream(IndexableDataset({"x": np.arange(10)}), iteration_scheme=SequentialScheme(10, 5))
+    >>> s = DataStream(IndexableDataset({"x": np.arange(10)}),
+    ...                iteration_scheme=SequentialScheme(10, 5))
     >>> [len(b[0]) for b in Cache(s, ConstantScheme(3)).get_epoch_iterator()]
     [3, 3, 3, 1]
     """
