@@ -38,16 +38,17 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bricks.algorithms import GradientDescent  # noqa: E402
-from bricks.core import MLP, Constant, IsotropicGaussian, Rectifier, Softmax  # noqa: E402
-from bricks.core.cost import CategoricalCrossEntropy  # noqa: E402
 from bricks.extensions import (  # noqa: E402
     FinishAfter,
     SimpleExtension,
     TrainingDataMonitoring,
 )
 from bricks.extensions.plot import Plot  # noqa: E402
-from bricks.graph import ComputationGraph  # noqa: E402
 from bricks.main_loop import MainLoop  # noqa: E402
+
+# the same MLP graph as the training-loop benchmark beside this script
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_training import build  # noqa: E402
 
 WARMUP = 10
 
@@ -68,21 +69,6 @@ class StepClock(SimpleExtension):
 def plot_on(iterations_done: int, block: int) -> bool:
     """Plot is on for batches in odd-numbered blocks."""
     return ((iterations_done - 1) // block) % 2 == 1
-
-
-def build(dims):
-    mlp = MLP(
-        [Rectifier() for _ in dims[2:]] + [Softmax()],
-        dims,
-        weights_init=IsotropicGaussian(0.01),
-        biases_init=Constant(0.0),
-    )
-    mlp.initialize(seed=1)
-
-    def cost(features, targets):
-        return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
-
-    return ComputationGraph(cost, features=(None, dims[0]), targets=((None,), "int32"))
 
 
 def batches(n_batches, batch, dim):

@@ -104,33 +104,22 @@ class _ParallelReadIter(_Iter):
         if t.processes:
             ctx = _context(t.start_method)
             self.leaf.close()  # the main process does not read
-            self.stop = ctx.Event()
-            for k in range(n):
-                inq, outq = ctx.Queue(), ctx.Queue(depth)
-                p = ctx.Process(
-                    target=_read_worker,
-                    args=(t.data_stream.dataset, inq, outq, self.stop),
-                    daemon=True,
-                    name=f"bricks-prefetch-{k}",
-                )
-                p.start()
-                self.workers.append(p)
-                self.inqs.append(inq)
-                self.outqs.append(outq)
+            make_event, make_queue, make_worker = ctx.Event, ctx.Queue, ctx.Process
         else:
-            self.stop = threading.Event()
-            for k in range(n):
-                inq, outq = queue.Queue(), queue.Queue(depth)
-                th = threading.Thread(
-                    target=_read_worker,
-                    args=(t.data_stream.dataset, inq, outq, self.stop),
-                    daemon=True,
-                    name=f"bricks-prefetch-{k}",
-                )
-                th.start()
-                self.workers.append(th)
-                self.inqs.append(inq)
-                self.outqs.append(outq)
+            make_event, make_queue, make_worker = threading.Event, queue.Queue, threading.Thread
+        self.stop = make_event()
+        for k in range(n):
+            inq, outq = make_queue(), make_queue(depth)
+            worker = make_worker(
+                target=_read_worker,
+                args=(t.data_stream.dataset, inq, outq, self.stop),
+                daemon=True,
+                name=f"bricks-prefetch-{k}",
+            )
+            worker.start()
+            self.workers.append(worker)
+            self.inqs.append(inq)
+            self.outqs.append(outq)
         self._fill()
 
     def _fill(self) -> None:
