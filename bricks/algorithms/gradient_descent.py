@@ -22,6 +22,7 @@ per batch: monitored values are fetched only when an extension reports.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -40,7 +41,7 @@ from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
 from bricks.errors import AlgorithmError, NonFiniteCostError, StepRuleError, did_you_mean
 
-__all__ = ["GradientDescent"]
+__all__ = ["GradientDescent", "StateSnapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,48 @@ def _zeros_maker(size: int) -> Callable[[], jax.Array]:
 
 def _quantity(name: str) -> Variable:
     return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
+
+
+@functools.cache
+def _copier() -> Callable[[list[jax.Array]], list[jax.Array]]:
+    # a compiled copy makes fresh device buffers that no donating step
+    # touches (an identity would be forwarded, i.e. alias its inputs)
+    return jax.jit(lambda leaves: [leaf.copy() for leaf in leaves])
+
+
+def _device_copy(tree: Any) -> Any:
+    """A copy of a pytree of device arrays, queued on the device; other leaves deep-copied."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
+    copies = _copier()([leaves[i] for i in where]) if where else []
+    out = [leaf if isinstance(leaf, jax.Array) else copy.deepcopy(leaf) for leaf in leaves]
+    for i, leaf in zip(where, copies, strict=True):
+        out[i] = leaf
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+class StateSnapshot:
+    """A :class:`GradientDescent`'s training state at one moment (see ``snapshot``).
+
+    Holds device copies that later steps do not touch; :meth:`get_state`
+    moves them to the host. Safe to call from another thread while training
+    goes on: it first waits for the copies with the GIL released (reading a
+    not-yet-computed GPU buffer straight away would hold the GIL until the
+    queued steps are done, stalling the training thread), then reads them.
+    """
+
+    def __init__(self, algorithm: GradientDescent, tree: Any) -> None:
+        self._algorithm = algorithm
+        self._tree = tree
+        self._base_key = algorithm._base_key  # replaced, never donated: no copy needed
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(json, arrays)`` as :meth:`GradientDescent.get_state` at the snapshot."""
+        tree, self._tree = self._tree, None  # the device copies go with this call
+        if tree is None:
+            raise AlgorithmError("StateSnapshot.get_state() can be called only once")
+        jax.block_until_ready(tree)  # waits with the GIL released
+        return self._algorithm._host_payload(jax.device_get(tree), self._base_key)
 
 
 class GradientDescent:
@@ -487,8 +530,24 @@ class GradientDescent:
     # -- checkpointing -------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(json, arrays)``: parameters, optimizer state, key, accumulators, counters."""
-        state = self._require_state()
-        host = jax.device_get(state)
+        return self._host_payload(jax.device_get(self._require_state()), self._base_key)
+
+    def snapshot(self) -> StateSnapshot:
+        """The training state of this moment, copied on the device without waiting.
+
+        One compiled copy is queued behind the steps already dispatched, so
+        the snapshot holds the values of this call although later steps
+        donate (overwrite) the originals; nothing waits for the device. Read
+        it later, from any thread, with :meth:`StateSnapshot.get_state`,
+        which returns what :meth:`get_state` would have returned now.
+        Asynchronous checkpoints are built on this.
+        """
+        return StateSnapshot(self, _device_copy(self._require_state()))
+
+    def _host_payload(
+        self, host: Mapping[str, Any], base_key: Any
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``get_state``'s ``(json, arrays)`` from a host copy of the state tree."""
         arrays: dict[str, np.ndarray] = {}
         for path, value in host["params"].items():
             arrays[f"params/{path}"] = np.asarray(value)
@@ -496,12 +555,14 @@ class GradientDescent:
             arrays[f"opt_state/{jax.tree_util.keystr(keypath)}"] = np.asarray(leaf)
         for i, acc in enumerate(host["acc"]):
             arrays[f"accumulators/{i}"] = np.asarray(acc)
-        arrays["rng_key"] = np.asarray(self._base_key)
+        arrays["rng_key"] = np.asarray(base_key)
         meta = {
             "step": int(host["step"]),
             "bad": int(host["bad"]),
             "trained": list(self.parameter_paths),
-            "hyperparameters": self.hyperparameters,
+            "hyperparameters": {
+                n: float(np.asarray(get_at(host["opt"], p))) for n, p in self._hyper.items()
+            },
             "monitors": [[v.name for v in slot] for slot in self._monitors],
         }
         return meta, arrays

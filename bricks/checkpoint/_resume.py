@@ -10,7 +10,6 @@ library versions.
 
 from __future__ import annotations
 
-import copy as copy_module
 import functools
 import hashlib
 import importlib.metadata
@@ -130,35 +129,6 @@ def _meta(main_loop: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _device_copy() -> Any:
-    import jax
-
-    # a compiled copy: fresh device buffers that no training step donates (an
-    # identity would be forwarded, i.e. alias the inputs; a copy never does)
-    return jax.jit(lambda leaves: [leaf.copy() for leaf in leaves])
-
-
-def _snapshot_tree(tree: Any) -> Any:
-    """A copy of a pytree of device arrays, taken on the device without waiting.
-
-    The copy is queued behind the steps already dispatched, so it holds the
-    values of this moment even though later steps donate (and overwrite) the
-    originals. Its transfer to the host is left to the writer thread
-    (``jax.device_get``): ``copy_to_host_async`` here would wait for the
-    queued steps on a GPU (8-35 ms a save in bench/bench_checkpoint.py).
-    """
-    import jax
-
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
-    copies = _device_copy()([leaves[i] for i in where]) if where else []
-    out = [leaf if isinstance(leaf, jax.Array) else copy_module.deepcopy(leaf) for leaf in leaves]
-    for i, leaf in zip(where, copies, strict=True):
-        out[i] = leaf
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
 class PendingPayload:
     """A main loop's checkpoint payload taken at a save call, read later.
 
@@ -174,20 +144,20 @@ class PendingPayload:
             checkpoint must not be written); ``None`` otherwise.
     """
 
-    def __init__(self, main_loop: Any, shadow: Any, state: dict[str, Any]) -> None:
+    def __init__(self, main_loop: Any, snapshot: Any, state: dict[str, Any]) -> None:
         self._main_loop_meta = {
             "iterations_done": int(main_loop.status.get("iterations_done", 0)),
             "epochs_done": int(main_loop.status.get("epochs_done", 0)),
         }
         self._created = time.time()
-        self._shadow = shadow
+        self._snapshot = snapshot
         self._state = state
         self.nonfinite_at: int | None = None
 
     def result(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
         """Wait for the device copies; ``(state, arrays, meta)`` of the save call."""
-        algo_json, algo_arrays = self._shadow.get_state()
-        self._shadow = None  # the device snapshot is freed with the arrays
+        snapshot, self._snapshot = self._snapshot, None  # freed with the host arrays
+        algo_json, algo_arrays = snapshot.get_state()
         bad = algo_json.get("bad", -1) if isinstance(algo_json, dict) else -1
         if isinstance(bad, int) and bad >= 0:
             self.nonfinite_at = bad
@@ -215,16 +185,16 @@ def main_loop_snapshot(main_loop: Any) -> PendingPayload | None:
     a copy is run at once, after the step in flight.)
 
     Returns:
-        a :class:`PendingPayload`, or ``None`` when the algorithm keeps no
-        device state this function knows (``GradientDescent``'s ``_state``
-        dictionary); then use :func:`main_loop_payload`.
+        a :class:`PendingPayload`, or ``None`` when the algorithm has no
+        ``snapshot()`` method (as :meth:`GradientDescent.snapshot
+        <bricks.algorithms.GradientDescent.snapshot>`: an object whose
+        ``get_state()``, called later from another thread, returns the
+        algorithm's ``get_state()`` of now); then use :func:`main_loop_payload`.
     """
-    algorithm = main_loop.algorithm
-    device_state = getattr(algorithm, "_state", None)
-    if not isinstance(device_state, dict) or not hasattr(algorithm, "get_state"):
+    take = getattr(main_loop.algorithm, "snapshot", None)
+    if not callable(take):
         return None
-    shadow = copy_module.copy(algorithm)  # shares the graph and step rule, not the state
-    shadow._state = _snapshot_tree(device_state)
+    snapshot = take()
     stream_state = None
     if hasattr(main_loop.data_stream, "get_state"):
         stream_state = main_loop.data_stream.get_state()
@@ -236,7 +206,7 @@ def main_loop_snapshot(main_loop: Any) -> PendingPayload | None:
         "extensions": {ext.name: ext.get_state() for ext in main_loop.extensions},
     }
     state = json.loads(json.dumps(state))  # a copy: training goes on changing the originals
-    return PendingPayload(main_loop, shadow, state)
+    return PendingPayload(main_loop, snapshot, state)
 
 
 def _check_shapes(main_loop: Any, arrays: Mapping[str, np.ndarray], where: Path) -> None:

@@ -176,7 +176,7 @@ def test_a_snapshot_does_not_share_buffers_with_the_training_state(tmp_path: Pat
     live = loop.algorithm._state
     pending = resume.main_loop_snapshot(loop)
     assert pending is not None
-    snapshot = pending._shadow._state
+    snapshot = pending._snapshot._tree
     for a, b in zip(jax_leaves(live), jax_leaves(snapshot), strict=True):
         assert a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
     state, arrays, meta = pending.result()
@@ -197,8 +197,8 @@ def test_a_snapshot_taken_after_a_nonfinite_cost_is_not_written(
     checkpoint = loop.find_extension("Checkpoint")
     pending = resume.main_loop_snapshot(loop)
     assert pending is not None
-    shadow = pending._shadow
-    shadow._state = dict(shadow._state, bad=np.int32(2))  # as if step 2's cost was NaN
+    snapshot = pending._snapshot
+    snapshot._tree = dict(snapshot._tree, bad=np.int32(2))  # as if step 2's cost was NaN
     before = CheckpointManager(tmp_path, lock=False).checkpoints()
     with caplog.at_level("WARNING"):
         checkpoint._write_pending(3, pending, {})

@@ -68,3 +68,38 @@ def test_parameter_subset_and_restrict():
     with pytest.raises(AlgorithmError, match="lacks source"):
         a.process_batch({"features": x})
     assert isinstance(jax.tree_util.tree_leaves(a.current_parameters())[0], jax.Array)
+
+
+def test_a_snapshot_read_later_in_another_thread_equals_get_state_at_the_snapshot():
+    """The snapshot survives the donation of later steps and reads the same as
+    get_state() at its call, hyperparameters and step counter included."""
+    import threading
+
+    cg = _graph()
+    x = np.random.RandomState(1).randn(5, 3).astype(np.float32)
+    a = GradientDescent(cost=cg, step_rule=Adam(0.01))
+    for _ in range(3):
+        a.process_batch({"x": x})
+    expected_meta, views = a.get_state()
+    expected = {k: v.copy() for k, v in views.items()}
+    del views  # host views of CPU buffers would keep the next step from donating them
+    snapshot = a.snapshot()
+    donated = a.current_parameters()["/mlp/linear_0.W"]
+    a.set_hyperparameter("learning_rate", 0.5)
+    for _ in range(4):  # each step donates (overwrites) the buffers of the snapshot call
+        a.process_batch({"x": x})
+    assert donated.is_deleted()
+    out: dict = {}
+    reader = threading.Thread(target=lambda: out.update(state=snapshot.get_state()))
+    reader.start()
+    reader.join()
+    meta, arrays = out["state"]
+    assert meta == expected_meta and meta["step"] == 3
+    assert meta["hyperparameters"]["learning_rate"] == pytest.approx(0.01)
+    assert sorted(arrays) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(arrays[name], value)
+    now = a.get_state()[1]["params//mlp/linear_0.W"]
+    assert not np.array_equal(arrays["params//mlp/linear_0.W"], now)
+    with pytest.raises(AlgorithmError, match="only once"):
+        snapshot.get_state()
