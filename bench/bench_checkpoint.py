@@ -1,6 +1,7 @@
 """Checkpoint speed: save/restore time and the step-time cost of async saving.
 
     python bench/bench_checkpoint.py [--sizes 10 100] [--steps 400] [--repeats 3]
+        [--batch 64] [--interference]   (an empty --sizes or --batch skips that part)
 
 1. Save and restore a state of N million float32 parameters (in 10 arrays)
    with :class:`bricks.checkpoint.CheckpointManager`: the save includes
@@ -16,6 +17,16 @@
    against the run without checkpoints of the same repeat; reported as the
    median and the range over the repeats. Async saves use the default
    ``if_busy="skip"``: the number of skipped saves is reported.
+3. Where that time goes: the host's step-to-step interval (taken at each
+   ``after_batch``, after the checkpoint's own callback) averaged by the
+   distance from the last save multiple (0 = the interval that ends with a
+   save call, 1-9 = the steps after it, while the write is usually going
+   on, 10-99 = the rest), per kind; the median over the repeats. Drift
+   between runs cancels out of the difference of phases within a run.
+4. The writer's pull on a host-bound loop (``--interference``): the rate of
+   a loop of tiny jitted calls (what a training thread does when the device
+   is fast) alone, and while a 75 MB checkpoint is written in a thread; the
+   ratio says how much of the host the writer's GIL hand-offs take.
 """
 
 from __future__ import annotations
@@ -53,8 +64,9 @@ def save_restore(million: int, directory: Path, repeats: int) -> tuple[float, fl
 
 def _train_time(
     ckpt_dir: Path | None, steps: int, every: int, async_save: bool, batch: int
-) -> tuple[float, float]:
-    """``(seconds of steps 2..steps, the same plus the wait for the last write)``."""
+) -> tuple[float, float, list[float]]:
+    """``(seconds of steps 2..steps, the same plus the wait for the last write,
+    host time of each step's after_batch)``."""
     import jax.numpy as jnp
 
     from bricks.algorithms import Adam, GradientDescent
@@ -82,9 +94,12 @@ def _train_time(
         def __init__(self) -> None:
             super().__init__(name="Clock", after_batch=True, after_training=True)
             self.start = self.end = self.steps_end = 0.0
+            self.stamps: list[float] = []
 
         def do(self, which: str, *args: object) -> None:
             done = self.main_loop.status["iterations_done"]
+            if which == "after_batch":
+                self.stamps.append(time.perf_counter())
             if which == "after_batch" and done in (1, steps):
                 self.main_loop.algorithm._require_state()["params"]["W0"].block_until_ready()
                 if done == 1:
@@ -117,14 +132,29 @@ def _train_time(
         clock.end = time.perf_counter()
         _SAVE_CALLS.setdefault(async_save, []).extend(checkpoint.save_times)
         _SKIPPED.setdefault(async_save, []).append(len(getattr(checkpoint, "skipped", [])))
-    return clock.steps_end - clock.start, clock.end - clock.start
+    return clock.steps_end - clock.start, clock.end - clock.start, clock.stamps
+
+
+_PHASES = ((0, 1, "at the save"), (1, 10, "1-9 after"), (10, 100, "10-99 after"))
+
+
+def phase_means(stamps: list[float], every: int) -> list[float]:
+    """Mean step interval (ms) per :data:`_PHASES`, after the first save period."""
+    intervals = np.diff(np.asarray(stamps)) * 1000  # intervals[k] ends at step k + 2
+    phase = (np.arange(2, len(stamps) + 1) % every) * 100 // every
+    keep = np.arange(2, len(stamps) + 1) > every  # compile and warm-up excluded
+    return [float(intervals[keep & (phase >= a) & (phase < b)].mean()) for a, b, _ in _PHASES]
 
 
 def overhead(
     directory: Path, steps: int, every: int, repeats: int, batch: int
-) -> dict[str, list[tuple[float, float]]]:
-    """Per kind, the ``(steps, steps + last write)`` seconds of each repeat."""
-    times: dict[str, list[tuple[float, float]]] = {"none": [], "async": [], "sync": []}
+) -> dict[str, list[tuple[float, float, list[float]]]]:
+    """Per kind, each repeat's ``(steps, steps + last write, step stamps)``."""
+    times: dict[str, list[tuple[float, float, list[float]]]] = {
+        "none": [],
+        "async": [],
+        "sync": [],
+    }
     for r in range(repeats):
         times["none"].append(_train_time(None, steps, every, False, batch))
         times["async"].append(_train_time(directory / f"async{r}", steps, every, True, batch))
@@ -132,14 +162,66 @@ def overhead(
     return times
 
 
+def interference(directory: Path, repeats: int) -> None:
+    import threading
+
+    import jax
+    import jax.numpy as jnp
+
+    from bricks.checkpoint import CheckpointManager
+
+    bump = jax.jit(lambda a: a + 1)
+    start = jnp.zeros(8)
+    bump(start).block_until_ready()
+    rng = np.random.default_rng(0)
+    arrays = {f"params/p{i}": rng.standard_normal(75_000_000 // 48, np.float32) for i in range(12)}
+
+    def rate(stop: threading.Event) -> float:
+        n, value, begin = 0, start, time.perf_counter()
+        while not stop.is_set():
+            value = bump(value)
+            n += 1
+            if n % 64 == 0:
+                value.block_until_ready()
+        return n / (time.perf_counter() - begin)
+
+    ratios, writes = [], []
+    for r in range(repeats):
+        stop = threading.Event()
+        timer = threading.Timer(0.5, stop.set)
+        timer.start()
+        alone = rate(stop)
+        stop = threading.Event()
+
+        def write(r: int = r, stop: threading.Event = stop) -> None:
+            begin = time.perf_counter()
+            with CheckpointManager(directory / f"interference{r}", keep_last=1) as manager:
+                manager.save(r, {"step": r}, arrays)
+            writes.append(time.perf_counter() - begin)
+            stop.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        ratios.append(rate(stop) / alone)
+        writer.join()
+    print(
+        f"\nhost-bound loop rate while a 75 MB checkpoint is written / alone: "
+        f"{statistics.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] "
+        f"({repeats} repeats; a write takes {statistics.median(writes) * 1000:.0f} ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, nargs="+", default=[64])
+    parser.add_argument("--batch", type=int, nargs="*", default=[64])
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument(
+        "--interference", action="store_true", help="also measure the writer's pull on the host"
+    )
     args = parser.parse_args()
     import jax
 
@@ -173,6 +255,14 @@ def main() -> None:
                         f"[{min(extra):+.1f}, {max(extra):+.1f}];"
                     )
                 print(line.rstrip(";"))
+            print("  step interval by distance from the last save (ms, median of repeats):")
+            for k in ("none", "async", "sync"):
+                means = [phase_means(v[2], args.every) for v in t[k]]
+                cells = [
+                    f"{label} {statistics.median(m[i] for m in means):.2f}"
+                    for i, (_, _, label) in enumerate(_PHASES)
+                ]
+                print(f"    {k:>5}: " + ", ".join(cells))
             for mode, calls in sorted(_SAVE_CALLS.items()):
                 name = "async" if mode else "sync"
                 print(
@@ -182,6 +272,8 @@ def main() -> None:
                 )
             _SKIPPED.clear()
             _SAVE_CALLS.clear()
+        if args.interference:
+            interference(directory, max(args.repeats, 5))
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ def main_loop_snapshot(main_loop: Any) -> PendingPayload | None:
     queued behind the steps already dispatched (the writer thread moves them
     to the host). Nothing here waits for a GPU, so the training loop goes on
     at once; the snapshot is not donated by later steps. (On the CPU backend
-    a copy is run at once, after the step in flight.)
+    the copy, like every step, may wait for a free slot among the
+    computations XLA:CPU lets be in flight: about one step.)
 
     Returns:
         a :class:`PendingPayload`, or ``None`` when the algorithm has no
