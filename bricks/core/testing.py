@@ -1,7 +1,9 @@
 """A registry of example bricks and the conformance checks every brick passes.
 
 Each public brick class has one entry: a factory returning an initialized
-brick and example inputs for its ``apply``. :func:`check_conformance` runs
+brick and example inputs for its ``apply`` (or the application named at
+registration): positional inputs, and optionally a dict of keyword inputs
+for applications that take them by name. :func:`check_conformance` runs
 an entry through ``jax.jit``, ``jax.grad`` and ``jax.vmap`` of
 :func:`~bricks.core.apply_with`, a parameter round trip by path, and checks
 that its annotations (its output with role ``OUTPUT``, its parameters) are
@@ -51,12 +53,15 @@ __all__ = [
     "check_conformance",
 ]
 
-Factory = Callable[[], tuple[Brick, tuple[Any, ...]]]
+#: ``() -> (brick, inputs)`` or ``() -> (brick, inputs, keyword_inputs)``.
+Factory = Callable[[], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
 class Example:
-    """A registry entry: ``make()`` returns ``(initialized brick, inputs)``."""
+    """A registry entry: ``make()`` returns ``(initialized brick, inputs)`` or
+    ``(initialized brick, inputs, keyword_inputs)``, where ``inputs`` is a
+    tuple and ``keyword_inputs`` a dict of arrays passed by name."""
 
     cls: type
     make: Factory
@@ -105,35 +110,43 @@ def _close(a: Any, b: Any, what: str, tol: float = 1e-4) -> None:
 
 def check_conformance(example: Example) -> None:
     """Run every conformance check on ``example`` (raises ``AssertionError``)."""
-    brick, inputs = example.make()
+    brick, args, *keyword_inputs = example.make()
     if type(brick) is not example.cls:
         raise AssertionError(f"the example of {example.cls.__name__} made a {type(brick).__name__}")
     app = getattr(brick, example.application)
-    inputs = tuple(jnp.asarray(x) for x in inputs)
+    # positional and keyword inputs as one list of arrays (an input given as None stays None)
+    kwargs = dict(keyword_inputs[0]) if keyword_inputs else {}
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path((tuple(args), kwargs))
+    where = [jax.tree_util.keystr(path[1:]) for path, _ in with_paths]  # "[0]", "['mask']"
+    inputs = [jnp.asarray(x) for _, x in with_paths]
     params = brick.get_parameter_values()
     float_idx = [i for i, x in enumerate(inputs) if _is_float(x)]
     # a second example per input for vmap: floats scaled, integers kept
-    other = tuple(x * 0.5 if _is_float(x) else x for x in inputs)
+    other = [x * 0.5 if _is_float(x) else x for x in inputs]
 
-    def pure(p, *xs):
-        return apply_with(p, app, *xs)
+    def call(xs):
+        a, kw = jax.tree_util.tree_unflatten(treedef, list(xs))
+        return app(*a, **kw)
+
+    def pure(p, xs):
+        return apply_with(p, call, xs)
 
     def total(p, floats):
         xs = list(inputs)
         for i, v in zip(float_idx, floats, strict=True):
             xs[i] = v
-        leaves = jax.tree_util.tree_leaves(pure(p, *xs))
+        leaves = jax.tree_util.tree_leaves(pure(p, xs))
         return sum(jnp.sum(leaf.astype(jnp.float32)) for leaf in leaves)
 
     @jax.jit
     def everything(p, xs, ys):
-        out = pure(p, *xs)
+        out = pure(p, xs)
         grads = jax.grad(total, argnums=(0, 1))(p, tuple(xs[i] for i in float_idx))
-        stacked = tuple(jnp.stack([x, y]) for x, y in zip(xs, ys, strict=True))
-        batched = jax.vmap(pure, in_axes=(None, *([0] * len(xs))))(p, *stacked)
+        stacked = [jnp.stack([x, y]) for x, y in zip(xs, ys, strict=True)]
+        batched = jax.vmap(pure, in_axes=(None, 0))(p, stacked)
         return out, grads, batched
 
-    eager = app(*inputs)
+    eager = call(inputs)
     out, (g_params, g_inputs), batched = everything(params, inputs, other)
     name = example.cls.__name__
     _close(out, eager, f"{name}: jit differs from eager")
@@ -145,10 +158,10 @@ def check_conformance(example: Example) -> None:
             raise AssertionError(f"{name}: bad gradient for {path}: shape {g.shape}")
     for g, i in zip(g_inputs, float_idx, strict=True):
         if g.shape != inputs[i].shape or not np.all(np.isfinite(g)):
-            raise AssertionError(f"{name}: bad gradient for input {i}")
+            raise AssertionError(f"{name}: bad gradient for input {where[i]}")
     # vmap: each slice equals the unbatched result
     _close(jax.tree_util.tree_map(lambda b: b[0], batched), out, f"{name}: vmap slice 0")
-    _close(jax.tree_util.tree_map(lambda b: b[1], batched), app(*other), f"{name}: vmap slice 1")
+    _close(jax.tree_util.tree_map(lambda b: b[1], batched), call(other), f"{name}: vmap slice 1")
 
     # parameter round trip by path
     perturbed = {k: np.asarray(v) + 0.25 for k, v in params.items()}
@@ -157,16 +170,19 @@ def check_conformance(example: Example) -> None:
     if set(got) != set(perturbed):
         raise AssertionError(f"{name}: round trip changed the paths")
     _close(got, perturbed, f"{name}: round trip changed values", tol=0)
-    _close(app(*inputs), pure(perturbed, *inputs), f"{name}: set values differ from apply_with")
+    _close(call(inputs), pure(perturbed, inputs), f"{name}: set values differ from apply_with")
     brick.set_parameter_values(params)
 
     # annotations: outputs with role OUTPUT, the brick and its parameters recorded
     recorder = Recorder()
     with use_frame(Frame(params, recorder)):
-        jax.eval_shape(lambda: app(*inputs))
+        jax.eval_shape(lambda: call(inputs))
     outputs = [
-        v for v in recorder.variables.values()
-        if v.brick is brick and v.application == example.application and v.has_role(OUTPUT)
+        v
+        for v in recorder.variables.values()
+        if v.brick is brick
+        and v.application == example.application
+        and v.has_role(OUTPUT)
         and v.scan_scope is None  # a recurrent brick's step outputs are recorded in its scan
     ]
     if len(outputs) != len(app.outputs):
@@ -201,29 +217,43 @@ def _activation(cls: type) -> None:
     register(cls)(lambda: _ready(cls(), _x(2, 3)))
 
 
-for _cls in (simple.Identity, simple.Tanh, simple.Logistic, simple.Rectifier, simple.Softplus,
-             simple.Softmax):
+for _cls in (
+    simple.Identity,
+    simple.Tanh,
+    simple.Logistic,
+    simple.Rectifier,
+    simple.Softplus,
+    simple.Softmax,
+):
     _activation(_cls)
 
 register(simple.Linear)(lambda: _ready(simple.Linear(3, 2, **_INITS), _x(4, 3)))
 register(simple.Bias)(lambda: _ready(simple.Bias(3, biases_init=_G), _x(4, 3)))
 register(simple.Maxout)(lambda: _ready(simple.Maxout(2), _x(2, 4)))
-register(MLP)(lambda: _ready(MLP([simple.Tanh(), simple.Softmax()], [3, 4, 2], **_INITS),
-                             _x(5, 3)))
-register(Sequence)(lambda: _ready(Sequence([simple.Linear(3, 2, **_INITS).apply,
-                                            simple.Tanh().apply]), _x(2, 3)))
+register(MLP)(lambda: _ready(MLP([simple.Tanh(), simple.Softmax()], [3, 4, 2], **_INITS), _x(5, 3)))
+register(Sequence)(
+    lambda: _ready(Sequence([simple.Linear(3, 2, **_INITS).apply, simple.Tanh().apply]), _x(2, 3))
+)
 register(BatchNormalization)(lambda: _ready(BatchNormalization(3), _x(4, 3)))
-register(BatchNormalizedMLP)(lambda: _ready(
-    BatchNormalizedMLP([simple.Tanh(), None], [3, 4, 2], weights_init=_G), _x(5, 3)))
-register(lookup.LookupTable)(lambda: _ready(lookup.LookupTable(6, 3, weights_init=_G),
-                                            jnp.array([[0, 5, 2], [1, 1, 3]])))
-register(parallel.Parallel)(lambda: _ready(parallel.Parallel(["a", "b"], [2, 3], [4, 1],
-                                                             **_INITS), _x(2, 2), _x(2, 3)))
+register(BatchNormalizedMLP)(
+    lambda: _ready(BatchNormalizedMLP([simple.Tanh(), None], [3, 4, 2], weights_init=_G), _x(5, 3))
+)
+register(lookup.LookupTable)(
+    lambda: _ready(lookup.LookupTable(6, 3, weights_init=_G), jnp.array([[0, 5, 2], [1, 1, 3]]))
+)
+register(parallel.Parallel)(
+    lambda: _ready(parallel.Parallel(["a", "b"], [2, 3], [4, 1], **_INITS), _x(2, 2), _x(2, 3))
+)
 register(parallel.Fork)(lambda: _ready(parallel.Fork(["u", "v"], 3, [2, 4], **_INITS), _x(2, 3)))
-register(parallel.Merge)(lambda: _ready(parallel.Merge(["a", "b"], [2, 3], 4, **_INITS),
-                                        _x(2, 2), _x(2, 3)))
-register(wrappers.WithExtraDims)(lambda: _ready(
-    wrappers.WithExtraDims(simple.Linear(3, 2, **_INITS).apply, extra_ndim=1), _x(2, 4, 3)))
+register(parallel.Merge)(
+    lambda: _ready(parallel.Merge(["a", "b"], [2, 3], 4, **_INITS), _x(2, 2), _x(2, 3))
+)
+register(wrappers.WithExtraDims)(
+    lambda: _ready(
+        wrappers.WithExtraDims(simple.Linear(3, 2, **_INITS).apply, extra_ndim=1), _x(2, 4, 3)
+    )
+)
+
 
 def _PROBS() -> jax.Array:  # noqa: N802 - reads like the constant it stands for
     return jax.nn.softmax(_x(4, 3, seed=1))
@@ -234,23 +264,35 @@ def _LABELS() -> jax.Array:  # noqa: N802
 
 
 register(cost.SquaredError)(lambda: _ready(cost.SquaredError(), _x(4, 3), _x(4, 3, seed=1)))
-register(cost.CategoricalCrossEntropy)(lambda: _ready(cost.CategoricalCrossEntropy(), _LABELS(),
-                                                      _PROBS()))
-register(cost.BinaryCrossEntropy)(lambda: _ready(cost.BinaryCrossEntropy(),
-                                                 (_x(4, 3) > 0).astype(jnp.float32), _PROBS()))
+register(cost.CategoricalCrossEntropy)(
+    lambda: _ready(cost.CategoricalCrossEntropy(), _LABELS(), _PROBS())
+)
+register(cost.BinaryCrossEntropy)(
+    lambda: _ready(cost.BinaryCrossEntropy(), (_x(4, 3) > 0).astype(jnp.float32), _PROBS())
+)
 register(cost.MisclassificationRate)(
     lambda: _ready(cost.MisclassificationRate(top_k=2), _LABELS(), _PROBS())
 )
 
-register(conv.Convolutional)(lambda: _ready(
-    conv.Convolutional((2, 2), 2, 1, (4, 4), step=(2, 1), border_mode="half", **_INITS),
-    _x(2, 1, 4, 4)))
+register(conv.Convolutional)(
+    lambda: _ready(
+        conv.Convolutional((2, 2), 2, 1, (4, 4), step=(2, 1), border_mode="half", **_INITS),
+        _x(2, 1, 4, 4),
+    )
+)
 register(conv.MaxPooling)(lambda: _ready(conv.MaxPooling((2, 2), padding=(1, 0)), _x(2, 1, 4, 4)))
-register(conv.AveragePooling)(lambda: _ready(conv.AveragePooling((2, 2), step=(1, 1)),
-                                             _x(2, 1, 3, 3)))
+register(conv.AveragePooling)(
+    lambda: _ready(conv.AveragePooling((2, 2), step=(1, 1)), _x(2, 1, 3, 3))
+)
 register(conv.Flattener)(lambda: _ready(conv.Flattener(), _x(2, 1, 2, 3)))
-register(conv.ConvolutionalSequence)(lambda: _ready(
-    conv.ConvolutionalSequence([conv.Convolutional((2, 2), 2), simple.Rectifier(),
-                                conv.MaxPooling((2, 2))], num_channels=1, image_size=(5, 5),
-                               **_INITS),
-    _x(2, 1, 5, 5)))
+register(conv.ConvolutionalSequence)(
+    lambda: _ready(
+        conv.ConvolutionalSequence(
+            [conv.Convolutional((2, 2), 2), simple.Rectifier(), conv.MaxPooling((2, 2))],
+            num_channels=1,
+            image_size=(5, 5),
+            **_INITS,
+        ),
+        _x(2, 1, 5, 5),
+    )
+)
