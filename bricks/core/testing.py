@@ -280,6 +280,14 @@ register(conv.Convolutional)(
         _x(2, 1, 4, 4),
     )
 )
+register(conv.ConvolutionalTranspose)(
+    lambda: _ready(
+        conv.ConvolutionalTranspose(
+            (3, 2), 2, 1, (8, 5), image_size=(4, 3), step=(2, 2), border_mode="half", **_INITS
+        ),
+        _x(2, 1, 4, 3),
+    )
+)
 register(conv.MaxPooling)(lambda: _ready(conv.MaxPooling((2, 2), padding=(1, 0)), _x(2, 1, 4, 4)))
 register(conv.AveragePooling)(
     lambda: _ready(conv.AveragePooling((2, 2), step=(1, 1)), _x(2, 1, 3, 3))

@@ -14,6 +14,7 @@ from bricks.core import (
     Constant,
     Convolutional,
     ConvolutionalSequence,
+    ConvolutionalTranspose,
     Flattener,
     IsotropicGaussian,
     Linear,
@@ -92,6 +93,160 @@ def test_convolutional_errors_and_grads():
     # extra leading axes (time, batch, ...) via with_extra_dims
     y = with_extra_dims(conv.apply, 1)(jnp.ones((3, 2, 1, 3, 3)))
     assert y.shape == (3, 2, 2, 2, 2)
+
+
+def np_conv_transpose(y, w, b, pad, step, out_size, tied):
+    """Transposed convolution by loops: y (N, C, h, w), w (F, C, fh, fw).
+
+    Each input pixel adds itself times its filters into the output, ``step``
+    apart; the border mode's padding is then cut from the edges."""
+    n, c, h, wd = y.shape
+    f, _, fh, fw = w.shape
+    (pt, pb), (pl, pr) = pad
+    oh, ow = out_size
+    full = np.zeros((n, f, oh + pt + pb, ow + pl + pr))
+    for i, k, r, s in itertools.product(range(n), range(c), range(h), range(wd)):
+        r0, s0 = r * step[0], s * step[1]
+        full[i, :, r0 : r0 + fh, s0 : s0 + fw] += y[i, k, r, s] * w[:, k]
+    out = full[:, :, pt : pt + oh, pl : pl + ow]
+    return out + (b[None, :, None, None] if tied else b[None])
+
+
+# image, filter_size, step, border_mode, its padding, unused_edge, original_image_size,
+# tied_biases, and the expected output size
+TRANSPOSE_CASES = [
+    ((4, 5), (2, 3), (1, 1), "valid", ((0, 0), (0, 0)), (0, 0), None, True, (5, 7)),
+    ((3, 4), (3, 3), (2, 2), "valid", ((0, 0), (0, 0)), (1, 1), None, False, (8, 10)),
+    ((3, 3), (2, 2), (2, 1), "full", ((1, 1), (1, 1)), (0, 0), None, True, (4, 2)),
+    ((4, 3), (3, 3), (2, 2), "half", ((1, 1), (1, 1)), (0, 0), (8, 6), False, (8, 6)),
+    ((3, 3), (2, 4), (2, 2), "half", ((1, 1), (2, 2)), (1, 0), None, True, (5, 4)),
+    ((3, 4), (2, 3), (2, 2), (2, 0), ((2, 2), (0, 0)), (0, 1), None, True, (2, 10)),
+    ((5, 5), (4, 4), (3, 2), 1, ((1, 1), (1, 1)), (2, 1), None, False, (16, 11)),
+    ((4, 4), (2, 2), (2, 2), 3, ((3, 3), (3, 3)), (0, 0), (3, 2), True, (3, 2)),
+]
+
+
+def make_transpose(image, filt, step, mode, unused, original, tied, **kwargs):
+    return ConvolutionalTranspose(
+        filt,
+        3,
+        2,
+        original,
+        unused,
+        image_size=image,
+        step=step,
+        border_mode=mode,
+        tied_biases=tied,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    "image, filt, step, mode, pad, unused, original, tied, out_size", TRANSPOSE_CASES
+)
+def test_convolutional_transpose_against_numpy(
+    image, filt, step, mode, pad, unused, original, tied, out_size
+):
+    y = RNG.normal(size=(2, 2, *image)).astype(np.float32)
+    convt = make_transpose(image, filt, step, mode, unused, original, tied, **INITS)
+    convt.initialize()
+    p = {k: np.asarray(v, np.float64) for k, v in convt.get_parameter_values().items()}
+    w, b = p["/convolutionaltranspose.W"], p["/convolutionaltranspose.b"]
+    assert w.shape == (3, 2, *filt)  # (num_filters, num_channels, ...), as in Blocks
+    expected = np_conv_transpose(y, w, b, pad, step, out_size, tied)
+    out = convt.apply(y)
+    assert out.shape == expected.shape == (2, 3, *out_size)
+    assert convt.get_dim("output") == (3, *out_size)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "image, filt, step, mode, pad, unused, original, tied, out_size", TRANSPOSE_CASES
+)
+def test_convolutional_transpose_is_the_adjoint_of_convolutional(
+    image, filt, step, mode, pad, unused, original, tied, out_size
+):
+    """sum(conv(x) * y) == sum(x * convT(y)) for the same filters, in float64."""
+    convt = make_transpose(image, filt, step, mode, unused, original, tied, use_bias=False)
+    conv = Convolutional(filt, 2, 3, out_size, step=step, border_mode=mode, use_bias=False)
+    assert conv.get_dim("output") == (2, *image)  # convT maps back to the conv's input
+    convt.allocate()
+    conv.allocate()
+    with jax.enable_x64(True):
+        w = jnp.asarray(RNG.normal(size=(3, 2, *filt)))
+        x = jnp.asarray(RNG.normal(size=(2, 3, *out_size)))
+        y = jnp.asarray(RNG.normal(size=(2, 2, *image)))
+        conv_x = apply_with({"/convolutional.W": w.transpose(1, 0, 2, 3)}, conv.apply, x)
+        convt_y = apply_with({"/convolutionaltranspose.W": w}, convt.apply, y)
+        assert conv_x.dtype == convt_y.dtype == jnp.float64
+        np.testing.assert_allclose(jnp.sum(conv_x * y), jnp.sum(x * convt_y), rtol=1e-12)
+
+
+def test_convolutional_transpose_in_a_sequence_restores_the_image_size():
+    seq = ConvolutionalSequence(
+        [
+            Convolutional((3, 3), 4, step=(2, 2)),  # (9, 8) -> (5, 4) with "half"
+            Rectifier(),
+            ConvolutionalTranspose((3, 3), 2, unused_edge=(0, 1), step=(2, 2)),
+        ],
+        num_channels=2,
+        image_size=(9, 8),
+        border_mode="half",
+        tied_biases=False,
+        **INITS,
+    )
+    assert seq.get_dim("output") == (2, 9, 8)
+    up = seq.layers[2]
+    assert up.num_channels == 4 and up.image_size == (5, 4) and up.border_mode == "half"
+    seq.initialize(seed=0)
+    assert seq.get_parameter_values()["/convolutionalsequence/convolutionaltranspose.b"].shape == (
+        2,
+        9,
+        8,
+    )
+    x = jnp.asarray(RNG.normal(size=(3, 2, 9, 8)), jnp.float32)
+    assert seq.apply(x).shape == (3, *seq.get_dim("output"))
+    check_grads64(lambda ps, v: apply_with(ps, seq.apply, v), (seq.get_parameter_values(), x))
+    # the output size is known from original_image_size alone, or inferred from the input
+    alone = ConvolutionalTranspose((2, 2), 1, 1, (7, 5), step=(3, 2))
+    assert alone.get_dim("output") == (1, 7, 5)
+    assert ConvolutionalTranspose((2, 2), 1, 1).get_dim("output") == (1, None, None)
+    inferred = ConvolutionalTranspose((2, 2), 1, 1, step=(3, 2), tied_biases=True, **INITS)
+    inferred.initialize()
+    assert inferred.apply(jnp.ones((1, 1, 2, 3))).shape == (1, 1, 5, 6)
+
+
+def test_convolutional_transpose_errors():
+    bad = ConvolutionalTranspose((3, 3), 2, 1, (12, 7), image_size=(4, 3), step=(2, 2), **INITS)
+    message = r"original_image_size \(12, 7\).*expected a height in \[9, 10\], got 12"
+    with pytest.raises(ConfigurationError, match=message):
+        bad.get_dim("output")
+    with pytest.raises(ConfigurationError, match=message):
+        bad.allocate()
+    # checked against the input that arrives, too
+    fits = ConvolutionalTranspose((3, 3), 2, 1, (9, 7), step=(2, 2), tied_biases=True, **INITS)
+    fits.initialize()
+    assert fits.apply(jnp.ones((1, 1, 4, 3))).shape == (1, 2, 9, 7)
+    with pytest.raises(ConfigurationError, match=r"expected a width in \[9, 10\], got 7"):
+        fits.apply(jnp.ones((1, 1, 4, 4)))
+    with pytest.raises(ShapeError, match=r"\(batch, 1, height, width\)"):
+        fits.apply(jnp.ones((1, 2, 4, 3)))
+    # a sequence pushing an image_size that original_image_size cannot come from
+    seq = ConvolutionalSequence(
+        [ConvolutionalTranspose((2, 2), 1, original_image_size=(5, 5))],
+        num_channels=1,
+        image_size=(3, 3),
+    )
+    with pytest.raises(ConfigurationError, match=r"expected a height in \[4, 4\], got 5"):
+        seq.get_dim("output")
+    with pytest.raises(ConfigurationError, match=r"unused_edge \(2, 0\) must be in \[0, step\)"):
+        ConvolutionalTranspose((2, 2), 1, 1, unused_edge=(2, 0), image_size=(3, 3)).get_dim(
+            "output"
+        )
+    with pytest.raises(ConfigurationError, match="original_image_size` or `image_size"):
+        ConvolutionalTranspose((2, 2), 1, 1, **INITS).allocate()
+    with pytest.raises(ConfigurationError, match="ConvolutionalTranspose .*border_mode 'same'"):
+        ConvolutionalTranspose((2, 2), 1, 1, border_mode="same", tied_biases=True).allocate()
 
 
 def np_pool(x, size, step, pad, fn, include_padding=False):
