@@ -1,11 +1,22 @@
 """:class:`BeamSearch`: the most likely sequences of a :class:`SequenceGenerator`.
 
-The search is one compiled ``lax.scan`` over ``max_length`` steps on
-``batch * beam_size`` rows: at each step every live beam is extended by
-every symbol, the ``beam_size`` cheapest extensions per batch element are
-kept, and a beam that has emitted ``eos`` is carried unchanged (its only
-extension is ``eos`` again, at no cost). The sequences are then read back
+The search is one compiled ``lax.while_loop`` of at most ``max_length``
+steps on ``batch * beam_size`` rows: at each step every live beam is
+extended by every symbol, the ``beam_size`` cheapest extensions per batch
+element are kept, and a beam that has emitted ``eos`` is carried unchanged
+(its only extension is ``eos`` again, at no cost). The loop stops as soon as
+every beam of every batch element is finished, as Blocks' search does; the
+steps it skips are filled with what running them would have written
+(``eos``, the beam itself as parent, mask 0 for every beam of finite cost),
+so the result is bitwise the one of a full ``max_length`` scan
+(``early_stop=False`` runs that scan). The sequences are then read back
 from the back-pointers.
+
+The search is a closed computation: it runs under its own ``jax.jit`` with
+no :class:`~bricks.core.tracing.Recorder`, so annotations of the generator's
+step (inside the loop) are never recorded into, or intervened on by, a graph
+that happens to be tracing around :meth:`BeamSearch.search`; their values
+would be tracers of the search's own jit and could not leave it.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bricks.core.tracing import apply_with, scan
+from bricks.core.tracing import Frame, current_frame, scan, use_frame
 from bricks.errors import SequenceGeneratorError
 from bricks.recurrent._sequence_generator import SequenceGenerator, SoftmaxEmitter
 
@@ -45,6 +56,15 @@ def _repeat(x: jax.Array, times: int, axis: int) -> jax.Array:
     return jnp.repeat(x, times, axis=axis)
 
 
+def _closed(params: dict[str, Any], fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` reading parameters from ``params``, with no recorder:
+    unlike :func:`~bricks.core.tracing.apply_with`, an outer recorder is not
+    passed on (see the module docstring)."""
+    extra = current_frame().extra
+    with use_frame(Frame(params=params, recorder=None, extra=extra)):
+        return fn(*args)
+
+
 class BeamSearch:
     """Beam search over the outputs of a :class:`SequenceGenerator` with a
     :class:`SoftmaxEmitter`.
@@ -53,6 +73,11 @@ class BeamSearch:
         beam_size: how many hypotheses are kept per batch element.
         generator: the generator (initialized; its current parameters are
             used unless ``params`` is passed to :meth:`search`).
+        early_stop: stop as soon as every beam of every batch element has
+            emitted ``eos`` (a ``lax.while_loop``); the result is bitwise
+            the one of the full search. ``False`` always runs all
+            ``max_length`` steps in a ``lax.scan``, which, unlike the while
+            loop, can be differentiated in reverse mode.
 
     Finished sequences rank before unfinished ones (those that reached
     ``max_length`` without ``eos``); within each group by cost. With
@@ -73,7 +98,9 @@ class BeamSearch:
     ((6, 2, 3), (2, 3))
     """
 
-    def __init__(self, beam_size: int, generator: SequenceGenerator) -> None:
+    def __init__(
+        self, beam_size: int, generator: SequenceGenerator, early_stop: bool = True
+    ) -> None:
         if int(beam_size) < 1:
             raise SequenceGeneratorError(f"BeamSearch needs beam_size >= 1, got {beam_size}")
         if not isinstance(generator.readout.emitter, SoftmaxEmitter):
@@ -83,6 +110,7 @@ class BeamSearch:
             )
         self.beam_size = int(beam_size)
         self.generator = generator
+        self.early_stop = bool(early_stop)
         self._compiled: dict[tuple, Any] = {}
 
     def search(
@@ -96,7 +124,8 @@ class BeamSearch:
         """Search, compiled once per ``(max_length, eos, batch_size)`` and context shapes.
 
         Args:
-            max_length: the number of steps.
+            max_length: the number of steps (the length of the outputs; with
+                ``early_stop`` the loop ends earlier once all beams are finished).
             eos: the end-of-sequence symbol.
             batch_size: needed only when there are no contexts (else read
                 from axis 1 of the first, time-major context).
@@ -117,9 +146,7 @@ class BeamSearch:
         fn = self._compiled.get(signature)
         if fn is None:
             fn = jax.jit(
-                lambda p, c: apply_with(
-                    p, self._search, signature[0], signature[1], signature[2], c
-                )
+                lambda p, c: _closed(p, self._search, signature[0], signature[1], signature[2], c)
             )
             self._compiled[signature] = fn
         return fn(params, contexts)
@@ -135,14 +162,11 @@ class BeamSearch:
         costs = jnp.where(jnp.arange(k)[None] == 0, 0.0, jnp.inf) * jnp.ones((batch_size, 1))
         finished = jnp.zeros((batch_size, k), bool)
         batch_index = jnp.arange(batch_size)[:, None]
+        vocab = int(gen.readout.readout_dim)
+        only_eos = jnp.where(jnp.arange(vocab) == eos, 0.0, jnp.inf)
 
-        def body(carry: tuple, _: Any) -> tuple[tuple, tuple]:
-            states, previous, costs, finished = carry
-            readouts, glimpses = gen.step_readouts(previous, states, step_contexts)
-            log_probs = gen.readout.emitter.log_probabilities(readouts)
-            vocab = log_probs.shape[-1]
-            step_costs = -log_probs.reshape(batch_size, k, vocab)
-            only_eos = jnp.where(jnp.arange(vocab) == eos, 0.0, jnp.inf)
+        def select(costs: jax.Array, finished: jax.Array, step_costs: jax.Array) -> tuple:
+            """The ``k`` cheapest extensions; a finished beam's only one is ``eos``."""
             step_costs = jnp.where(finished[..., None], only_eos[None, None], step_costs)
             candidates = (costs[..., None] + step_costs).reshape(batch_size, k * vocab)
             _, best = jax.lax.top_k(-candidates, k)
@@ -152,6 +176,14 @@ class BeamSearch:
             was_finished = finished[batch_index, parent]
             mask = jnp.logical_not(was_finished).astype(jnp.float32)
             new_finished = jnp.logical_or(was_finished, symbol == eos)
+            return new_costs, new_finished, (symbol, parent, mask)
+
+        def step(carry: tuple) -> tuple[tuple, tuple]:
+            states, previous, costs, finished = carry
+            readouts, glimpses = gen.step_readouts(previous, states, step_contexts)
+            log_probs = gen.readout.emitter.log_probabilities(readouts)
+            step_costs = -log_probs.reshape(batch_size, k, vocab)
+            new_costs, new_finished, (symbol, parent, mask) = select(costs, finished, step_costs)
             rows_from = (batch_index * k + parent).reshape(rows)
 
             def pick(x: jax.Array) -> jax.Array:
@@ -160,16 +192,21 @@ class BeamSearch:
             states, glimpses = jax.tree.map(pick, (states, glimpses))
             outputs = symbol.reshape(rows)
             new_states = gen.step_states(outputs, states, glimpses, step_contexts)
-            carry = (new_states, outputs, new_costs, new_finished)
-            return carry, (symbol, parent, mask)
+            return (new_states, outputs, new_costs, new_finished), (symbol, parent, mask)
 
-        (_, _, costs, finished), (symbols, parents, masks) = scan(
-            body,
-            (states, previous, costs, finished),
-            None,
-            length=max_length,
-            name=f"{gen.path}.beam_search.scan",
-        )
+        init = (states, previous, costs, finished)
+        if self.early_stop:
+            costs, finished, (symbols, parents, masks) = self._until_finished(
+                step, select, init, max_length, batch_size, vocab
+            )
+        else:
+            (_, _, costs, finished), (symbols, parents, masks) = scan(
+                lambda carry, _: step(carry),
+                init,
+                None,
+                length=max_length,
+                name=f"{gen.path}.beam_search.scan",
+            )
 
         # follow the back-pointers from the last step to the first
         def back(beam: jax.Array, step: tuple) -> tuple[jax.Array, tuple]:
@@ -188,3 +225,55 @@ class BeamSearch:
         costs = jnp.take_along_axis(costs, rank, axis=1)
         finished = jnp.take_along_axis(finished, rank, axis=1)
         return BeamSearchResult(outputs, mask, costs, finished)
+
+    def _until_finished(
+        self,
+        step: Any,
+        select: Any,
+        init: tuple,
+        max_length: int,
+        batch_size: int,
+        vocab: int,
+    ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+        """``step`` in a ``lax.while_loop`` until every beam is finished or
+        ``max_length`` steps have run; the steps never run are filled with
+        what the full scan writes there.
+
+        Once every beam is finished the search is at a fixed point: each
+        extension is ``eos`` at no cost, so ``select`` returns the same costs
+        (``c + 0.0 == c``; ``top_k`` puts equal values lower index first, so
+        the beams keep their order) and the same ``(symbol, parent, mask)``
+        at every later step, whatever the states. That step is computed
+        once, by the same ``select`` on the final costs, and written into the
+        unrun steps: for a beam of finite cost it is ``eos``, the beam itself,
+        mask 0; a beam of infinite cost (fewer hypotheses than beams, e.g.
+        when the model forbids symbols with ``-inf`` logits) gets what
+        ``top_k`` gives it in the full scan, another beam's forbidden
+        extension, so the fill is not hard-coded.
+        """
+        k = self.beam_size
+        shape = (max_length, batch_size, k)
+        buffers = (
+            jnp.zeros(shape, jnp.int32),
+            jnp.zeros(shape, jnp.int32),
+            jnp.zeros(shape, jnp.float32),
+        )
+
+        def running(carry: tuple) -> jax.Array:
+            t, (_, _, _, finished), _ = carry
+            return jnp.logical_and(t < max_length, jnp.logical_not(jnp.all(finished)))
+
+        def body(carry: tuple) -> tuple:
+            t, inner, buffers = carry
+            inner, outputs = step(inner)
+            buffers = tuple(b.at[t].set(o) for b, o in zip(buffers, outputs, strict=True))
+            return t + 1, inner, buffers
+
+        steps, (_, _, costs, finished), buffers = jax.lax.while_loop(
+            running, body, (jnp.int32(0), init, buffers)
+        )
+        all_finished = jnp.ones_like(finished)
+        _, _, after = select(costs, all_finished, jnp.zeros((batch_size, k, vocab)))
+        ran = (jnp.arange(max_length) < steps)[:, None, None]
+        filled = tuple(jnp.where(ran, b, a[None]) for b, a in zip(buffers, after, strict=True))
+        return costs, finished, filled

@@ -7,8 +7,10 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bricks.core import IsotropicGaussian, apply_with
+from bricks.core.tracing import Frame, Recorder, use_frame
 from bricks.recurrent import (
     BeamSearch,
     GatedRecurrent,
@@ -116,3 +118,148 @@ def test_finds_the_optimum_of_a_tiny_model():
     # and a beam of 2 returns the two best finished hypotheses it kept, in order
     small = BeamSearch(2, gen).search(max_length=length, eos=0, batch_size=1)
     assert float(small.costs[0, 0]) >= all_costs[best] - 1e-5
+
+
+# -- early stop: the while loop gives the full scan's result, in fewer steps --------------
+
+EOS_BIAS = "/sequencegenerator/readout/post_merge.b"
+
+
+def with_eos_bias(gen, eos, shift):
+    """Make ``eos`` likelier (``shift > 0``: sequences end within a few steps) or
+    practically impossible (``shift`` very negative: the search runs to the end)."""
+    bias = np.asarray(gen.get_parameter_values()[EOS_BIAS]).copy()
+    bias[eos] += shift
+    gen.set_parameter_values({EOS_BIAS: jnp.asarray(bias)})
+    return gen
+
+
+def count_steps(gen, monkeypatch):
+    """A host-side counter of the steps the compiled search runs."""
+    calls = []
+    original = gen.step_states
+
+    def counted(outputs, *args):
+        jax.debug.callback(lambda: calls.append(1))
+        return original(outputs, *args)
+
+    monkeypatch.setattr(gen, "step_states", counted)
+    return calls
+
+
+def both_searches(gen, beam_size, max_length, eos, calls, **kwargs):
+    """The early-stopping and the full search agree; returns the result and the
+    number of steps the early-stopping one ran."""
+    calls.clear()
+    early = BeamSearch(beam_size, gen).search(max_length, eos, **kwargs)
+    jax.effects_barrier()
+    steps = len(calls)
+    full = BeamSearch(beam_size, gen, early_stop=False).search(max_length, eos, **kwargs)
+    for name in ("outputs", "mask", "costs", "finished"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(early, name)), np.asarray(getattr(full, name)), err_msg=name
+        )
+    return early, steps
+
+
+@pytest.mark.parametrize("attention", [False, True])
+@pytest.mark.parametrize("beam_size", [1, 3, 7])
+@pytest.mark.parametrize("shift", [4.0, 10.0, -40.0])
+def test_early_stop_gives_the_full_search(attention, beam_size, shift, monkeypatch):
+    # shift 10: every search stops within a few steps; 4: some stop, some run to the end;
+    # -40: none ends. Beam 7 > vocab 5: some beams start with an infinite cost, and the
+    # skipped steps must get what top_k gives them in the full scan (not eos / identity)
+    max_length, eos = 9, 0
+    state = np.random.RandomState(beam_size)
+    steps = []
+    for seed in range(3):
+        gen = with_eos_bias(generator(5, attention=attention, seed=seed), eos, shift)
+        calls = count_steps(gen, monkeypatch)
+        if attention:
+            attended = jnp.asarray(state.randn(4, 2, 2), jnp.float32)
+            att_mask = jnp.asarray(np.arange(4)[:, None] < np.array([4, 2])[None], jnp.float32)
+            result, ran = both_searches(
+                gen, beam_size, max_length, eos, calls, attended=attended, attended_mask=att_mask
+            )
+        else:
+            result, ran = both_searches(gen, beam_size, max_length, eos, calls, batch_size=3)
+        steps.append(ran)
+        if shift < 0:  # never ends: every step ran, nothing finished
+            assert not np.asarray(result.finished).any()
+            assert np.asarray(result.mask).all()
+    if shift < 0:
+        assert steps == [max_length] * 3
+    elif shift > 5:
+        assert max(steps) < max_length, steps
+
+
+def test_early_stop_with_beams_of_infinite_cost(monkeypatch):
+    # every symbol but eos forbidden: one hypothesis, and the other beams keep an
+    # infinite cost; after the stop the full scan fills them with beam 0's forbidden
+    # extensions (parent 0, symbols 1, 2), which the skipped steps must reproduce
+    gen = generator(5, seed=0)
+    bias = np.asarray(gen.get_parameter_values()[EOS_BIAS]).copy()
+    bias[1:] = -np.inf
+    gen.set_parameter_values({EOS_BIAS: jnp.asarray(bias)})
+    calls = count_steps(gen, monkeypatch)
+    result, steps = both_searches(gen, 3, 6, 0, calls, batch_size=2)
+    assert steps == 2
+    np.testing.assert_array_equal(np.asarray(result.outputs[-1, 0]), [0, 1, 2])
+    np.testing.assert_array_equal(np.asarray(result.costs), [[0.0, np.inf, np.inf]] * 2)
+
+
+def test_the_loop_stops_when_every_beam_is_finished(monkeypatch):
+    max_length, eos = 40, 0
+    gen = with_eos_bias(generator(5, seed=1), eos, 5.0)
+    calls = count_steps(gen, monkeypatch)
+    result = BeamSearch(3, gen).search(max_length, eos, batch_size=4)
+    jax.effects_barrier()
+    steps = len(calls)
+    mask = np.asarray(result.mask)
+    assert np.asarray(result.finished).all()
+    assert 0 < steps < max_length
+    # no returned hypothesis is longer than the steps run; everything later is eos
+    assert mask.sum(axis=0).max() <= steps
+    assert not mask[steps:].any() and (np.asarray(result.outputs[steps:]) == eos).all()
+
+    calls.clear()
+    BeamSearch(3, gen, early_stop=False).search(max_length, eos, batch_size=4)
+    jax.effects_barrier()
+    assert len(calls) == max_length
+
+    # and when sequences never end, the loop runs to max_length
+    gen = with_eos_bias(generator(5, seed=1), eos, -40.0)
+    calls = count_steps(gen, monkeypatch)
+    BeamSearch(3, gen).search(12, eos, batch_size=4)
+    jax.effects_barrier()
+    assert len(calls) == 12
+
+
+def test_compiled_once_per_signature(monkeypatch):
+    gen = with_eos_bias(generator(5, seed=2), 0, 3.0)
+    search = BeamSearch(2, gen)
+    traces = []
+    original = search._search
+
+    def traced(*args):
+        traces.append(args[:3])
+        return original(*args)
+
+    monkeypatch.setattr(search, "_search", traced)
+    for _ in range(3):
+        search.search(8, 0, batch_size=2)
+        search.search(8, 1, batch_size=2)
+    assert traces == [(8, 0, 2), (8, 1, 2)]
+
+
+def test_annotations_inside_the_loop_stay_inside_the_search():
+    # a recorder tracing around the search sees none of the step's variables (their
+    # values are tracers of the search's own jit)
+    gen = generator(5, attention=True, seed=0)
+    attended = jnp.asarray(RNG.randn(3, 2, 2), jnp.float32)
+    for early_stop in (True, False):
+        recorder = Recorder(requested={"anything"})
+        with use_frame(Frame(recorder=recorder)):
+            result = BeamSearch(2, gen, early_stop=early_stop).search(5, 0, attended=attended)
+        assert result.outputs.shape == (5, 2, 2)
+        assert recorder.variables == {} and recorder.collected == {}
