@@ -120,6 +120,7 @@ class Convolutional(Initializable):
         "border_mode",
         "tied_biases",
     )
+    _output_size_from = "`image_size`"  # what untied biases need to know their shape
     filter_size: tuple[int, int] | None = None
     num_filters: int | None = None
     num_channels: int | None = None
@@ -182,8 +183,8 @@ class Convolutional(Initializable):
                 output = self.get_dim("output")
                 if None in output:
                     raise ConfigurationError(
-                        f"Convolutional {self.path} needs `image_size` for untied biases (one per "
-                        "output position); set image_size or tied_biases=True"
+                        f"{type(self).__name__} {self.path} needs {self._output_size_from} for "
+                        "untied biases (one per output position); set it or tied_biases=True"
                     )
                 self.add_parameter("b", output, (BIAS,), "biases_init")
 
@@ -289,6 +290,7 @@ class ConvolutionalTranspose(Convolutional):
     """
 
     allocation_config = ("original_image_size", "unused_edge")
+    _output_size_from = "`original_image_size` or `image_size`"
     original_image_size: tuple[int, int] | None = None
     unused_edge: tuple[int, int] = (0, 0)
 
@@ -362,24 +364,6 @@ class ConvolutionalTranspose(Convolutional):
                 f"border_mode {self.border_mode!r}; use less padding"
             )
         return out[0], out[1]
-
-    def _allocate(self) -> None:
-        self.require("filter_size", "num_filters", "num_channels")
-        fh, fw = _pair(self.filter_size, "filter_size", self)
-        self.padding()  # validates border_mode
-        self.add_parameter("W", (self.num_filters, self.num_channels, fh, fw), (FILTER,))
-        if self._use_bias:
-            if self.tied_biases:
-                self.add_parameter("b", (self.num_filters,), (BIAS,), "biases_init")
-            else:
-                output = self.get_dim("output")
-                if None in output:
-                    raise ConfigurationError(
-                        f"ConvolutionalTranspose {self.path} needs `original_image_size` or "
-                        "`image_size` for untied biases (one per output position); set one of "
-                        "them or tied_biases=True"
-                    )
-                self.add_parameter("b", output, (BIAS,), "biases_init")
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
