@@ -1,7 +1,7 @@
 """Training algorithms: :class:`GradientDescent` and Blocks' step rules on optax."""
 
 from bricks.algorithms.function_graph import FunctionGraph
-from bricks.algorithms.gradient_descent import GradientDescent
+from bricks.algorithms.gradient_descent import GradientDescent, StateSnapshot
 from bricks.algorithms.rules import (
     AdaDelta,
     AdaGrad,
@@ -22,6 +22,7 @@ from bricks.algorithms.step_rule import Hyperparameter, RuleState, StepRule
 
 __all__ = [
     "GradientDescent",
+    "StateSnapshot",
     "FunctionGraph",
     "StepRule",
     "Hyperparameter",
