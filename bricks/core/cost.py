@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from bricks.core._logits import logits_of
 from bricks.core.application import application
 from bricks.core.brick import Brick
 from bricks.core.roles import COST
@@ -74,11 +75,15 @@ class CategoricalCrossEntropy(Cost):
 
     ``y`` holds integer class indices of shape ``y_hat.shape[:-1]``, or
     target distributions (one-hot rows) of ``y_hat``'s shape. ``y_hat``
-    holds probabilities (the output of a ``Softmax``), as in Blocks; they are
-    floored at ``finfo(dtype).eps`` before the log so a zero probability
-    gives a large finite cost rather than ``inf``. With ``from_logits=True``
-    ``y_hat`` holds pre-softmax scores and the log-probabilities come from a
-    stable ``log_softmax`` — prefer it when the scores are at hand.
+    holds probabilities (the output of a ``Softmax``), as in Blocks. When
+    ``y_hat`` is the very array a ``Softmax`` brick returned (in the same eager
+    computation or the same trace, with no graph replacement in between), the
+    cost is computed from that softmax's input with a stable ``log_softmax``,
+    as Theano's rewrite made Blocks' ``log(softmax(x))`` exact: the value and
+    gradient stay right for saturated logits. Other probabilities are floored
+    at ``finfo(dtype).eps`` before the log so a zero probability gives a large
+    finite cost rather than ``inf``. With ``from_logits=True`` ``y_hat`` holds
+    pre-softmax scores and the log-probabilities come from ``log_softmax``.
 
     >>> import jax.numpy as jnp
     >>> probs = jnp.array([[0.5, 0.5], [0.25, 0.75]])
@@ -94,8 +99,9 @@ class CategoricalCrossEntropy(Cost):
         self.from_logits = from_logits
 
     def cost_per_example(self, y: jax.Array, y_hat: jax.Array) -> jax.Array:
-        if self.from_logits:
-            log_probs = jax.nn.log_softmax(y_hat, axis=-1)
+        logits = y_hat if self.from_logits else logits_of(y_hat)
+        if logits is not None and jnp.shape(logits) == y_hat.shape:
+            log_probs = jax.nn.log_softmax(jnp.asarray(logits), axis=-1).astype(y_hat.dtype)
         else:
             log_probs = jnp.log(jnp.maximum(y_hat, _floor(y_hat.dtype)))
         if y.ndim == y_hat.ndim:

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from bricks.core._logits import remember_logits
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
 from bricks.core.roles import BIAS, WEIGHT
@@ -162,6 +163,11 @@ class Softmax(Activation):
     @staticmethod
     def function(x: jax.Array) -> jax.Array:
         return jax.nn.softmax(x, axis=-1)
+
+    @application(inputs=["input_"], outputs=["output"])
+    def apply(self, input_: jax.Array) -> jax.Array:
+        # remembered so CategoricalCrossEntropy can use the logits (exact when saturated)
+        return remember_logits(Activation.apply.fn(self, input_), input_)
 
     @application(inputs=["input_"], outputs=["output"])
     def log_probabilities(self, input_: jax.Array) -> jax.Array:
