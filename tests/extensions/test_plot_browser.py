@@ -348,6 +348,17 @@ def test_training_plots_live_in_a_browser(tmp_path):
         pixels = browser.screenshot(tmp_path / "plots.png")
         assert pixels.std() > 5.0, "the screenshot is blank"
         assert browser.evaluate("document.title") == "training"
+        # the figure fills the page: drawn pixels span most of the viewport both ways
+        drawn = (np.abs(pixels - 255).sum(axis=2) > 30)
+        rows, cols = np.where(drawn.any(axis=1))[0], np.where(drawn.any(axis=0))[0]
+        assert rows.max() - rows.min() > 0.8 * pixels.shape[0], (rows.min(), rows.max())
+        assert cols.max() - cols.min() > 0.8 * pixels.shape[1], (cols.min(), cols.max())
+        # a log-scale view of the same sources, and a y-axis label
+        log_figure = "Bokeh.documents[0].get_model_by_name('figure_0_log')"
+        assert browser.evaluate(f"{log_figure}.y_scale.type") == "LogScale"
+        assert browser.evaluate(
+            "Bokeh.documents[0].get_model_by_name('figure_0').left[0].axis_label"
+        ) == "cost"
         stop.set()
         run.join()
         on_page = browser.evaluate(y_values("train_cost"))

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from bokeh.embed import file_html
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, LayoutDOM
+from bokeh.models import ColumnDataSource, HoverTool, LayoutDOM, TabPanel, Tabs
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
@@ -27,40 +27,73 @@ __all__ = ["build_layout", "write_static_html"]
 History = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 
+def _y_label(group: Sequence[str]) -> str:
+    """The quantity a group of channels shares (``train_cost, valid_cost`` -> ``cost``)."""
+    tails = {channel.rsplit("_", 1)[-1] for channel in group}
+    if len(group) == 1:
+        return group[0]
+    return tails.pop() if len(tails) == 1 else "value"
+
+
+def _figure(title: str, name: str, y_label: str, log: bool):
+    fig = figure(
+        title=title,
+        name=name,
+        x_axis_label="iterations",
+        y_axis_label=y_label + (" (log scale)" if log else ""),
+        y_axis_type="log" if log else "linear",
+        min_height=200,
+        sizing_mode="stretch_both",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+    )
+    return fig
+
+
 def build_layout(
     title: str, groups: Sequence[Sequence[str]], history: History
 ) -> tuple[LayoutDOM, dict[str, ColumnDataSource]]:
-    """One figure per group, filled with ``history``; returns the layout and the sources."""
+    """One panel per group, filled with ``history``; returns the layout and the sources.
+
+    A panel holds two figures over the same sources, shown as tabs: a linear
+    y axis and a log one (costs often span decades). The layout stretches to
+    the page: the panels share its height.
+    """
     sources: dict[str, ColumnDataSource] = {}
-    figures = []
-    for index, group in enumerate(groups):
-        fig = figure(
-            title=", ".join(group) if len(groups) > 1 else f"{title}: {', '.join(group)}",
-            name=f"figure_{index}",
-            x_axis_label="iterations",
-            height=300,
-            sizing_mode="stretch_width",
-            tools="pan,wheel_zoom,box_zoom,reset,save,hover",
-        )
-        for k, channel in enumerate(group):
+    for group in groups:
+        for channel in group:
             xs, ys = history.get(channel, ((), ()))
-            source = ColumnDataSource(data={"x": list(xs), "y": list(ys)}, name=channel)
-            color = Category10_10[k % len(Category10_10)]
-            fig.line(
-                "x",
-                "y",
-                source=source,
-                legend_label=channel,
-                color=color,
-                line_width=2,
-                name=f"line_{channel}",
-            )
-            fig.scatter("x", "y", source=source, color=color, size=3)
-            sources[channel] = source
-        fig.legend.location = "top_right"
-        fig.legend.click_policy = "hide"
-        figures.append(fig)
-    return column(*figures, sizing_mode="stretch_width", name="plots"), sources
+            sources[channel] = ColumnDataSource(data={"x": list(xs), "y": list(ys)}, name=channel)
+    panels = []
+    for index, group in enumerate(groups):
+        caption = ", ".join(group) if len(groups) > 1 else f"{title}: {', '.join(group)}"
+        tabs = []
+        for log in (False, True):
+            name = f"figure_{index}" + ("_log" if log else "")
+            fig = _figure(caption, name, _y_label(group), log)
+            for k, channel in enumerate(group):
+                color = Category10_10[k % len(Category10_10)]
+                suffix = "_log" if log else ""
+                line = fig.line(
+                    "x",
+                    "y",
+                    source=sources[channel],
+                    legend_label=channel,
+                    color=color,
+                    line_width=2,
+                    name=f"line_{channel}{suffix}",
+                )
+                fig.scatter("x", "y", source=sources[channel], color=color, size=3)
+                fig.add_tools(
+                    HoverTool(
+                        renderers=[line],
+                        tooltips=[("channel", channel), ("iteration", "@x"), ("value", "@y")],
+                    )
+                )
+            fig.legend.location = "top_right"
+            fig.legend.click_policy = "hide"
+            tabs.append(TabPanel(child=fig, title="log y" if log else "linear y"))
+        panels.append(Tabs(tabs=tabs, sizing_mode="stretch_both", name=f"panel_{index}"))
+    return column(*panels, sizing_mode="stretch_both", name="plots"), sources
 
 
 def write_static_html(
