@@ -19,10 +19,12 @@ from bricks.algorithms.rules import (
     l2_norm,
 )
 from bricks.algorithms.step_rule import Hyperparameter, RuleState, StepRule
+from bricks.algorithms.updates import UpdatesAlgorithm
 
 __all__ = [
     "GradientDescent",
     "StateSnapshot",
+    "UpdatesAlgorithm",
     "FunctionGraph",
     "StepRule",
     "Hyperparameter",

@@ -37,6 +37,7 @@ import optax
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.rules import RemoveNotFinite, Scale, l2_norm
 from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
+from bricks.algorithms.updates import as_update_pairs, call_update, function_inputs
 from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
 from bricks.errors import AlgorithmError, NonFiniteCostError, StepRuleError, did_you_mean
@@ -122,24 +123,63 @@ class GradientDescent:
             when a batch has sources the cost does not read.
         seed: seed of the base PRNG key for stochastic graphs; step ``i``
             uses ``fold_in(key, i)``, so a resumed run draws the same noise.
+        gradients: Blocks' ``gradients=``: ``{path: fn}`` or ``[(path, fn)]``
+            with ``fn(params, **sources)`` returning the gradient of that
+            parameter, used instead of automatic differentiation. Without
+            a cost, ``parameters`` is the ``{name: initial value}`` mapping
+            and the trained parameters are the gradients' keys, in order.
+        updates: ``{name: fn}`` or ``[(name, fn)]``: values that are not
+            trained, set every step to ``fn(params, **sources)`` computed
+            from the values before the step (Blocks' ``updates=``; see
+            :meth:`add_updates`).
 
     Attributes:
         graph, step_rule, total_gradient_norm, total_step_norm (Variables to
-        monitor), compilations (how many times the step was traced).
+        monitor), gradients (``{path: Variable}``: each trained parameter's
+        gradient, to monitor), compilations (how many times the step was
+        traced).
     """
 
     def __init__(
         self,
-        cost: Any,
+        cost: Any = None,
         parameters: Sequence[Any] | Mapping[str, Any] | None = None,
         step_rule: Any = None,
         on_unused_sources: str = "raise",
         seed: int = 0,
+        gradients: Any = None,
+        updates: Any = None,
     ) -> None:
         if on_unused_sources not in _UNUSED:
             raise AlgorithmError(
                 f"on_unused_sources must be one of {_UNUSED}, got {on_unused_sources!r}"
             )
+        self._gradient_fns = dict(as_update_pairs(gradients, "gradients"))
+        self._updates: list[tuple[str, Callable[..., Any]]] = []
+        if cost is None and not self._gradient_fns:
+            raise AlgorithmError(
+                "no cost: give cost= (a ComputationGraph or a function cost(params, **batch)) "
+                "or gradients= {parameter: fn(params, **batch)}"
+            )
+        if (cost is None or callable(cost)) and not hasattr(cost, "evaluate"):
+            if not isinstance(parameters, Mapping) or not parameters:
+                raise AlgorithmError(
+                    "no parameters: a cost function or gradients= without a graph need "
+                    "parameters= as a non-empty {name: initial value} dict, got "
+                    f"{type(parameters).__name__}"
+                )
+        if cost is None:
+            values = parameters
+            unknown = [k for k in self._gradient_fns if k not in values]  # type: ignore[operator]
+            if unknown:
+                raise AlgorithmError(
+                    f"gradients given for {unknown}, which have no value in parameters= "
+                    f"(names: {list(values)}){did_you_mean(unknown[0], values)}"  # type: ignore[arg-type]
+                )
+            cost = FunctionGraph(
+                lambda params: jnp.zeros((), jnp.float32), values, outputs=["no_cost"]
+            )
+            parameters = list(self._gradient_fns)
         if callable(cost) and not hasattr(cost, "evaluate"):
             cost = FunctionGraph(cost, parameters)  # type: ignore[arg-type]
             parameters = None
@@ -174,6 +214,22 @@ class GradientDescent:
         if not chosen:
             raise AlgorithmError("no parameters to train: the cost reads no PARAMETER variable")
         self.parameter_paths: list[str] = chosen
+        untrained = [k for k in self._gradient_fns if k not in chosen]
+        if untrained:
+            raise AlgorithmError(
+                f"gradients given for {untrained}, which are not trained parameters "
+                f"(trained: {chosen})"
+            )
+        shapes = {p.path: tuple(p.shape or ()) for p in self.graph.parameters}
+        self.gradients: dict[str, Variable] = {
+            k: Variable(
+                tag=f"algorithm:gradient:{k}",
+                name=f"{k}_gradient",
+                roles=(AUXILIARY,),
+                shape=shapes.get(k, ()),
+            )
+            for k in chosen
+        }
         self._monitors: list[list[Variable]] = []
         self._state: dict[str, Any] | None = None
         self._step_fn: Callable | None = None
@@ -182,6 +238,56 @@ class GradientDescent:
         self._last_bad: Any = None
         self._calls = 0
         self.compilations = 0
+        if updates is not None:
+            self.add_updates(updates)
+
+    # -- Blocks' attributes ----------------------------------------------------
+    @property
+    def parameters(self) -> list[str]:
+        """The paths of the trained parameters, in order (Blocks' ``parameters``)."""
+        return list(self.parameter_paths)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The batch sources one step reads: the cost's, then the gradients' and updates'."""
+        names = list(self.graph.inputs)
+        for fn in list(self._gradient_fns.values()) + [fn for _, fn in self._updates]:
+            names.extend(n for n in function_inputs(fn) if n not in names)
+        return names
+
+    @property
+    def updates(self) -> list[tuple[str, Any]]:
+        """What a step writes, as Blocks listed it: ``(path, step_rule)`` for each
+        trained parameter, then the ``(name, fn)`` pairs of :meth:`add_updates`."""
+        return [(k, self.step_rule) for k in self.parameter_paths] + list(self._updates)
+
+    def add_updates(self, updates: Any) -> None:
+        """Also set untrained values every step (Blocks' ``add_updates``).
+
+        Args:
+            updates: ``{name: fn}`` or ``[(name, fn)]``; ``fn(params,
+                **sources)`` returns the new value of parameter ``name``,
+                computed from the values before the step.
+
+        Raises:
+            AlgorithmError: for an unknown name or a trained parameter (its
+                value is the step rule's to write).
+        """
+        pairs = as_update_pairs(updates)
+        known = [p.path for p in self.graph.parameters]
+        for name, _ in pairs:
+            if name not in known:
+                raise AlgorithmError(
+                    f"an update writes {name!r}, which is not a parameter of the cost"
+                    f"{did_you_mean(name, known)}; known: {known}"
+                )
+            if name in self.parameter_paths:
+                raise AlgorithmError(
+                    f"an update writes {name!r}, which is trained by the step rule; "
+                    "leave it out of the trained parameters to update it by hand"
+                )
+        self._updates.extend(pairs)
+        self._step_fn = self._multi_fn = None
 
     # -- monitoring requests -------------------------------------------------
     @property
@@ -191,6 +297,7 @@ class GradientDescent:
             list(self.graph.outputs)
             + list(getattr(self.graph, "variables", []))
             + [self.total_gradient_norm, self.total_step_norm]
+            + list(self.gradients.values())
         )
 
     def resolve(self, variable: Any) -> Variable:
@@ -296,6 +403,9 @@ class GradientDescent:
         wanted = {v.tag for slot in monitors for v in slot}
         want_gradient_norm = "algorithm:total_gradient_norm" in wanted
         want_step_norm = "algorithm:total_step_norm" in wanted
+        gradient_fns = dict(self._gradient_fns)
+        user_updates = list(self._updates)
+        graph_inputs = list(graph.inputs)
 
         def step(state, batch, base_key):
             params = state["params"]
@@ -305,13 +415,25 @@ class GradientDescent:
             if needs_key:
                 key = jax.random.fold_in(jax.random.wrap_key_data(base_key), state["step"])
 
+            graph_batch = {n: batch[n] for n in graph_inputs}
+
             def loss(train):
-                outs, extras = graph.evaluate({**fixed, **train}, batch, key=key, extra=extra)
+                outs, extras = graph.evaluate(
+                    {**fixed, **train}, graph_batch, key=key, extra=extra
+                )
                 return outs[0], (outs, extras)
 
             (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
+            for path, fn in gradient_fns.items():
+                grads[path] = jnp.asarray(call_update(fn, params, batch), train[path].dtype)
+            updated = {
+                name: jnp.asarray(call_update(fn, params, batch), params[name].dtype)
+                for name, fn in user_updates
+            }
             values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
             values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
+            for path in train_paths:
+                values[f"algorithm:gradient:{path}"] = grads[path]
             if want_gradient_norm:
                 values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
 
@@ -324,7 +446,7 @@ class GradientDescent:
                 else:
                     steps, opt = rule.update(grads, opt_state, train)
                     new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
-                new_params = {**params, **new_train}
+                new_params = {**params, **new_train, **updated}
                 for path, var, fn in state_updates:
                     value = fn(new_params[path], values[var.tag])
                     new_params[path] = value.astype(params[path].dtype)
@@ -393,8 +515,8 @@ class GradientDescent:
     # -- training ------------------------------------------------------------
     def _inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         keys = tuple(batch)
+        names = self.inputs
         if keys != self._batch_keys:
-            names = list(self.graph.inputs)
             missing = [n for n in names if n not in batch]
             if missing:
                 raise AlgorithmError(
@@ -411,7 +533,7 @@ class GradientDescent:
             if unused and self.on_unused_sources == "warn":
                 logger.warning("batch sources %s are not read by the cost", unused)
             self._batch_keys = keys
-        return {n: batch[n] for n in self.graph.inputs}
+        return {n: batch[n] for n in names}
 
     def process_batch(self, batch: Mapping[str, Any]) -> None:
         """Run one training step on ``batch`` (asynchronously: nothing is read back)."""

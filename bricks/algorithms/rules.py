@@ -195,6 +195,8 @@ class StepClipping(StepRule):
 
     def __init__(self, threshold: float | None = None) -> None:
         self.hyperparameters = {} if threshold is None else {"threshold": float(threshold)}
+        if threshold is None:
+            self.threshold = None  # Blocks: unset reads as None; set, it is a handle
 
     def compute_steps(self, steps, hyper, buffers, params):
         if "threshold" not in hyper:
