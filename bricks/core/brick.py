@@ -37,6 +37,7 @@ import numpy as np
 
 from bricks.core.roles import AUXILIARY, VariableRole
 from bricks.core.tracing import Variable, annotate, current_frame
+from bricks.core.values import ValueStore
 from bricks.errors import (
     BrickTreeError,
     ConfigurationConflict,
@@ -77,6 +78,15 @@ class ParameterSpec:
     dtype: Any = jnp.float32
 
 
+def _describe(brick: Brick) -> str:
+    """``"Linear '/mlp/linear_0' (child 1 of /mlp)"``: tells apart bricks with one path."""
+    where = ""
+    if brick.parent is not None:
+        index = next(i for i, c in enumerate(brick.parent.children) if c is brick)
+        where = f" (child {index} of {brick.parent.path})"
+    return f"{type(brick).__name__} {brick.path!r}{where}"
+
+
 class _Children(list):
     """A list of child bricks that keeps each child's ``parent`` link."""
 
@@ -101,6 +111,7 @@ class _Children(list):
 
     def append(self, child: Brick) -> None:
         super().append(self._adopt(child))
+        _number_unnamed(self)
 
     def extend(self, children: Iterable[Brick]) -> None:
         for c in children:
@@ -108,6 +119,7 @@ class _Children(list):
 
     def insert(self, index: int, child: Brick) -> None:  # type: ignore[override]
         super().insert(index, self._adopt(child))
+        _number_unnamed(self)
 
     def __setitem__(self, index, value) -> None:  # type: ignore[override]
         if isinstance(index, slice):
@@ -115,6 +127,23 @@ class _Children(list):
         else:
             value = self._adopt(value)
         super().__setitem__(index, value)
+        _number_unnamed(self)
+
+
+def _number_unnamed(children: list) -> None:
+    """Give siblings that were not named (``name=None``) and share their
+    default name unique, deterministic names: ``linear_0``, ``linear_1``, ...
+    in the order of the children. A single unnamed brick keeps its default
+    name; explicitly named siblings are never renamed."""
+    groups: dict[str, list[Brick]] = {}
+    for child in children:
+        default = child.__dict__.get("_default_name")
+        if default is not None:
+            groups.setdefault(default, []).append(child)
+    for default, members in groups.items():
+        if len(members) > 1:
+            for i, child in enumerate(members):
+                child.__dict__["name"] = f"{default}_{i}"
 
 
 class Brick:
@@ -143,11 +172,15 @@ class Brick:
         d["_pushing"] = False
         d["parent"] = None
         d["name"] = name or type(self).__name__.lower()
+        # an unnamed brick may be numbered among same-named siblings (``linear_0``)
+        d["_default_name"] = None if name else d["name"]
         d["children"] = _Children(self, children or ())
         d["allocated"] = False
+        d["allocation_config_pushed"] = False
         d["initialized"] = False
+        d["initialization_config_pushed"] = False
         d["_specs"] = {}
-        d["_values"] = {}
+        d["_values"] = ValueStore()
 
     # -- configuration ---------------------------------------------------
     @classmethod
@@ -163,6 +196,8 @@ class Brick:
             value = _Children(self, value)
         elif name == "parent":
             raise BrickTreeError("a brick's parent is set by adding it to the parent's children")
+        elif name == "name":
+            d["_default_name"] = None
         alloc = type(self)._config_names("allocation_config")
         if name in alloc or name in type(self)._config_names("initialization_config"):
             if not d.get("_pushing", False):
@@ -239,6 +274,7 @@ class Brick:
             yield from child.iter_bricks()
 
     def _check_unique_child_names(self) -> None:
+        _number_unnamed(self.children)
         seen: dict[str, Brick] = {}
         for child in self.children:
             if child.name in seen:
@@ -249,7 +285,37 @@ class Brick:
             seen[child.name] = child
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.path}>"
+        """``<Linear /mlp/linear_0 at 0x...: name=linear_0, input_dim=16>``: the
+        path, the name and every setting given explicitly (as Blocks showed
+        ``name=``)."""
+        settings = [f"name={self.name}"] + [
+            f"{n}={getattr(self, n, None)!r}"
+            for n in sorted(self.__dict__.get("_explicit", ()))
+            if n != "name"
+        ]
+        return f"<{type(self).__name__} {self.path} at {hex(id(self))}: {', '.join(settings)}>"
+
+    def summary(self) -> str:
+        """The brick tree as a text table: paths, classes, dimensions,
+        parameter shapes, roles and sizes, and the total (see
+        :mod:`bricks.core.summary`). ``print(brick.summary())``."""
+        from bricks.core.summary import summary
+
+        return summary(self)
+
+    @property
+    def allocation_args(self) -> list[str]:
+        """The lazy allocation settings (dimensions) of this brick, as Blocks'
+        ``Brick.allocation_args`` (``Linear``: ``["input_dim", "output_dim"]``)."""
+        lazy = getattr(type(self).__init__, "_lazy_allocation", None)
+        if lazy is not None:
+            return list(lazy)
+        names: list[str] = []
+        for klass in type(self).__mro__:
+            for name in klass.__dict__.get("allocation_config", ()):
+                if name not in names and name not in klass.__dict__.get("_not_lazy", ()):
+                    names.append(name)
+        return names
 
     def get_dim(self, name: str) -> int:
         """The dimension of an input, output or state called ``name``."""
@@ -277,11 +343,15 @@ class Brick:
                     self.push_to(child, name, value)
 
     def push_allocation_config(self) -> None:
-        """Push dimensions down the whole subtree."""
+        """Push dimensions down the whole subtree (sets ``allocation_config_pushed``
+        unless this brick or a descendant raised)."""
+        d = self.__dict__
+        d["allocation_config_pushed"] = False
         self._check_unique_child_names()
         self._push_allocation_config()
         for child in self.children:
             child.push_allocation_config()
+        d["allocation_config_pushed"] = True
 
     def allocate(self) -> None:
         """Give every parameter of the subtree a shape and roles (values are
@@ -298,22 +368,31 @@ class Brick:
                 child._allocate_tree()
         d = self.__dict__
         d["_specs"] = {}
-        d["_values"] = {}
+        d["_values"] = ValueStore()
+        d["allocated"] = False
+        lazy = getattr(type(self).__init__, "_lazy_allocation", ())
+        if lazy:
+            self.require(*lazy)
         self._allocate()
         d["allocated"] = True
         d["initialized"] = False
 
     def push_initialization_config(self) -> None:
-        """Push initialization schemes down the whole subtree."""
+        """Push initialization schemes down the whole subtree (sets
+        ``initialization_config_pushed`` unless something raised)."""
+        d = self.__dict__
+        d["initialization_config_pushed"] = False
         self._push_initialization_config()
         for child in self.children:
             child.push_initialization_config()
+        d["initialization_config_pushed"] = True
 
     def initialize(self, seed: int | None = None, key: Any = None) -> None:
         """Give every parameter of the subtree a value.
 
         Args:
-            seed: integer seed (default 1); ignored when ``key`` is given.
+            seed: integer seed; ignored when ``key`` is given. Default: the
+                ``seed`` given to this brick's constructor, else 1.
             key: a JAX PRNG key. Each brick folds its path into it, so
                 sibling bricks get different values and the same seed
                 reproduces the same values.
@@ -322,6 +401,8 @@ class Brick:
             self.allocate()
         self.push_initialization_config()
         if key is None:
+            if seed is None:
+                seed = self.__dict__.get("_seed") if self.is_explicit("seed") else None
             key = jax.random.key(DEFAULT_SEED if seed is None else int(seed))
         self._initialize_tree(key)
 
@@ -434,24 +515,38 @@ class Brick:
             for s in self._specs.values()
         ]
 
+    def _parameter_owners(self) -> dict[str, tuple[Brick, ParameterSpec]]:
+        """``{path: (brick, spec)}`` for the subtree; two parameters on one path
+        (bricks renamed to the same name) are a :class:`BrickTreeError`."""
+        owners: dict[str, tuple[Brick, ParameterSpec]] = {}
+        for brick in self.iter_bricks():
+            for name, spec in brick._specs.items():
+                path = f"{brick.path}.{name}"
+                seen = owners.get(path)
+                if seen is not None and seen[0] is not brick:
+                    raise BrickTreeError(
+                        f"two parameters share the path {path!r}: one of {_describe(seen[0])} and "
+                        f"one of {_describe(brick)}; a path must name one parameter. Give the "
+                        "bricks distinct names (name=...)"
+                    )
+                owners[path] = (brick, spec)
+        return owners
+
     def parameter_specs(self) -> dict[str, ParameterSpec]:
         """Specs of every parameter of the subtree, keyed by path."""
         if not all(b.allocated for b in self.iter_bricks()):
             self.allocate()
-        return {
-            f"{b.path}.{name}": spec for b in self.iter_bricks() for name, spec in b._specs.items()
-        }
+        return {path: spec for path, (_, spec) in self._parameter_owners().items()}
 
     def get_parameter_values(self) -> dict[str, jax.Array]:
         """Current values of every parameter of the subtree, keyed by path."""
         out = {}
-        for brick in self.iter_bricks():
-            for name in brick._specs:
-                if name not in brick._values:
-                    raise NotInitializedError(
-                        f"parameter {brick.path}.{name} has no value; call .initialize() first"
-                    )
-                out[f"{brick.path}.{name}"] = brick._values[name]
+        for path, (brick, spec) in self._parameter_owners().items():
+            if spec.name not in brick._values:
+                raise NotInitializedError(
+                    f"parameter {path} has no value; call .initialize() first"
+                )
+            out[path] = brick._values[spec.name]
         return out
 
     def set_parameter_values(self, values: Mapping[str, Any], strict: bool = True) -> None:
@@ -461,11 +556,7 @@ class Brick:
             ParameterError: for an unknown path (with a "did you mean") when
                 ``strict``, or a value whose shape differs from the parameter's.
         """
-        owners = {
-            f"{b.path}.{name}": (b, spec)
-            for b in self.iter_bricks()
-            for name, spec in b._specs.items()
-        }
+        owners = self._parameter_owners()
         if not owners and not self.allocated:
             self.allocate()
             return self.set_parameter_values(values, strict)
@@ -493,7 +584,11 @@ class Brick:
     ) -> Any:
         """Annotate ``value`` as an auxiliary variable of this brick (role
         ``AUXILIARY`` plus ``roles``), e.g. a regularization term."""
-        return annotate(value, name, (AUXILIARY, *roles), brick=self)
+        from bricks.core.application import current_application
+
+        return annotate(
+            value, name, (AUXILIARY, *roles), brick=self, application=current_application(self)
+        )
 
 
 class Initializable(Brick):
@@ -504,6 +599,9 @@ class Initializable(Brick):
 
     initialization_config = ("weights_init", "biases_init")
     allocation_config = ("use_bias",)
+    _not_lazy = ("use_bias",)
+    #: draws the default seed of each new brick, as Blocks' ``RNGMixin.seed_rng``
+    seed_rng: ClassVar[np.random.RandomState] = np.random.RandomState(DEFAULT_SEED)
     weights_init: Any = None
     biases_init: Any = None
     use_bias: bool | None = None
@@ -515,14 +613,58 @@ class Initializable(Brick):
         use_bias: bool | None = None,
         name: str | None = None,
         children: Iterable[Brick] | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(name=name, children=children)
+        if seed is not None:
+            self.seed = seed
         if weights_init is not None:
             self.weights_init = weights_init
         if biases_init is not None:
             self.biases_init = biases_init
         if use_bias is not None:
             self.use_bias = use_bias
+
+    @property
+    def seed(self) -> int:
+        """The seed of :attr:`rng` and, when given to the constructor, the
+        default seed of :meth:`initialize`. Drawn from :attr:`seed_rng` when
+        not given, so two bricks get different seeds (as in Blocks)."""
+        d = self.__dict__
+        if d.get("_seed") is None:
+            d["_seed"] = int(self.seed_rng.randint(np.iinfo(np.int32).max))
+        return d["_seed"]
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        d = self.__dict__
+        if d.get("_seed") is not None and d.get("_seed") != value:
+            raise ConfigurationConflict(
+                f"{self.path}: seed is already {d['_seed']}; it can be set only once"
+            )
+        d["_seed"] = int(value)
+        d.setdefault("_explicit", set()).add("seed")
+
+    @property
+    def rng(self) -> np.random.RandomState:
+        """A ``numpy.random.RandomState`` for host-side randomness of ported
+        code (Blocks' ``brick.rng``); a parent pushes its own to its children
+        at :meth:`push_initialization_config`. Parameter values do not use
+        it: they come from the JAX key of :meth:`initialize`."""
+        d = self.__dict__
+        if d.get("_rng") is None:
+            d["_rng"] = np.random.RandomState(self.seed)
+        return d["_rng"]
+
+    @rng.setter
+    def rng(self, value: np.random.RandomState) -> None:
+        self.__dict__["_rng"] = value
+
+    def _push_initialization_config(self) -> None:
+        super()._push_initialization_config()
+        for child in self.children:
+            if isinstance(child, Initializable) and not child.is_explicit("seed"):
+                child.rng = self.rng
 
     @property
     def _use_bias(self) -> bool:
