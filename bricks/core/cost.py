@@ -101,7 +101,7 @@ class CategoricalCrossEntropy(Cost):
     def cost_per_example(self, y: jax.Array, y_hat: jax.Array) -> jax.Array:
         logits = y_hat if self.from_logits else logits_of(y_hat)
         if logits is not None and jnp.shape(logits) == y_hat.shape:
-            log_probs = jax.nn.log_softmax(jnp.asarray(logits), axis=-1).astype(y_hat.dtype)
+            log_probs = jax.nn.log_softmax(jnp.asarray(logits, y_hat.dtype), axis=-1)
         else:
             log_probs = jnp.log(jnp.maximum(y_hat, _floor(y_hat.dtype)))
         if y.ndim == y_hat.ndim:

@@ -9,8 +9,9 @@ import jax
 
 from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.parallel import _copies, _push_dims
 from bricks.core.simple import Linear
-from bricks.errors import ConfigurationError
+from bricks.errors import BrickTreeError, ConfigurationError
 
 __all__ = ["Sequence", "MLP"]
 
@@ -62,6 +63,13 @@ class MLP(Initializable):
         activations: one activation brick per layer (``None`` for none).
         dims: ``[input_dim, hidden..., output_dim]``; may be set later
             (``mlp.dims = [...]``) or left to a parent.
+        prototype: the transformation each layer copies (default
+            ``Linear()``), as in Blocks: layer ``i`` is a deep copy named
+            ``"<class name in lower case>_<i>"`` (``linear_0``, ...) that gets
+            its ``input_dim``/``output_dim`` (or first and last ``dims``)
+            pushed. Settings given on the prototype (``use_bias=False``, a
+            ``weights_init``) are the layers' own and win over the MLP's.
+            It must not have a parent.
         weights_init, biases_init, use_bias: pushed to the linear layers
             (``use_bias`` only when given).
 
@@ -83,11 +91,21 @@ class MLP(Initializable):
         self,
         activations: Seq[Brick | None],
         dims: Seq[int] | None = None,
-        prototype: Linear | None = None,
+        prototype: Brick | None = None,
         **kwargs: Any,
     ) -> None:
         self.activations = list(activations)
-        self.linear_transformations = [Linear(name=f"linear_{i}") for i in range(len(activations))]
+        # as in Blocks: each layer is a copy of the prototype, named after its class
+        self.prototype = Linear() if prototype is None else prototype
+        if not isinstance(self.prototype, Brick):
+            raise BrickTreeError(
+                f"MLP prototype must be a brick (e.g. Linear(use_bias=False)), got "
+                f"{type(self.prototype).__name__}"
+            )
+        prefix = type(self.prototype).__name__.lower()
+        self.linear_transformations = _copies(
+            self.prototype, [str(i) for i in range(len(activations))], prefix
+        )
         acts = [a for a in self.activations if a is not None]
         names = [a.name for a in acts]
         if len(set(names)) != len(names):
@@ -111,8 +129,7 @@ class MLP(Initializable):
         for lin, d_in, d_out in zip(
             self.linear_transformations, self.dims[:-1], self.dims[1:], strict=True
         ):
-            self.push_to(lin, "input_dim", d_in)
-            self.push_to(lin, "output_dim", d_out)
+            _push_dims(self, lin, d_in, d_out)
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
