@@ -209,6 +209,11 @@ class CheckpointWriteError(CheckpointError, TypeError):
     array, a non-JSON value in the state)."""
 
 
+class CheckpointWaitTimeoutError(CheckpointError, TimeoutError):
+    """The end of training waited longer than ``Checkpoint(exit_wait_s=...)``
+    for a checkpoint being written; the previous checkpoint stays valid."""
+
+
 # --- plot --------------------------------------------------------------------
 
 
@@ -232,3 +237,8 @@ class ExperimentError(BricksError, ValueError):
 class OverrideError(ExperimentError):
     """A ``--set key=value`` override names an unknown key, is not a plain
     literal (code is never evaluated), or has the wrong type for its key."""
+
+
+class RunRefusedError(ExperimentError):
+    """The runner refused to touch a run directory: it is locked by a live run,
+    or a ``--resume`` would change the experiment (config, step rule, batch size)."""

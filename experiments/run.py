@@ -28,9 +28,13 @@ import argparse
 import datetime
 import importlib.util
 import json
+import logging
 import os
 import platform
+import signal
+import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -38,18 +42,27 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bricks.errors import BricksError, ExperimentError, OverrideError
+from bricks.errors import BricksError, ExperimentError, OverrideError, RunRefusedError
 
 from ._overrides import apply_overrides, check_plain
+from ._provenance import config_diff, format_diff, provenance, version_changes
 
 __all__ = ["main", "load_config_module", "resolve_config", "new_run_dir", "newest_run_dir"]
+
+logger = logging.getLogger("experiments.run")
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 SUMMARY_FILE = "summary.json"
+PROVENANCE_FILE = "provenance.json"
 #: Exit status of a run stopped by Ctrl-C / SIGTERM after its checkpoint
 #: (``EX_TEMPFAIL``, as :data:`bricks.checkpoint.EXIT_INTERRUPTED`): resume it.
 EXIT_INTERRUPTED = 75
+#: Exit status when the end of the run waited longer than the checkpoint's
+#: ``exit_wait_s`` for a write (``EX_IOERR``); the previous checkpoint is valid.
+EXIT_SAVE_TIMEOUT = 74
+#: Exit status of a third Ctrl-C: stop at once (``128 + SIGINT``).
+EXIT_ABORTED = 130
 CHECKPOINT_DIR = "checkpoints"
 
 _DESCRIPTION = """\
@@ -99,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
         "of the newest runs/<config-name>-* directory)",
     )
     parser.add_argument("--seed", type=int, default=None, help="set config['seed']")
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="let --resume continue with a changed config (the diff is logged as a warning)",
+    )
+    parser.add_argument(
+        "--debug-nans",
+        action="store_true",
+        help="JAX's NaN checking: the first NaN raises naming the primitive (slow: every "
+        "operation is checked and compiled code re-runs op by op)",
+    )
     return parser
 
 
@@ -113,7 +137,14 @@ def load_config_module(path: str | os.PathLike) -> ModuleType:
         raise ExperimentError(f"cannot import config file {os.fspath(path)!r} (not a .py file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        text = (error.text or "").rstrip()
+        raise ExperimentError(
+            f"config file {error.filename or os.fspath(path)!r}, line {error.lineno}: "
+            f"{error.msg}" + (f"\n    {text.strip()}" if text else "")
+        ) from None
     for export in ("get_config", "build"):
         if not callable(getattr(module, export, None)):
             raise ExperimentError(
@@ -227,21 +258,74 @@ def _status_of(main_loop: Any) -> str:
     return "finished"
 
 
-def run_experiment(args: argparse.Namespace) -> int:
-    """Resolve the config, make or find the run directory, train, write the summary."""
-    module = load_config_module(args.config)
-    name = Path(args.config).stem
-    resume: Path | None = None
-    if args.resume:
-        run_dir = Path(args.output_dir) if args.output_dir else newest_run_dir(name)
+class _Run:
+    """One start of the runner: owns the run directory once the lock is taken."""
+
+    def __init__(self, args: argparse.Namespace, module: ModuleType) -> None:
+        self.args, self.module = args, module
+        self.name = Path(args.config).stem
+        self.run_dir: Path | None = None
+        self.lock: Any = None
+        self.summary: dict[str, Any] = {}
+        self.previous: dict[str, Any] = {}
+        self.main_loop: Any = None
+        self.start = time.perf_counter()
+
+    # -- claiming the directory ------------------------------------------------------
+    def _reserve(self, run_dir: Path) -> None:
+        """Take the run's lock before reading or writing anything in it."""
+        from bricks.checkpoint import CheckpointManager
+        from bricks.errors import CheckpointLockedError
+
+        manager = CheckpointManager(run_dir / CHECKPOINT_DIR)
+        try:
+            manager.acquire(cleanup=False, shareable=True)
+        except CheckpointLockedError as error:
+            raise RunRefusedError(f"{os.fspath(run_dir)!r} is locked: {error}") from None
+        self.lock, self.run_dir = manager, run_dir
+
+    def _prepare_resume(self) -> tuple[dict[str, Any], Path | None]:
+        args = self.args
+        run_dir = Path(args.output_dir) if args.output_dir else newest_run_dir(self.name)
         if not (run_dir / CONFIG_FILE).is_file():
             raise ExperimentError(f"--resume: {os.fspath(run_dir)!r} holds no {CONFIG_FILE}")
+        if not (run_dir / CHECKPOINT_DIR).is_dir():
+            raise ExperimentError(
+                f"--resume: {os.fspath(run_dir)!r} has no {CHECKPOINT_DIR}/ directory; the run "
+                "ended before its first checkpoint, start it again without --resume"
+            )
+        self._reserve(run_dir)
         resume = _find_resume_point(run_dir)
+        saved = _read_json(run_dir / CONFIG_FILE)
         # the saved values win; keys added to the config file since get their defaults
-        base = {**module.get_config(), **_read_json(run_dir / CONFIG_FILE)}
-        config = resolve_config(base, args.overrides, args.seed)
-    else:
-        config = resolve_config(module.get_config(), args.overrides, args.seed)
+        config = resolve_config({**self.module.get_config(), **saved}, args.overrides, args.seed)
+        diff = config_diff(saved, config)
+        if diff and not args.allow_config_change:
+            raise RunRefusedError(
+                f"--resume of {os.fspath(run_dir)!r} changes the experiment: {format_diff(diff)}; "
+                "a resumed run must stay the same experiment (pass --allow-config-change to "
+                "continue it anyway, or start a new run)"
+            )
+        if diff:
+            logger.warning("resuming with a changed config: %s", format_diff(diff))
+        self.diff = diff
+        summary_path = run_dir / SUMMARY_FILE
+        self.previous = _read_json(summary_path) if summary_path.is_file() else {}
+        from bricks.checkpoint import library_versions, read_metadata
+
+        doc = read_metadata(resume)
+        status = doc["state"].get("log", {}).get("status", {}) if doc.get("state") else {}
+        if status.get("training_finish_requested") and not diff:
+            self.finished_at = int(status.get("iterations_done", 0))
+            return config, None
+        changes = version_changes(doc.get("meta", {}).get("versions", {}), library_versions())
+        for name, (old, new) in changes.items():
+            logger.warning("%s was %s when the checkpoint was written, is %s now", name, old, new)
+        return config, resume
+
+    def _prepare_new(self) -> dict[str, Any]:
+        args = self.args
+        config = resolve_config(self.module.get_config(), args.overrides, args.seed)
         if args.output_dir:
             run_dir = Path(args.output_dir)
             if (run_dir / CONFIG_FILE).exists():
@@ -251,92 +335,244 @@ def run_experiment(args: argparse.Namespace) -> int:
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
         else:
-            run_dir = new_run_dir(name)
-    _write_json(run_dir / CONFIG_FILE, config)
-    print(f"run directory: {run_dir}", flush=True)
+            run_dir = new_run_dir(self.name)
+        self._reserve(run_dir)
+        return config
 
-    summary_path = run_dir / SUMMARY_FILE
-    previous = _read_json(summary_path) if args.resume and summary_path.is_file() else {}
-    summary: dict[str, Any] = {
-        "config_file": os.fspath(args.config),
-        "config_name": name,
-        "command": [sys.executable, "-m", "experiments.run", *sys.argv[1:]]
-        if sys.argv and sys.argv[0].endswith(("run.py", "__main__.py"))
-        else None,
-        "status": "running",
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": _machine(),
-    }
-    _write_json(summary_path, summary)
+    # -- the run ---------------------------------------------------------------------
+    def execute(self) -> int:
+        args = self.args
+        self.finished_at: int | None = None
+        self.diff: dict[str, Any] = {}
+        if args.resume:
+            config, resume = self._prepare_resume()
+        else:
+            config, resume = self._prepare_new(), None
+        run_dir = self.run_dir
+        assert run_dir is not None
+        if self.finished_at is not None:
+            return self._already_finished()
+        if args.debug_nans:
+            import jax
 
-    start = time.perf_counter()
-    main_loop = module.build(config, os.fspath(run_dir))
-    if not hasattr(main_loop, "run") or not hasattr(main_loop, "log"):
-        raise ExperimentError(
-            f"build() of {os.fspath(args.config)!r} must return a MainLoop, "
-            f"found {type(main_loop).__name__}"
+            jax.config.update("jax_debug_nans", True)
+        if resume is not None:
+            # build and restore (shape and step-rule checks) before writing anything
+            self.main_loop = self._build(config, write_error=False)
+            from bricks.checkpoint import restore_main_loop
+
+            restore_main_loop(self.main_loop, resume)
+        _write_json(run_dir / CONFIG_FILE, config)
+        self._write_provenance(config, resume)
+        print(f"run directory: {run_dir}", flush=True)
+        self.summary = {
+            "config_file": os.fspath(args.config),
+            "config_name": self.name,
+            "command": [sys.executable, "-m", "experiments.run", *sys.argv[1:]]
+            if sys.argv and sys.argv[0].endswith(("run.py", "__main__.py"))
+            else None,
+            "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": _machine(),
+        }
+        if self.previous.get("status") == "running":
+            # the lock was free, so the process that wrote "running" is gone
+            print(
+                f"the previous start (pid {self.previous.get('pid', '?')}) died without "
+                "finishing (killed, out of memory?); resuming from its last checkpoint",
+                flush=True,
+            )
+            self.summary["previous_start"] = "died"
+        if self.diff:
+            self.summary["config_changed"] = {k: list(v) for k, v in self.diff.items()}
+        self._write_summary()
+        if self.main_loop is None:
+            self.main_loop = self._build(config, write_error=True)
+        if resume is not None:
+            self.summary["resumed_from_checkpoint"] = os.fspath(resume)
+            print(f"resuming from {resume}", flush=True)
+        return self._train(config)
+
+    def _build(self, config: dict[str, Any], write_error: bool) -> Any:
+        assert self.run_dir is not None
+        try:
+            main_loop = self.module.build(config, os.fspath(self.run_dir))
+            if not hasattr(main_loop, "run") or not hasattr(main_loop, "log"):
+                raise ExperimentError(
+                    f"build() of {os.fspath(self.args.config)!r} must return a MainLoop, "
+                    f"found {type(main_loop).__name__}"
+                )
+        except Exception as error:
+            if write_error:
+                self._finish_summary("error", error=f"build(): {type(error).__name__}: {error}")
+            raise
+        if main_loop.log.path is None:  # the runner owns the log file's place
+            main_loop.log.path = os.fspath(self.run_dir / LOG_FILE)
+        return main_loop
+
+    def _already_finished(self) -> int:
+        assert self.run_dir is not None
+        print(
+            f"{os.fspath(self.run_dir)!r} already finished at iteration {self.finished_at}; "
+            "nothing to train (to train further, change the config with --set ... "
+            "--allow-config-change)",
+            flush=True,
         )
-    if main_loop.log.path is None:  # the runner owns the log file's place
-        main_loop.log.path = os.fspath(run_dir / LOG_FILE)
-    if resume is not None:
-        summary["resumed_from_checkpoint"] = os.fspath(resume)
-        print(f"resuming from {resume}", flush=True)
+        summary_path = self.run_dir / SUMMARY_FILE
+        if self.previous and self.previous.get("status") != "finished":
+            # killed after its final checkpoint: the checkpoint is the truth
+            self.previous.update(
+                status="finished",
+                iterations_done=self.finished_at,
+                note="training had finished when its last checkpoint was written; "
+                "the process stopped before it completed this summary",
+            )
+            _write_json(summary_path, self.previous)
+        return 0
 
-    def finish_summary(status: str, **extra: Any) -> None:
-        wall = time.perf_counter() - start
-        summary.update(
+    def _write_provenance(self, config: dict[str, Any], resume: Path | None) -> None:
+        assert self.run_dir is not None
+        path = self.run_dir / PROVENANCE_FILE
+        history = _read_json(path) if path.is_file() else {"starts": []}
+        entry = provenance(
+            self.args.config, self.args.overrides, config, None if resume is None else str(resume)
+        )
+        history.setdefault("starts", []).append(entry)
+        _write_json(path, history)
+
+    def _write_summary(self) -> None:
+        assert self.run_dir is not None
+        _write_json(self.run_dir / SUMMARY_FILE, self.summary)
+
+    def _finish_summary(self, status: str, **extra: Any) -> None:
+        wall = time.perf_counter() - self.start
+        status_of_loop = self.main_loop.log.status if self.main_loop is not None else {}
+        self.summary.update(
             status=status,
             ended=datetime.datetime.now().isoformat(timespec="seconds"),
-            iterations_done=main_loop.log.status.get("iterations_done"),
-            epochs_done=main_loop.log.status.get("epochs_done"),
+            iterations_done=status_of_loop.get("iterations_done"),
+            epochs_done=status_of_loop.get("epochs_done"),
             wall_time_s=round(wall, 3),
-            total_wall_time_s=round(wall + float(previous.get("total_wall_time_s", 0.0)), 3),
-            final_records=_final_records(main_loop.log),
+            total_wall_time_s=round(wall + float(self.previous.get("total_wall_time_s", 0.0)), 3),
+            final_records=_final_records(self.main_loop.log) if self.main_loop else {},
             **extra,
         )
-        _write_json(summary_path, summary)
+        self._write_summary()
 
+    def _train(self, config: dict[str, Any]) -> int:
+        from bricks.errors import CheckpointWaitTimeoutError
+
+        main_loop = self.main_loop
+        try:
+            main_loop.run()
+        except _StartupInterrupt:
+            raise
+        except CheckpointWaitTimeoutError as error:
+            self._finish_summary("interrupted", error=str(error))
+            print(f"python -m experiments.run: {error}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_SAVE_TIMEOUT)  # the writer thread may hang: do not wait for it
+        except BaseException as error:
+            self._finish_summary("error", error=f"{type(error).__name__}: {error}")
+            raise
+        _signals_finishing()
+        status = _status_of(main_loop)
+        finish: Callable[..., Any] | None = getattr(self.module, "finish", None)
+        assert self.run_dir is not None
+        results = (
+            finish(main_loop, config, os.fspath(self.run_dir)) if callable(finish) else None
+        )
+        self._finish_summary(status, **({"results": results} if results else {}))
+        records = self.summary["final_records"]
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in records.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and not k.startswith("time_")
+        )
+        print(
+            f"{status} after {self.summary['iterations_done']} iterations, "
+            f"{self.summary['epochs_done']} epochs, {self.summary['wall_time_s']:.1f}s; "
+            f"{shown}\nsummary: {self.run_dir / SUMMARY_FILE}",
+            flush=True,
+        )
+        return 0 if status == "finished" else EXIT_INTERRUPTED
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    """Resolve the config, claim the run directory, train, write the summary.
+
+    Nothing in an existing run directory changes until its lock is held and
+    the resume is validated (config drift, parameter and step-rule shapes).
+    """
+    run = _Run(args, load_config_module(args.config))
     try:
-        main_loop.run(resume=resume)
-    except BaseException as error:
-        finish_summary("error", error=f"{type(error).__name__}: {error}")
+        return run.execute()
+    except _StartupInterrupt:
+        if run.summary:  # a new run's directory: say what happened
+            run._finish_summary("interrupted", note="interrupted during start-up: nothing trained")
         raise
-    status = _status_of(main_loop)
-    finish: Callable[..., Any] | None = getattr(module, "finish", None)
-    results = finish(main_loop, config, os.fspath(run_dir)) if callable(finish) else None
-    finish_summary(status, **({"results": results} if results else {}))
-    records = summary["final_records"]
-    shown = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in records.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and not k.startswith("time_")
-    )
-    print(
-        f"{status} after {summary['iterations_done']} iterations, {summary['epochs_done']} "
-        f"epochs, {summary['wall_time_s']:.1f}s; {shown}\nsummary: {summary_path}",
-        flush=True,
-    )
-    return 0 if status == "finished" else EXIT_INTERRUPTED
+    finally:
+        run.close()
+
+
+class _StartupInterrupt(BaseException):
+    """SIGTERM / SIGINT before training started."""
+
+
+def _raise_startup(signum: int, frame: Any) -> None:
+    raise _StartupInterrupt(signum)
+
+
+def _note_finishing(signum: int, frame: Any) -> None:
+    logger.warning("signal %d received while the run finishes; it ends in a moment", signum)
+
+
+def _signals_finishing() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _note_finishing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status.
 
-    0: finished; 75: interrupted (resume it with ``--resume``); 1: an error
-    while training; 2: a bad command line or config.
+    0: finished (or already finished); 75: interrupted (resume it with
+    ``--resume``), also by a SIGTERM during start-up; 74: the end of the run
+    waited longer than ``exit_wait_s`` for a checkpoint write; 130: a third
+    Ctrl-C; 1: an error while training; 2: a bad command line or config, or
+    a refused run (locked by a live run, a resume that changes the experiment).
     """
-    args = _parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = (
+        {s: signal.signal(s, _raise_startup) for s in (signal.SIGINT, signal.SIGTERM)}
+        if main_thread
+        else {}
+    )
     try:
-        return run_experiment(args)
-    except (OverrideError, ExperimentError) as error:
-        print(f"python -m experiments.run: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted before training started", file=sys.stderr)
-        return 130
-    except BricksError:
-        traceback.print_exc()
-        return 1
+        args = _parser().parse_args(argv)
+        try:
+            return run_experiment(args)
+        except _StartupInterrupt as stop:
+            print(
+                f"interrupted during start-up (signal {stop.args[0]}): nothing was trained yet",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+        except (OverrideError, ExperimentError) as error:
+            print(f"python -m experiments.run: error: {error}", file=sys.stderr)
+            return 2
+        except BricksError:
+            traceback.print_exc()
+            return 1
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,11 +37,13 @@ from bricks.errors import (
 
 from ._format import TMP_MARK, read_checkpoint, read_metadata, verify_checkpoint, write_checkpoint
 
-__all__ = ["CheckpointManager", "find_checkpoint", "LOCK_FILE"]
+__all__ = ["CheckpointManager", "find_checkpoint", "lock_holder", "LOCK_FILE", "DAMAGED_MARK"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+#: prefix of a damaged checkpoint moved aside (never counted as kept, never resumed)
+DAMAGED_MARK = "damaged-"
 _NAME = re.compile(r"^ckpt-(\d{9,})(?:-(\d+))?$")
 
 
@@ -109,6 +112,116 @@ def find_checkpoint(path: str | os.PathLike, strict: bool = False) -> tuple[Path
     raise CheckpointCorruptError(f"every checkpoint in {path} is damaged: " + "; ".join(skipped))
 
 
+#: locks this process holds: lock file path -> [fd, managers holding it, shareable]
+_HELD: dict[str, list[int]] = {}
+_HELD_MUTEX = threading.Lock()
+
+
+def lock_holder(directory: str | os.PathLike) -> str | None:
+    """``"pid N on host H"`` of the live holder of ``directory``'s lock, or ``None``.
+
+    Opens nothing for writing and creates nothing: safe on any run.
+    """
+    lock_path = Path(directory) / LOCK_FILE
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _describe(os.pread(fd, 256, 0))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _describe(content: bytes) -> str:
+    pid, host = _parse_holder(content)
+    return f"pid {pid if pid is not None else 'unknown'} on host {host or 'unknown'}"
+
+
+def _parse_holder(content: bytes) -> tuple[int | None, str | None]:
+    parts = content.decode(errors="replace").split()
+    pid = int(parts[0]) if parts and parts[0].isdigit() else None
+    return pid, (parts[1] if len(parts) > 1 else None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _take_lock(directory: Path, shareable: bool) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / LOCK_FILE
+    key = os.path.realpath(lock_path)
+    with _HELD_MUTEX:
+        if key in _HELD and _HELD[key][2]:
+            _HELD[key][1] += 1
+            return key
+        for attempt in range(2):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                content = os.pread(fd, 256, 0)
+                os.close(fd)
+                pid, host = _parse_holder(content)
+                if (
+                    attempt == 0
+                    and pid is not None
+                    and host == socket.gethostname()
+                    and not _pid_alive(pid)
+                ):
+                    # the holder died; processes it forked keep the flock alive
+                    logger.warning(
+                        "breaking the stale lock %s of pid %d on %s: that process is gone "
+                        "(its lock lives on in processes it started)",
+                        lock_path,
+                        pid,
+                        host,
+                    )
+                    lock_path.unlink(missing_ok=True)
+                    continue
+                raise CheckpointLockedError(
+                    f"checkpoint directory {directory} is in use by another run "
+                    f"({_describe(content)}, lock file {lock_path}); two runs must not write the "
+                    "same directory — give this run its own directory, or stop the other run "
+                    "first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            os.fsync(fd)
+            _HELD[key] = [fd, 1, int(shareable)]
+            return key
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _drop_lock(key: str) -> None:
+    with _HELD_MUTEX:
+        entry = _HELD.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _HELD[key]
+        fd = entry[0]
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 class CheckpointManager:
     """Save numbered checkpoints into one directory and find the newest good one.
 
@@ -150,49 +263,47 @@ class CheckpointManager:
         self.keep_last = None if keep_last is None else int(keep_last)
         self.keep_best = None if keep_best is None else int(keep_best)
         self.metric, self.mode, self.use_lock = metric, mode, lock
-        self._lock_fd: int | None = None
+        self._lock_key: str | None = None
         self._mutex = threading.Lock()
         self.skipped: list[str] = []
 
     # -- lock -----------------------------------------------------------------
-    def acquire(self) -> None:
-        """Take the directory lock; clean up ``.tmp-`` leftovers of dead writers.
+    def acquire(self, cleanup: bool = True, shareable: bool = False) -> None:
+        """Take the directory lock; clean up leftovers of dead writers.
+
+        The lock file holds ``<pid> <host>`` of its holder. A lock whose
+        holder died on this host while its ``flock`` lives on (in child
+        processes that inherited it) is stale: it is broken and logged.
+
+        Args:
+            cleanup: also remove ``.tmp-`` leftovers and move damaged
+                checkpoints newer than the newest good one aside (see
+                :meth:`set_aside_damaged`). A caller that only reserves the
+                directory before it decides to use it passes ``False``.
+            shareable: let other managers *of this process* join the lock
+                (the runner reserves a run's directory before the
+                ``Checkpoint`` extension it builds takes it).
 
         Raises:
-            CheckpointLockedError: another live process holds it (its pid is named).
+            CheckpointLockedError: another live process holds it (host and pid named).
         """
-        if self._lock_fd is not None or not self.use_lock:
+        if not self.use_lock:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock_path = self.directory / LOCK_FILE
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            finally:
-                os.close(fd)
-            raise CheckpointLockedError(
-                f"checkpoint directory {self.directory} is in use by another run (pid {holder}, "
-                f"lock file {lock_path}); two runs must not write the same directory — give this "
-                "run its own directory, or stop the other run first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.fsync(fd)
-        self._lock_fd = fd
-        self.cleanup()
+        if self._lock_key is None:
+            self._lock_key = _take_lock(self.directory, shareable)
+        if cleanup:
+            self.cleanup()
+            self.set_aside_damaged()
+
+    @property
+    def _lock_fd(self) -> int | None:
+        return None if self._lock_key is None else _HELD[self._lock_key][0]
 
     def release(self) -> None:
         """Release the directory lock (idempotent)."""
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            try:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        key, self._lock_key = self._lock_key, None
+        if key is not None:
+            _drop_lock(key)
 
     def __enter__(self) -> CheckpointManager:
         self.acquire()
@@ -230,6 +341,35 @@ class CheckpointManager:
                 missing_ok=True
             )
         return removed
+
+    def set_aside_damaged(self) -> list[Path]:
+        """Move damaged checkpoints newer than the newest good one aside.
+
+        Each is renamed ``damaged-<name>`` (kept for inspection, reported in
+        the log, never resumed and never counted by ``keep_last``); only
+        while holding the lock, and only when a good checkpoint remains.
+        Returns the new paths.
+        """
+        if self._lock_key is None:
+            return []
+        damaged: list[Path] = []
+        for candidate in reversed(self.checkpoints()):
+            if not verify_checkpoint(candidate):
+                break
+            damaged.append(candidate)
+        else:
+            return []  # nothing good to fall back to: leave everything as it is
+        moved = []
+        for path in damaged:
+            target = path.with_name(DAMAGED_MARK + path.name)
+            k = 1
+            while target.exists():
+                k += 1
+                target = path.with_name(f"{DAMAGED_MARK}{path.name}-{k}")
+            os.rename(path, target)
+            logger.warning("damaged checkpoint %s moved aside to %s", path, target.name)
+            moved.append(target)
+        return moved
 
     def latest(self, strict: bool = False) -> Path:
         """The newest checkpoint that verifies (see :func:`find_checkpoint`).
@@ -288,9 +428,13 @@ class CheckpointManager:
         return float(value)
 
     def _apply_retention(self, newest: Path) -> None:
+        existing = []
+        for path in self.checkpoints():  # one state per iteration: the newest supersedes
+            if existing and _order(existing[-1])[0] == _order(path)[0] and path == newest:
+                self.delete(existing.pop())
+            existing.append(path)
         if self.keep_last is None and self.keep_best is None:
             return
-        existing = self.checkpoints()
         keep = {newest}
         if self.keep_last is not None:
             keep.update(existing[-self.keep_last :])

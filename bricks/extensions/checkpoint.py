@@ -38,7 +38,7 @@ from bricks.checkpoint import (
     main_loop_snapshot,
     restore_main_loop,
 )
-from bricks.errors import CheckpointError, CheckpointNotFoundError
+from bricks.errors import CheckpointError, CheckpointNotFoundError, CheckpointWaitTimeoutError
 from bricks.extensions.base import SimpleExtension
 
 __all__ = ["Checkpoint", "Load"]
@@ -62,7 +62,12 @@ def _signals_deferred() -> Iterator[None]:
             signum,
         )
 
-    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {
+        s: signal.signal(s, hold)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        # the main loop's handlers only set flags (a third Ctrl-C exits at once, as asked)
+        if not getattr(signal.getsignal(s), "safe_during_save", False)
+    }
     try:
         yield
     finally:
@@ -102,6 +107,10 @@ class Checkpoint(SimpleExtension):
             ``"skip"`` (default) skips it, so training never waits for the
             disk (the skipped steps are in :attr:`skipped`); ``"wait"``
             waits for the previous write, then saves.
+        exit_wait_s: how long the end of training (and an error) waits for
+            a pending asynchronous write before giving up with
+            :class:`~bricks.errors.CheckpointWaitTimeoutError` (the previous
+            checkpoint stays valid; the runner then exits with status 74).
         name: the extension's name.
         **conditions: when to save (``every_n_batches=...``,
             ``every_n_epochs=...``, ...); ``after_training`` and
@@ -124,6 +133,7 @@ class Checkpoint(SimpleExtension):
         mode: str = "min",
         async_save: bool = False,
         if_busy: str = "skip",
+        exit_wait_s: float = 600.0,
         name: str | None = None,
         **conditions: Any,
     ) -> None:
@@ -137,6 +147,11 @@ class Checkpoint(SimpleExtension):
         self.manager = CheckpointManager(path, keep_last, keep_best, metric, mode)
         self.async_save = bool(async_save)
         self.if_busy = if_busy
+        if not float(exit_wait_s) > 0:
+            raise CheckpointError(
+                f"exit_wait_s must be a positive number of seconds, got {exit_wait_s!r}"
+            )
+        self.exit_wait_s = float(exit_wait_s)
         self.last_path: Path | None = None
         self.save_times: list[float] = []
         self.skipped: list[int] = []
@@ -153,9 +168,10 @@ class Checkpoint(SimpleExtension):
         finally:
             if callback_name in ("after_training", "on_error"):
                 try:
-                    self.wait()
+                    self.wait(timeout=self.exit_wait_s)
                 finally:
-                    self.manager.release()
+                    if self._thread is None:  # a write past exit_wait_s keeps the lock
+                        self.manager.release()
 
     def do(self, which_callback: str, *args: Any) -> None:
         done = int(self.main_loop.status["iterations_done"])
@@ -263,12 +279,41 @@ class Checkpoint(SimpleExtension):
         except BaseException as error:  # re-raised in the training thread
             self._error = error
 
-    def wait(self) -> None:
-        """Wait for a pending asynchronous save; re-raise its error, if any."""
+    def on_save_request(self) -> None:
+        """Save now, between two batches (the main loop calls it on SIGUSR1)."""
+        done = int(self.main_loop.status["iterations_done"])
+        if self._saved_at is not None and self._saved_at[0] == done:
+            return  # this iteration's state is saved already
+        self.save()
+        self._saved_at = (done, "on_save_request")
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a pending asynchronous save; re-raise its error, if any.
+
+        Args:
+            timeout: give up after this many seconds.
+
+        Raises:
+            CheckpointWaitTimeoutError: the write took longer than ``timeout``.
+        """
         thread, self._thread = self._thread, None
         if thread is not None:
+            if thread.is_alive():
+                logger.warning(
+                    "waiting for %s (into %s) to finish%s",
+                    thread.name,
+                    self.path,
+                    "" if timeout is None else f", at most {timeout:g} s",
+                )
             with _signals_deferred():
-                thread.join()
+                thread.join(timeout)
+            if thread.is_alive():
+                self._thread = thread
+                raise CheckpointWaitTimeoutError(
+                    f"the checkpoint write {thread.name} into {self.path} did not finish within "
+                    f"exit_wait_s={timeout:g} s; the previous checkpoint stays valid (a slow or "
+                    "hung disk? raise Checkpoint(exit_wait_s=...) to wait longer)"
+                )
         if self._error is not None:
             error, self._error = self._error, None
             raise CheckpointError(

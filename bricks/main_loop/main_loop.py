@@ -13,7 +13,15 @@ Event order (as in Blocks)::
 
 The first Ctrl-C (SIGINT) finishes the current epoch, a second one or a
 SIGTERM finishes the current batch; training then ends cleanly (extensions
-such as a checkpoint run ``after_training``).
+such as a checkpoint run ``on_interrupt`` and ``after_training``). The
+handlers stay installed until those have run, so a signal that arrives
+while the final checkpoint is written only marks the run interrupted. A
+third Ctrl-C exits at once with status 130 (``os._exit``: the checkpoints
+already committed stay valid; one being written is left as a ``.tmp-``
+directory that the next run removes). SIGUSR1 asks for a checkpoint now:
+after the current batch every extension with an ``on_save_request()``
+method (:class:`~bricks.extensions.checkpoint.Checkpoint`) saves, and
+training goes on.
 
 >>> import numpy as np
 >>> from bricks.algorithms import GradientDescent, Scale
@@ -100,6 +108,8 @@ class MainLoop:
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
         self._old_handlers: dict[int, Any] = {}
+        self._interrupts = 0
+        self._save_requested = False
         names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -195,7 +205,6 @@ class MainLoop:
             self._run_extensions("after_training")
             self.log.close()
         finally:
-            self._restore_signal_handlers()
 
     def _write_back(self) -> None:
         write_back = getattr(self.algorithm, "write_back", None)
@@ -311,9 +320,15 @@ class MainLoop:
     # -- signals -------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
+        if self._save_requested:
+            self._save_requested = False
+            for ext in self.extensions:
+                request = getattr(ext, "on_save_request", None)
+                if callable(request):
+                    request()
             return
         self._old_handlers = {
-            signal.SIGINT: signal.signal(signal.SIGINT, self._handle_epoch_interrupt),
+            signal.SIGINT: signal.signal(signal.SIGINT, self._handle_interrupt),
             signal.SIGTERM: signal.signal(signal.SIGTERM, self._handle_batch_interrupt),
         }
 
@@ -322,13 +337,22 @@ class MainLoop:
             signal.signal(signum, handler)
         self._old_handlers = {}
 
-    def _handle_epoch_interrupt(self, signum: int, frame: Any) -> None:
+    def _handle_interrupt(self, signum: int, frame: Any) -> None:
+        self._interrupts += 1
+        if self._interrupts >= 3:
+            logger.warning("Third interrupt: exiting now; the last committed checkpoint is valid")
+            logging.shutdown()
+            os._exit(130)
+        if self._interrupts == 2:
+            self._handle_batch_interrupt(signum, frame)
+            return
         logger.warning("Interrupt received: finishing the current epoch (again to stop sooner)")
-        signal.signal(signal.SIGINT, self._handle_batch_interrupt)
         self.status["epoch_interrupt_received"] = True
+        self._interrupts = 0
         self.log.current_row["epoch_interrupt_received"] = True
 
     def _handle_batch_interrupt(self, signum: int, frame: Any) -> None:
+            signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._handle_save_request),
         logger.warning("Interrupt received: finishing the current batch")
         self.status["batch_interrupt_received"] = True
         self.log.current_row["batch_interrupt_received"] = True
@@ -347,6 +371,14 @@ class MainLoop:
         if hasattr(self.algorithm, "get_state"):
             algo_json, algo_arrays = self.algorithm.get_state()
             arrays.update({f"algorithm/{k}": v for k, v in algo_arrays.items()})
+    def _handle_save_request(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGUSR1 received: saving a checkpoint after this batch")
+        self._save_requested = True
+
+    # the handlers only set flags: safe while a checkpoint is being written
+    _handle_interrupt.safe_during_save = True  # type: ignore[attr-defined]
+    _handle_batch_interrupt.safe_during_save = True  # type: ignore[attr-defined]
+
         stream_state = None
         if hasattr(self.data_stream, "get_state"):
             stream_state = self.data_stream.get_state()
