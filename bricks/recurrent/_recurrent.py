@@ -312,7 +312,8 @@ def _initial_states(
         given = dict(produced)
     else:
         produced = list(produced) if isinstance(produced, (tuple, list)) else [produced]
-        names = list(init_app.outputs)
+        # a plain method (no @application) returns the states in their declared order
+        names = list(getattr(init_app, "outputs", None) or states)
         if len(names) != len(produced):
             names = states
         given = dict(zip(names, produced, strict=False))
