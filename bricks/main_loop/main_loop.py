@@ -197,7 +197,6 @@ class MainLoop:
                 logger.error("Could not close the log:\n%s", traceback.format_exc())
             raise
         else:
-            self._restore_signal_handlers()
             self.status["finished_cleanly"] = True
             if self.status["epoch_interrupt_received"] or self.status["batch_interrupt_received"]:
                 self._run_extensions("on_interrupt")
@@ -205,6 +204,7 @@ class MainLoop:
             self._run_extensions("after_training")
             self.log.close()
         finally:
+            self._restore_signal_handlers()
 
     def _write_back(self) -> None:
         write_back = getattr(self.algorithm, "write_back", None)
@@ -306,6 +306,12 @@ class MainLoop:
         if check is not None:
             check(self.log, wait=False)
         self._run_extensions("after_batch", batches[-1])
+        if self._save_requested:
+            self._save_requested = False
+            for ext in self.extensions:
+                request = getattr(ext, "on_save_request", None)
+                if callable(request):
+                    request()
         if self.log._pending:
             self.log.flush()
         self._check_finish_training("batch")
@@ -320,16 +326,12 @@ class MainLoop:
     # -- signals -------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-        if self._save_requested:
-            self._save_requested = False
-            for ext in self.extensions:
-                request = getattr(ext, "on_save_request", None)
-                if callable(request):
-                    request()
             return
+        self._interrupts = 0
         self._old_handlers = {
             signal.SIGINT: signal.signal(signal.SIGINT, self._handle_interrupt),
             signal.SIGTERM: signal.signal(signal.SIGTERM, self._handle_batch_interrupt),
+            signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._handle_save_request),
         }
 
     def _restore_signal_handlers(self) -> None:
@@ -348,14 +350,20 @@ class MainLoop:
             return
         logger.warning("Interrupt received: finishing the current epoch (again to stop sooner)")
         self.status["epoch_interrupt_received"] = True
-        self._interrupts = 0
         self.log.current_row["epoch_interrupt_received"] = True
 
     def _handle_batch_interrupt(self, signum: int, frame: Any) -> None:
-            signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._handle_save_request),
         logger.warning("Interrupt received: finishing the current batch")
         self.status["batch_interrupt_received"] = True
         self.log.current_row["batch_interrupt_received"] = True
+
+    def _handle_save_request(self, signum: int, frame: Any) -> None:
+        logger.warning("SIGUSR1 received: saving a checkpoint after this batch")
+        self._save_requested = True
+
+    # the handlers only set flags: safe while a checkpoint is being written
+    _handle_interrupt.safe_during_save = True  # type: ignore[attr-defined]
+    _handle_batch_interrupt.safe_during_save = True  # type: ignore[attr-defined]
 
     # -- checkpointing -------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -371,14 +379,6 @@ class MainLoop:
         if hasattr(self.algorithm, "get_state"):
             algo_json, algo_arrays = self.algorithm.get_state()
             arrays.update({f"algorithm/{k}": v for k, v in algo_arrays.items()})
-    def _handle_save_request(self, signum: int, frame: Any) -> None:
-        logger.warning("SIGUSR1 received: saving a checkpoint after this batch")
-        self._save_requested = True
-
-    # the handlers only set flags: safe while a checkpoint is being written
-    _handle_interrupt.safe_during_save = True  # type: ignore[attr-defined]
-    _handle_batch_interrupt.safe_during_save = True  # type: ignore[attr-defined]
-
         stream_state = None
         if hasattr(self.data_stream, "get_state"):
             stream_state = self.data_stream.get_state()
