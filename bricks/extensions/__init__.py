@@ -10,11 +10,14 @@ from bricks.extensions.aggregation import (
 )
 from bricks.extensions.base import CALLBACKS, CONDITION_KEYWORDS, SimpleExtension, TrainingExtension
 from bricks.extensions.checkpoint import Checkpoint, Load
+from bricks.extensions.composite import CompositeExtension
 from bricks.extensions.evaluator import DatasetEvaluator
 from bricks.extensions.monitoring import DataStreamMonitoring, TrainingDataMonitoring
 from bricks.extensions.plot import Plot
+from bricks.extensions.predicates import OnLogRecord
 from bricks.extensions.printing import Printing
 from bricks.extensions.progress import ProgressBar
+from bricks.extensions.stopping import EarlyStopping, FinishIfNoImprovementAfter
 from bricks.extensions.timing import Timestamp, Timing
 from bricks.extensions.training import (
     FinishAfter,
@@ -26,6 +29,10 @@ from bricks.extensions.training import (
 __all__ = [
     "TrainingExtension",
     "SimpleExtension",
+    "CompositeExtension",
+    "OnLogRecord",
+    "EarlyStopping",
+    "FinishIfNoImprovementAfter",
     "CALLBACKS",
     "CONDITION_KEYWORDS",
     "FinishAfter",

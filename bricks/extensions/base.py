@@ -161,8 +161,13 @@ class _AfterN:
 
 
 class _FirstEpoch:
+    def __init__(self, predicate: Predicate | None = None) -> None:
+        self.predicate = predicate
+
     def __call__(self, log: Any) -> bool:
-        return log.status["epochs_done"] == 0
+        if log.status["epochs_done"] != 0:
+            return False
+        return self.predicate is None or bool(self.predicate(log))
 
 
 class SimpleExtension(TrainingExtension):
@@ -193,10 +198,7 @@ class SimpleExtension(TrainingExtension):
             if value is None or value is False:
                 continue
             if key in BOOLEAN_TRIGGERS:
-                if key == "before_first_epoch":
-                    self.add_condition(["before_epoch"], _FirstEpoch())
-                else:
-                    self.add_condition([key])
+                self.add_condition([key])
                 continue
             n = int(value)
             if n <= 0 or isinstance(value, bool):
@@ -220,30 +222,60 @@ class SimpleExtension(TrainingExtension):
         """Also run ``do(callback_name, *event_args, *arguments)`` on these callbacks.
 
         Args:
-            callbacks_names: main-loop events (``"after_batch"`` ...).
+            callbacks_names: a list of main-loop events (``["after_batch"]``
+                ...) or Blocks' ``"before_first_epoch"``.
             predicate: optional ``predicate(log) -> bool``; runs only when true.
             arguments: extra positional arguments for :meth:`do`.
+
+        Raises:
+            ExtensionError: for a bare string (as Blocks: a list is needed) or
+                an unknown name.
         """
         if isinstance(callbacks_names, str):
-            callbacks_names = [callbacks_names]
+            raise ExtensionError(
+                f"add_condition takes a list of callback names, got the string "
+                f"{callbacks_names!r}; write [{callbacks_names!r}]"
+            )
         for name in callbacks_names:
+            if name == "before_first_epoch":
+                self.conditions.append(
+                    ("before_epoch", _FirstEpoch(predicate), tuple(arguments or ()))
+                )
+                continue
             if name not in CALLBACKS:
+                known = CALLBACKS + ("before_first_epoch",)
                 raise ExtensionError(
-                    f"unknown callback {name!r}{did_you_mean(name, CALLBACKS)}; "
-                    f"known: {', '.join(CALLBACKS)}"
+                    f"unknown callback {name!r}{did_you_mean(name, known)}; "
+                    f"known: {', '.join(known)}"
                 )
             self.conditions.append((name, predicate, tuple(arguments or ())))
         return self
+
+    @staticmethod
+    def parse_args(which_callback: str, args: Sequence[Any]) -> tuple[tuple, tuple]:
+        """Split :meth:`do`'s arguments into ``(from_main_loop, from_user)`` (Blocks).
+
+        ``before_batch``/``after_batch`` get the batch and ``on_error`` the
+        exception from the main loop; the rest come from ``add_condition``.
+        """
+        args = tuple(args)
+        if which_callback in ("before_batch", "after_batch", "on_error"):
+            return args[:1], args[1:]
+        return (), args
 
     def do(self, which_callback: str, *args: Any) -> None:
         """Do the extension's work; ``which_callback`` names the event."""
         raise NotImplementedError
 
     def dispatch(self, callback_name: str, *args: Any) -> None:
-        log = self.main_loop.log if self.main_loop is not None else None
         for name, predicate, arguments in self.conditions:
-            if name == callback_name and (predicate is None or predicate(log)):
-                self.do(callback_name, *(args + arguments))
+            if name != callback_name:
+                continue
+            if predicate is not None:
+                log = self.main_loop.log if self.main_loop is not None else None
+                if not predicate(log):
+                    continue
+            self.do(callback_name, *(args + arguments))
 
     # -- knowing ahead when control is needed (for multi-step calls) ---------
     def batches_until_needed(self, iterations_done: int) -> int | None:

@@ -60,13 +60,39 @@ class Timing(SimpleExtension):
 
 
 class Timestamp(SimpleExtension):
-    """Write the wall-clock date and time to the log (default ``after_epoch``)."""
+    """Write the wall-clock date and time to the log (Blocks' ``Timestamp``).
 
-    def __init__(self, log_record: str = "timestamp", separator: str = " ", **kwargs: Any) -> None:
-        kwargs.setdefault("after_epoch", True)
+    Args:
+        log_record: the record name (default :attr:`DEFAULT_LOG_RECORD`).
+        separator: between date and time (``"2026-01-31 12:00:00.000001"``).
+        **kwargs: conditions; without any, Blocks' defaults:
+            ``before_training``, ``after_epoch``, ``on_error``,
+            ``on_interrupt``, ``on_resumption`` and ``after_training``.
+
+    Override :meth:`get_timestamp` to write something else.
+    """
+
+    DEFAULT_LOG_RECORD = "timestamp"
+    DEFAULT_TRIGGERS = (
+        "before_training",
+        "after_epoch",
+        "on_error",
+        "on_interrupt",
+        "on_resumption",
+        "after_training",
+    )
+
+    def __init__(
+        self, log_record: str = DEFAULT_LOG_RECORD, separator: str = " ", **kwargs: Any
+    ) -> None:
+        if not any(k != "name" for k in kwargs):
+            kwargs.update(dict.fromkeys(self.DEFAULT_TRIGGERS, True))
         super().__init__(**kwargs)
         self.log_record, self.separator = log_record, separator
 
+    def get_timestamp(self) -> str:
+        """The current local date and time, with microseconds."""
+        return datetime.datetime.now().isoformat(sep=self.separator, timespec="microseconds")
+
     def do(self, which_callback: str, *args: Any) -> None:
-        now = datetime.datetime.now().isoformat(sep=self.separator)
-        self.main_loop.log.current_row[self.log_record] = now
+        self.main_loop.log.current_row[self.log_record] = self.get_timestamp()

@@ -30,8 +30,12 @@ def _request_finish(main_loop: Any) -> None:
 class FinishAfter(SimpleExtension):
     """Finish training when its conditions fire (e.g. ``after_n_epochs=10``).
 
-    ``after_n_batches`` / ``after_n_epochs`` fire at the first moment *at or
-    past* ``N``, so a run resumed past ``N`` stops at once instead of never.
+    ``after_n_batches`` / ``after_n_epochs`` fire once, at the first moment
+    *at or past* ``N``: a run resumed (from a checkpoint of another
+    ``FinishAfter``) past ``N`` stops at once instead of never. Once it has
+    fired, calling ``run()`` again goes on, as Blocks' ``== N`` predicate
+    did, until a condition added since fires. Whether it fired is part of
+    the extension's state, kept with the ``N`` it was for.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -39,14 +43,25 @@ class FinishAfter(SimpleExtension):
         n_epochs = kwargs.pop("after_n_epochs", None)
         super().__init__(**kwargs)
         if n_batches is not None:
-            self.add_condition(["after_batch"], _AfterN("iterations_done", int(n_batches), False))
+            self.add_condition(["after_batch"], _AfterN("iterations_done", int(n_batches)))
         if n_epochs is not None:
-            self.add_condition(["after_epoch"], _AfterN("epochs_done", int(n_epochs), False))
+            self.add_condition(["after_epoch"], _AfterN("epochs_done", int(n_epochs)))
         if not self.conditions:
             raise ExtensionError("FinishAfter needs a condition, e.g. after_n_epochs=10")
 
     def do(self, which_callback: str, *args: Any) -> None:
         _request_finish(self.main_loop)
+
+    def _after_n(self) -> list[_AfterN]:
+        return [p for _, p, _ in self.conditions if isinstance(p, _AfterN)]
+
+    def get_state(self) -> dict[str, Any]:
+        return {"after_n": [[p.key, p.n, p.fired] for p in self._after_n()]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        fired = {(key, n): f for key, n, f in state.get("after_n", [])}
+        for p in self._after_n():  # a FinishAfter for another N has not fired
+            p.fired = bool(fired.get((p.key, p.n), False))
 
 
 class SharedVariableModifier(SimpleExtension):

@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bricks.errors import MainLoopError
+from bricks.errors import MainLoopError, MissingAttributeError
 from bricks.log import TrainingLog
 
 __all__ = ["MainLoop", "TrainingFinish"]
@@ -99,7 +99,7 @@ class MainLoop:
             raise MainLoopError("give MainLoop either log= or log_path=, not both")
         self.algorithm = algorithm
         self.data_stream = data_stream
-        self.model = model
+        self._model = model
         self.extensions = list(extensions or [])
         self.log = log if log is not None else TrainingLog(log_path)
         if int(steps_per_call) < 1:
@@ -107,6 +107,7 @@ class MainLoop:
         self.steps_per_call = int(steps_per_call)
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
+        self._initialized = False  # whether run() initialized the algorithm
         self._old_handlers: dict[int, Any] = {}
         self._interrupts = 0
         self._save_requested = False
@@ -126,6 +127,20 @@ class MainLoop:
     @property
     def status(self) -> dict[str, Any]:
         return self.log.status
+
+    @property
+    def model(self) -> Any:
+        """The model given to the constructor; without one, reading it raises
+        :class:`~bricks.errors.MissingAttributeError` (an ``AttributeError``, as in Blocks)."""
+        if self._model is None:
+            raise MissingAttributeError(
+                "this MainLoop was built without a model; pass model=... to MainLoop"
+            )
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
 
     @property
     def iteration_state(self) -> Iterator | None:
@@ -166,13 +181,16 @@ class MainLoop:
                 if not self.status["training_started"]:
                     self._run_extensions("before_training")
                     self.algorithm.initialize()
+                    self._initialized = True
                     self.status["training_started"] = True
                 else:
                     self.status["resumed_from"] = self.status["iterations_done"]
                     self.status["training_finish_requested"] = False
                     self.status["epoch_interrupt_received"] = False
                     self.status["batch_interrupt_received"] = False
-                    self.algorithm.initialize()
+                    if not self._initialized:  # a second run() of this loop goes on as is
+                        self.algorithm.initialize()
+                        self._initialized = True
                     self._run_extensions("on_resumption")
                 self.log.flush(with_status=True)
                 while self._run_epoch():

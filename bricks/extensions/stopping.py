@@ -1,0 +1,162 @@
+"""Early stopping: FinishIfNoImprovementAfter and EarlyStopping (Blocks' ``stopping``).
+
+>>> stop = EarlyStopping("valid_cost", epochs=5)
+>>> [type(e).__name__ for e in stop.sub_extensions]
+['TrackTheBest', 'FinishIfNoImprovementAfter']
+>>> stop.notification_name
+'valid_cost_best_so_far'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bricks.errors import ExtensionError
+from bricks.extensions.composite import CompositeExtension
+from bricks.extensions.predicates import OnLogRecord
+from bricks.extensions.training import FinishAfter, TrackTheBest, _request_finish
+
+__all__ = ["FinishIfNoImprovementAfter", "EarlyStopping"]
+
+logger = logging.getLogger(__name__)
+
+
+class FinishIfNoImprovementAfter(FinishAfter):
+    """Finish when the record ``notification_name`` was not written for a patience.
+
+    Unlike :class:`~bricks.extensions.FinishIfNoImprovement`, the name is
+    used as given (Blocks): it is the record that marks a new best (e.g.
+    what :class:`TrackTheBest` writes); its value is not read.
+
+    Args:
+        notification_name: the record that marks a new best.
+        iterations / epochs: the patience (exactly one of them).
+        patience_log_record: record of the remaining patience (default
+            ``notification_name + "_patience_iterations"`` / ``"_epochs"``).
+        **kwargs: conditions; default ``after_epoch=True``.
+    """
+
+    def __init__(
+        self,
+        notification_name: str,
+        iterations: int | None = None,
+        epochs: int | None = None,
+        patience_log_record: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (iterations is None) == (epochs is None):
+            raise ExtensionError(
+                "FinishIfNoImprovementAfter needs exactly one of iterations= or epochs=, "
+                f"got iterations={iterations!r}, epochs={epochs!r}"
+            )
+        self.notification_name = notification_name
+        self.iterations, self.epochs = iterations, epochs
+        unit = "epochs" if epochs is not None else "iterations"
+        self.patience_log_record = patience_log_record or f"{notification_name}_patience_{unit}"
+        self.last_best_iter: int | None = None
+        self.last_best_epoch: int | None = None
+        kwargs.setdefault("after_epoch", True)
+        super().__init__(**kwargs)
+
+    def update_best(self) -> None:
+        """Note a new best when the notification is in the current row."""
+        log = self.main_loop.log
+        if self.notification_name in log.current_row:
+            self.last_best_iter = log.status["iterations_done"]
+            self.last_best_epoch = log.status["epochs_done"]
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        self.update_best()
+        if self.last_best_iter is None:
+            return
+        status = self.main_loop.log.status
+        if self.epochs is not None:
+            patience = self.epochs - (status["epochs_done"] - self.last_best_epoch)
+        else:
+            patience = self.iterations - (status["iterations_done"] - self.last_best_iter)
+        self.main_loop.log.current_row[self.patience_log_record] = patience
+        if patience <= 0:
+            _request_finish(self.main_loop)
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state.update(last_best_iter=self.last_best_iter, last_best_epoch=self.last_best_epoch)
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.last_best_iter = state.get("last_best_iter")
+        self.last_best_epoch = state.get("last_best_epoch")
+
+
+class EarlyStopping(CompositeExtension):
+    """Track the best value of a record and stop when it stops improving (Blocks).
+
+    A :class:`TrackTheBest` and a :class:`FinishIfNoImprovementAfter` in one.
+
+    Args:
+        record_name: the record to watch (e.g. ``"valid_cost"``).
+        checkpoint_extension: a :class:`~bricks.extensions.Checkpoint` to also
+            save into ``checkpoint_filename`` at every new best. When it is
+            not among the main loop's extensions at ``before_training``, it
+            becomes a sub-extension of this one.
+        checkpoint_filename: where the best checkpoints go (needed with
+            ``checkpoint_extension``).
+        notification_name: record marking a new best (default
+            ``record_name + "_best_so_far"``).
+        choose_best: ``min`` (default) or ``max``, see :class:`TrackTheBest`.
+        iterations / epochs: the patience (exactly one of them).
+        **kwargs: conditions of both parts; default ``after_epoch=True``.
+    """
+
+    def __init__(
+        self,
+        record_name: str,
+        checkpoint_extension: Any = None,
+        checkpoint_filename: str | None = None,
+        notification_name: str | None = None,
+        choose_best: Callable[[list], Any] = min,
+        iterations: int | None = None,
+        epochs: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if notification_name is None:
+            notification_name = record_name + "_best_so_far"
+        self.notification_name = notification_name
+        name = kwargs.pop("name", None)
+        kwargs.setdefault("after_epoch", True)
+        tracking = TrackTheBest(
+            record_name, notification_name, choose_best=choose_best, **kwargs
+        )
+        stopping = FinishIfNoImprovementAfter(
+            notification_name, iterations=iterations, epochs=epochs, **kwargs
+        )
+        if checkpoint_extension is not None and checkpoint_filename is None:
+            raise ExtensionError(
+                "EarlyStopping got checkpoint_extension without checkpoint_filename; "
+                "give the destination of the best checkpoints"
+            )
+        self.checkpoint_extension = checkpoint_extension
+        if checkpoint_extension is not None:
+            checkpoint_extension.add_condition(
+                ["after_batch"], OnLogRecord(notification_name), (checkpoint_filename,)
+            )
+        super().__init__([tracking, stopping], name=name, before_training=True)
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        if which_callback != "before_training" or self.checkpoint_extension is None:
+            return
+        extensions = list(getattr(self.main_loop, "extensions", []))
+        if self.checkpoint_extension not in extensions:
+            self.checkpoint_extension.main_loop = self.main_loop
+            self.sub_extensions.append(self.checkpoint_extension)
+        elif self in extensions and extensions.index(self.checkpoint_extension) < extensions.index(
+            self
+        ):
+            logger.warning(
+                "%s: the checkpoint extension runs before it, so it saves a new best "
+                "one event late; list it after EarlyStopping",
+                self.name,
+            )
