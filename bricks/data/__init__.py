@@ -8,12 +8,33 @@ CIFAR-10 and a text corpus. See ``docs/data.md`` and
 :mod:`bricks.data._streams` for the state contract.
 """
 
+from ._batching import (
+    Batch,
+    Cache,
+    Filter,
+    Merge,
+    MultiProcessing,
+    NGrams,
+    Unpack,
+    Window,
+    bucket_by_length,
+)
 from ._converters import convert, download, read_idx, safe_unpickle
 from ._datasets import Dataset, IndexableDataset, IterableDataset
 from ._hdf5 import H5PYDataset, create_split_array, write_hdf5
+from ._image import (
+    ImagesFromBytes,
+    MinimumImageDimensions,
+    Random2DRotation,
+    RandomCrop,
+    RandomFixedSizeCrop,
+    RandomFlip,
+)
+from ._named import CIFAR10, MNIST, TextCorpus, uint8_pixels_to_floatX
 from ._prefetch import Prefetch
 from ._schemes import (
     BatchScheme,
+    BatchSizeScheme,
     ConcatenatedScheme,
     ConstantScheme,
     IterationScheme,
@@ -21,36 +42,35 @@ from ._schemes import (
     SequentialScheme,
     ShuffledExampleScheme,
     ShuffledScheme,
+    cross_validation,
 )
 from ._streams import AbstractDataStream, DataStream, EpochIterator
 from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
-    Batch,
-    Cache,
+    AgnosticSourcewiseTransformer,
     Cast,
-    Filter,
+    ExpectsAxisLabels,
     FilterSources,
     Flatten,
+    ForceFloatX,
     Mapping,
-    Merge,
-    NGrams,
     Padding,
-    RandomCrop,
-    RandomFlip,
     Rename,
     ScaleAndShift,
     SortMapping,
+    SourcewiseTransformer,
     TimeMajor,
+    ToBytes,
     Transformer,
-    Unpack,
-    Window,
-    bucket_by_length,
 )
 
 __all__ = [
     "AbstractDataStream",
+    "AgnosticSourcewiseTransformer",
     "Batch",
     "BatchScheme",
+    "BatchSizeScheme",
+    "CIFAR10",
     "Cache",
     "Cast",
     "ConcatenatedScheme",
@@ -58,19 +78,27 @@ __all__ = [
     "DataStream",
     "Dataset",
     "EpochIterator",
+    "ExpectsAxisLabels",
     "Filter",
     "FilterSources",
     "Flatten",
+    "ForceFloatX",
     "H5PYDataset",
+    "ImagesFromBytes",
     "IndexableDataset",
     "IterableDataset",
     "IterationScheme",
+    "MNIST",
     "Mapping",
     "Merge",
+    "MinimumImageDimensions",
+    "MultiProcessing",
     "NGrams",
     "Padding",
     "Prefetch",
+    "Random2DRotation",
     "RandomCrop",
+    "RandomFixedSizeCrop",
     "RandomFlip",
     "Rename",
     "ScaleAndShift",
@@ -79,8 +107,11 @@ __all__ = [
     "ShuffledExampleScheme",
     "ShuffledScheme",
     "SortMapping",
+    "SourcewiseTransformer",
+    "TextCorpus",
     "TextFile",
     "TimeMajor",
+    "ToBytes",
     "Transformer",
     "Unpack",
     "Vocabulary",
@@ -88,9 +119,11 @@ __all__ = [
     "bucket_by_length",
     "convert",
     "create_split_array",
+    "cross_validation",
     "default_corpus_files",
     "download",
     "read_idx",
     "safe_unpickle",
+    "uint8_pixels_to_floatX",
     "write_hdf5",
 ]

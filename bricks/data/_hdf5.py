@@ -33,6 +33,8 @@ from bricks.errors import (
     DataFileError,
     DataIndexError,
     DataShapeError,
+    DataTypeError,
+    RequestError,
     SourceError,
     did_you_mean,
 )
@@ -61,10 +63,12 @@ class H5PYDataset(Dataset):
     """A dataset stored in an HDF5 file in Fuel's layout (see the module docstring).
 
     Args:
-        file_or_path: path of the HDF5 file.
-        which_sets: split name(s) to read, e.g. ``("train",)``; a str is one split.
-            Several splits are joined.
-        subset: a slice or list of indices *within* the split(s).
+        file_or_path: path of the HDF5 file, or an open ``h5py.File`` (read
+            through that handle; a pickled copy reopens the file by name).
+        which_sets: the split names to read, e.g. ``("train",)`` (a tuple, as
+            in Fuel: a bare string is refused). Several splits are joined.
+        subset: a slice or list of indices *within* the split(s); a list is
+            read in increasing order, as Fuel did.
         load_in_memory: read the whole subset into memory once.
         sources: the sources to give (default: all the splits provide, sorted).
         sort_indices: read unsorted requests as one sorted HDF5 read then
@@ -84,28 +88,64 @@ class H5PYDataset(Dataset):
 
     def __init__(
         self,
-        file_or_path: str | os.PathLike,
-        which_sets: str | Sequence[str] = ("train",),
+        file_or_path: str | os.PathLike | h5py.File,
+        which_sets: Sequence[str] = ("train",),
         subset: slice | Sequence[int] | None = None,
         load_in_memory: bool = False,
         sources: Sequence[str] | None = None,
         sort_indices: bool = True,
         driver: str | None = None,
     ) -> None:
-        self.path = os.fspath(file_or_path)
-        self.which_sets = (which_sets,) if isinstance(which_sets, str) else tuple(which_sets)
+        if isinstance(which_sets, (str, bytes)):
+            raise SourceError(
+                f"H5PYDataset: which_sets must be a tuple of split names, found the string "
+                f"{which_sets!r}; write which_sets=({which_sets!r},)"
+            )
+        self._external_file_handle: h5py.File | None = None
+        if isinstance(file_or_path, h5py.File):
+            self._external_file_handle = file_or_path
+            self.path = file_or_path.filename
+        else:
+            self.path = os.fspath(file_or_path)
+        self.which_sets = tuple(which_sets)
         self.load_in_memory = load_in_memory
         self.sort_indices = sort_indices
         self.driver = driver
         self._handle: h5py.File | None = None
         self._pid: int | None = None
-        f = _open_file(self.path, driver)
+        external = self._external_file_handle
+        f = external if external is not None else _open_file(self.path, driver)
         try:
             self._parse(f, sources, subset)
             if load_in_memory:
                 self._memory = {s: self._read_file(f, s, slice(None)) for s in self.sources}
         finally:
-            f.close()
+            if external is None:
+                f.close()
+
+    # -- Fuel's class-level helpers -------------------------------------------------
+    @staticmethod
+    def create_split_array(split_dict: Mapping[str, Mapping[str, tuple]]) -> np.ndarray:
+        """Fuel's ``split`` attribute: ``{split: {source: (start, stop[, ref[, comment]])}}``."""
+        return create_split_array(split_dict)
+
+    @staticmethod
+    def _split_rows(file_or_path: str | os.PathLike | h5py.File) -> np.ndarray:
+        if isinstance(file_or_path, h5py.File):
+            return np.asarray(file_or_path.attrs["split"])
+        with _open_file(os.fspath(file_or_path)) as f:
+            return np.asarray(f.attrs["split"])
+
+    @classmethod
+    def get_all_splits(cls, file_or_path: str | os.PathLike | h5py.File) -> tuple[str, ...]:
+        """Every split named in the file, sorted."""
+        return tuple(sorted({_decode(r["split"]) for r in cls._split_rows(file_or_path)}))
+
+    @classmethod
+    def get_all_sources(cls, file_or_path: str | os.PathLike | h5py.File) -> tuple[str, ...]:
+        """Every source that some split of the file provides, sorted."""
+        rows = cls._split_rows(file_or_path)
+        return tuple(sorted({_decode(r["source"]) for r in rows if r["available"]}))
 
     # -- layout ------------------------------------------------------------------
     def _parse(self, f: h5py.File, sources: Sequence[str] | None, subset: Any) -> None:
@@ -148,6 +188,13 @@ class H5PYDataset(Dataset):
                 for s in self.provides_sources
                 if len(f[s].dims) > 0 and "shapes" in f[s].dims[0].keys()
             )
+            for s in self.vlen_sources:
+                if f[s].ndim != 1:
+                    raise DataShapeError(
+                        f"HDF5 file {self.path!r}: variable-length source {s!r} has shape "
+                        f"{f[s].shape}; Fuel's layout stores it as one axis of flattened "
+                        "examples (with their shapes as the 'shapes' dimension scale)"
+                    )
             self.axis_labels = {}
             for s in self.provides_sources:
                 dims = f[s].dims
@@ -186,7 +233,7 @@ class H5PYDataset(Dataset):
                         idx = idx[
                             subset
                             if isinstance(subset, slice)
-                            else np.asarray(subset, dtype=np.int64)
+                            else np.sort(np.asarray(subset, dtype=np.int64))
                         ]
                     except IndexError as e:
                         raise DataIndexError(
@@ -215,6 +262,9 @@ class H5PYDataset(Dataset):
 
     # -- handles -------------------------------------------------------------------
     def _file(self) -> h5py.File:
+        external = self.__dict__.get("_external_file_handle")
+        if external is not None and external.id.valid:
+            return external
         if self._handle is None or self._pid != os.getpid():
             self._handle = _open_file(self.path, self.driver)  # never reuse one across a fork
             self._pid = os.getpid()
@@ -237,10 +287,37 @@ class H5PYDataset(Dataset):
             self._handle.close()
         self._handle = None
 
+    @property
+    def _file_handle(self) -> h5py.File:
+        """The open handle (Fuel's attribute): the file given, or this process's own."""
+        if self._external_file_handle is not None:
+            return self._external_file_handle
+        if self._handle is not None and self._pid == os.getpid() and self._handle.id.valid:
+            return self._handle
+        raise DataFileError(
+            f"H5PYDataset({self.path!r}): no open file handle; call open() first"
+        )
+
+    def _out_of_memory_open(self) -> h5py.File:
+        """Open this process's handle (Fuel's method)."""
+        return self._file()
+
+    def _out_of_memory_close(self) -> None:
+        """Close this process's handle (Fuel's method)."""
+        self.close_file()
+
+    @property
+    def data_sources(self) -> tuple | None:
+        """The sources read in memory (``load_in_memory``), else ``None`` (Fuel's attribute)."""
+        if not self.load_in_memory:
+            return None
+        return tuple(self._memory[s] for s in self.sources)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_handle"] = None
         state["_pid"] = None
+        state["_external_file_handle"] = None
         state.pop("_dsets", None)
         return state
 
@@ -278,7 +355,7 @@ class H5PYDataset(Dataset):
                 )
             else:
                 if not self.sort_indices and np.any(np.diff(idx) <= 0):
-                    raise DataIndexError(
+                    raise DataTypeError(
                         f"H5PYDataset({self.path!r}): source {s!r}: sort_indices=False needs "
                         f"increasing requests, found {idx[:8].tolist()}..."
                     )
@@ -310,24 +387,50 @@ class H5PYDataset(Dataset):
             data = out
         return data
 
-    def get_data(self, handle: Any = None, request: Any = None) -> tuple:
-        if self.load_in_memory:
-            out = []
-            for s in self.sources:
-                req = request
-                if isinstance(req, list):
-                    req = np.asarray(req, dtype=np.int64)
-                if not isinstance(req, slice):
-                    r = np.asarray(req)
-                    if r.size and (r.min() < 0 or r.max() >= self.num_examples):
-                        raise DataIndexError(
-                            f"H5PYDataset({self.path!r}): source {s!r} has {self.num_examples} "
-                            f"examples, request asks for index {int(r.max())}"
-                        )
-                out.append(self._memory[s][req])
-            return tuple(out)
-        f = handle if handle is not None else self._file()
+    def _in_memory_get_data(self, state: Any = None, request: Any = None) -> tuple:
+        """Read ``request`` from memory (Fuel's method; ``state`` must be ``None``)."""
+        if state is not None or request is None:
+            raise RequestError(
+                f"H5PYDataset({self.path!r}): an in-memory read takes state None and a request, "
+                f"found state {state!r:.60} and request {request!r:.60}"
+            )
+        return self._memory_read(request)
+
+    def _out_of_memory_get_data(self, state: Any = None, request: Any = None) -> tuple:
+        """Read ``request`` from the file (Fuel's method)."""
+        if not isinstance(request, (int, np.integer, slice, list, np.ndarray)):
+            raise RequestError(
+                f"H5PYDataset({self.path!r}): expected a request that is an index, a list of "
+                f"indices or a slice, found {type(request).__name__}"
+            )
+        f = state if state is not None else self._file()
         return tuple(self._read_file(f, s, request) for s in self.sources)
+
+    def get_data(self, state: Any = None, request: Any = None) -> tuple:
+        if request is None:
+            raise RequestError(
+                f"H5PYDataset({self.path!r}).get_data: expected a request (an index, a list of "
+                "indices or a slice), found None"
+            )
+        if self.load_in_memory:
+            return self._memory_read(request)
+        return self._out_of_memory_get_data(state, request)
+
+    def _memory_read(self, request: Any) -> tuple:
+        out = []
+        for s in self.sources:
+            req = request
+            if isinstance(req, list):
+                req = np.asarray(req, dtype=np.int64)
+            if not isinstance(req, slice):
+                r = np.asarray(req)
+                if r.size and (r.min() < 0 or r.max() >= self.num_examples):
+                    raise DataIndexError(
+                        f"H5PYDataset({self.path!r}): source {s!r} has {self.num_examples} "
+                        f"examples, request asks for index {int(r.max())}"
+                    )
+            out.append(self._memory[s][req])
+        return tuple(out)
 
     def __repr__(self) -> str:
         return f"H5PYDataset({self.path!r}, which_sets={self.which_sets})"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from bricks.errors import SchemeError
 
 __all__ = [
     "BatchScheme",
+    "BatchSizeScheme",
     "ConcatenatedScheme",
     "ConstantScheme",
     "IterationScheme",
@@ -31,6 +33,7 @@ __all__ = [
     "SequentialScheme",
     "ShuffledExampleScheme",
     "ShuffledScheme",
+    "cross_validation",
 ]
 
 
@@ -44,8 +47,8 @@ class IterationScheme:
 
     requests_examples: bool = False
 
-    def get_request_iterator(self, epoch: int = 0) -> Iterator:
-        """Return the requests of epoch ``epoch`` (the same every time)."""
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator:
+        """Return the requests of epoch ``epoch`` (the same every time; ``None``: 0)."""
         raise NotImplementedError
 
     def num_requests(self, epoch: int = 0) -> int | None:
@@ -74,6 +77,53 @@ def _check_batch_size(batch_size: int, name: str) -> int:
     return int(batch_size)
 
 
+class _Shuffling:
+    """Seeded or Fuel-style shuffling of ``self.indices``.
+
+    With ``seed`` (the default), the order of epoch ``e`` is a permutation
+    drawn from ``numpy.random.default_rng([seed, e])``. With ``rng`` (a
+    ``numpy.random.RandomState``, Fuel's argument), a call without an epoch
+    draws the next order from ``rng`` exactly as Fuel did; streams, which
+    ask for epoch ``e``, use a seed drawn once from ``rng`` when they first
+    ask, so their epochs keep the seeded, resumable contract.
+    """
+
+    indices: np.ndarray
+
+    def _init_shuffle(self, seed: int | None, rng: Any) -> None:
+        if rng is not None and not hasattr(rng, "shuffle"):
+            raise SchemeError(
+                f"{type(self).__name__}: rng must be a numpy.random.RandomState (or Generator), "
+                f"found {type(rng).__name__}"
+            )
+        if rng is not None and seed is not None:
+            raise SchemeError(f"{type(self).__name__}: give seed or rng, not both")
+        self._rng = rng
+        self._seed = None if seed is None and rng is not None else int(1 if seed is None else seed)
+
+    @property
+    def rng(self) -> Any:
+        """The ``RandomState`` given, or the generator of epoch 0's order."""
+        if self._rng is not None:
+            return self._rng
+        return np.random.default_rng([self.seed, 0])
+
+    @property
+    def seed(self) -> int:
+        """The seed of the epochs' orders (drawn once from ``rng`` when one was given)."""
+        if self._seed is None:
+            self._seed = int(self._rng.randint(0, 2**31 - 1))
+        return self._seed
+
+    def _order(self, epoch: int | None) -> np.ndarray:
+        if epoch is None and self._rng is not None:
+            order = self.indices.tolist()
+            self._rng.shuffle(order)
+            return np.asarray(order, dtype=np.int64)
+        rng = np.random.default_rng([self.seed, int(epoch or 0)])
+        return rng.permutation(self.indices)
+
+
 class BatchScheme(IterationScheme):
     """Base of schemes that split a list of example indices into batches."""
 
@@ -82,15 +132,15 @@ class BatchScheme(IterationScheme):
         self.indices = _as_indices(examples, name)
         self.batch_size = _check_batch_size(batch_size, name)
 
-    def _order(self, epoch: int) -> np.ndarray:
+    def _order(self, epoch: int | None) -> np.ndarray:
         return self.indices
 
-    def get_request_iterator(self, epoch: int = 0) -> Iterator[list[int]]:
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator[list[int]]:
         order = self._order(epoch)
         bs = self.batch_size
         return (order[i : i + bs].tolist() for i in range(0, len(order), bs))
 
-    def num_requests(self, epoch: int = 0) -> int:
+    def num_requests(self, epoch: int | None = None) -> int:
         return -(-len(self.indices) // self.batch_size)
 
     def __repr__(self) -> str:
@@ -105,7 +155,7 @@ class SequentialScheme(BatchScheme):
     """
 
 
-class ShuffledScheme(BatchScheme):
+class ShuffledScheme(_Shuffling, BatchScheme):
     """Batches of examples in a new random order each epoch.
 
     The order of epoch ``e`` is a permutation drawn from
@@ -115,9 +165,12 @@ class ShuffledScheme(BatchScheme):
     Args:
         examples: number of examples, or the list of example indices.
         batch_size: examples per batch (the last batch may be short).
-        seed: seed of the shuffles.
+        seed: seed of the shuffles (default 1).
         sorted_indices: sort the indices inside each batch (Fuel's option;
             faster HDF5 reads, same batch contents).
+        rng: Fuel's ``numpy.random.RandomState`` instead of ``seed`` (see
+            ``_Shuffling``: direct calls draw from it as Fuel did; stream
+            epochs use a seed drawn once from it).
 
     >>> scheme = ShuffledScheme(6, 3, seed=0)
     >>> sorted(sum(scheme.get_request_iterator(epoch=0), []))
@@ -130,17 +183,15 @@ class ShuffledScheme(BatchScheme):
         self,
         examples: int | Sequence[int],
         batch_size: int,
-        seed: int = 1,
+        seed: int | None = None,
         sorted_indices: bool = False,
+        rng: Any = None,
     ) -> None:
-        super().__init__(examples, batch_size)
-        self.seed = int(seed)
+        BatchScheme.__init__(self, examples, batch_size)
+        self._init_shuffle(seed, rng)
         self.sorted_indices = sorted_indices
 
-    def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, int(epoch)]).permutation(self.indices)
-
-    def get_request_iterator(self, epoch: int = 0) -> Iterator[list[int]]:
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator[list[int]]:
         it = super().get_request_iterator(epoch)
         return (sorted(r) for r in it) if self.sorted_indices else it
 
@@ -157,28 +208,41 @@ class SequentialExampleScheme(IterationScheme):
     def __init__(self, examples: int | Sequence[int]) -> None:
         self.indices = _as_indices(examples, type(self).__name__)
 
-    def _order(self, epoch: int) -> np.ndarray:
+    def _order(self, epoch: int | None) -> np.ndarray:
         return self.indices
 
-    def get_request_iterator(self, epoch: int = 0) -> Iterator[int]:
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator[int]:
         return iter(self._order(epoch).tolist())
 
-    def num_requests(self, epoch: int = 0) -> int:
+    def num_requests(self, epoch: int | None = None) -> int:
         return len(self.indices)
 
 
-class ShuffledExampleScheme(SequentialExampleScheme):
-    """One example index per request, in a new seeded order each epoch."""
+class ShuffledExampleScheme(_Shuffling, SequentialExampleScheme):
+    """One example index per request, in a new seeded order each epoch.
 
-    def __init__(self, examples: int | Sequence[int], seed: int = 1) -> None:
-        super().__init__(examples)
-        self.seed = int(seed)
+    Args:
+        examples: number of examples, or the list of example indices.
+        seed: seed of the shuffles (default 1).
+        rng: Fuel's ``numpy.random.RandomState`` instead of ``seed`` (as in
+            :class:`ShuffledScheme`).
+    """
 
-    def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, int(epoch)]).permutation(self.indices)
+    def __init__(
+        self, examples: int | Sequence[int], seed: int | None = None, rng: Any = None
+    ) -> None:
+        SequentialExampleScheme.__init__(self, examples)
+        self._init_shuffle(seed, rng)
 
 
-class ConstantScheme(IterationScheme):
+class BatchSizeScheme(IterationScheme):
+    """Base of schemes whose requests are batch sizes (``int``), read by
+    :class:`~bricks.data.Batch` and :class:`~bricks.data.Cache` (Fuel's class)."""
+
+    requests_examples = False
+
+
+class ConstantScheme(BatchSizeScheme):
     """Requests the same batch size again and again (for ``Batch``/``Cache``).
 
     With ``num_examples`` the requests add up to exactly that many examples
@@ -201,7 +265,7 @@ class ConstantScheme(IterationScheme):
         self.num_examples = num_examples
         self.times = times
 
-    def get_request_iterator(self, epoch: int = 0) -> Iterator[int]:
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator[int]:
         if self.num_examples is not None:
             d, r = divmod(int(self.num_examples), self.batch_size)
             return iter([self.batch_size] * d + ([r] if r else []))
@@ -209,7 +273,7 @@ class ConstantScheme(IterationScheme):
             return itertools.repeat(self.batch_size, int(self.times))
         return itertools.repeat(self.batch_size)
 
-    def num_requests(self, epoch: int = 0) -> int | None:
+    def num_requests(self, epoch: int | None = None) -> int | None:
         if self.num_examples is not None:
             return -(-int(self.num_examples) // self.batch_size)
         return None if self.times is None else int(self.times)
@@ -235,9 +299,41 @@ class ConcatenatedScheme(IterationScheme):
             )
         self.requests_examples = kinds.pop()
 
-    def get_request_iterator(self, epoch: int = 0) -> Iterator:
+    def get_request_iterator(self, epoch: int | None = None) -> Iterator:
         return itertools.chain.from_iterable(s.get_request_iterator(epoch) for s in self.schemes)
 
-    def num_requests(self, epoch: int = 0) -> int | None:
+    def num_requests(self, epoch: int | None = None) -> int | None:
         counts = [s.num_requests(epoch) for s in self.schemes]
         return None if any(c is None for c in counts) else sum(counts)
+
+
+def cross_validation(
+    scheme_class: type, num_examples: int, num_folds: int, strict: bool = True, **kwargs: Any
+) -> Iterator[tuple]:
+    """Pairs ``(train, valid)`` of schemes for each of ``num_folds`` folds (Fuel's function).
+
+    Fold ``i`` validates on examples ``[n*i//k, n*(i+1)//k)`` and trains on
+    the rest; ``scheme_class`` is called with the list of indices and
+    ``**kwargs`` (e.g. ``batch_size``). With ``strict`` (the default),
+    ``num_examples`` must divide into equal folds; without it each tuple
+    also holds the size of the validation fold.
+
+    >>> [list(v.get_request_iterator()) for _, v in
+    ...  cross_validation(SequentialScheme, 4, 2, batch_size=2)]
+    [[[0, 1]], [[2, 3]]]
+    """
+    if num_folds < 1 or num_examples < num_folds:
+        raise SchemeError(
+            f"cross_validation: expected 1 <= num_folds <= num_examples, found num_folds="
+            f"{num_folds}, num_examples={num_examples}"
+        )
+    if strict and num_examples % num_folds:
+        raise SchemeError(
+            f"cross_validation: {num_examples} examples do not split into {num_folds} folds of "
+            "equal size; give strict=False to allow unequal folds"
+        )
+    for i in range(num_folds):
+        begin, end = num_examples * i // num_folds, num_examples * (i + 1) // num_folds
+        train = scheme_class([*range(begin), *range(end, num_examples)], **kwargs)
+        valid = scheme_class(list(range(begin, end)), **kwargs)
+        yield (train, valid) if strict else (train, valid, end - begin)

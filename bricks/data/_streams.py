@@ -42,18 +42,19 @@ True
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from bricks.errors import IterationStateError, SchemeError
+from bricks.errors import IterationStateError, RequestError, SchemeError, SourceError
 
 from ._datasets import Dataset
 from ._schemes import IterationScheme
 
-__all__ = ["AbstractDataStream", "DataStream", "EpochIterator"]
+__all__ = ["AbstractDataStream", "DataStream", "EpochIterator", "request_iterator"]
 
 STATE_VERSION = 1
 
@@ -125,11 +126,33 @@ class EpochIterator:
         """Stop early and release files and workers."""
         self._inner.close()
 
+    def __reduce__(self) -> tuple:
+        # An epoch iterator pickles as its stream and position (never its files or workers).
+        return (_restore_epoch_iterator, (self.stream, self.get_state(), self._as_dict))
+
     def __del__(self) -> None:
         try:
             self._inner.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+def _restore_epoch_iterator(
+    stream: AbstractDataStream, state: dict, as_dict: bool
+) -> EpochIterator:
+    stream.set_state(state)
+    return stream.get_epoch_iterator(as_dict=as_dict)
+
+
+def request_iterator(scheme: Any, epoch: int) -> Iterator:
+    """The requests of ``epoch`` from ``scheme``; a Fuel scheme whose
+    ``get_request_iterator()`` takes no epoch is called without one."""
+    fn = scheme.get_request_iterator
+    try:
+        takes_epoch = bool(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        takes_epoch = True
+    return iter(fn(epoch) if takes_epoch else fn())
 
 
 def _parse_state(state: Any, stream: AbstractDataStream) -> tuple[int, Any]:
@@ -150,20 +173,71 @@ def _parse_state(state: Any, stream: AbstractDataStream) -> tuple[int, Any]:
 class AbstractDataStream:
     """Base class of streams (``DataStream`` and every transformer).
 
+    Args:
+        iteration_scheme: the requests of each epoch (``None``: the stream
+            reads in order, or its child decides).
+        axis_labels: ``{source: (label, ...)}``.
+
     Attributes:
         sources: names of the arrays in each tuple the stream gives.
-        produces_examples: ``True`` for one example per item, ``False`` for batches.
+        produces_examples: ``True`` for one example per item, ``False`` for
+            batches. Set by the iteration scheme when there is one (setting
+            it then raises); a stream without a scheme must be told.
         axis_labels: ``{source: (label, ...)}`` or ``None``.
     """
 
     sources: tuple[str, ...] = ()
-    produces_examples: bool = False
     axis_labels: dict[str, tuple[str, ...]] | None = None
+    iteration_scheme: Any = None
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        iteration_scheme: Any = None,
+        axis_labels: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> None:
+        self.iteration_scheme = iteration_scheme
+        if axis_labels is not None:
+            self.axis_labels = {
+                k: (None if v is None else (v,) if isinstance(v, str) else tuple(v))
+                for k, v in axis_labels.items()
+            }
         self._next_epoch = 0
         self._resume: Any = None
         self._latest: EpochIterator | None = None
+
+    @property
+    def produces_examples(self) -> bool:
+        scheme = getattr(self, "iteration_scheme", None)
+        if scheme is not None:
+            return bool(scheme.requests_examples)
+        value = self.__dict__.get("_produces_examples")
+        if value is None:
+            value = getattr(type(self), "_class_produces_examples", None)
+        if value is None:
+            raise SchemeError(
+                f"{type(self).__name__}: cannot tell whether it gives examples or batches (it "
+                "has no iteration scheme); set produces_examples to True or False"
+            )
+        return value
+
+    @produces_examples.setter
+    def produces_examples(self, value: bool) -> None:
+        scheme = getattr(self, "iteration_scheme", None)
+        if scheme is not None:
+            raise SchemeError(
+                f"{type(self).__name__}: produces_examples is decided by its iteration scheme "
+                f"{scheme!r} (requests_examples={scheme.requests_examples}); it cannot be set"
+            )
+        self._produces_examples = bool(value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Fuel subclasses may write ``produces_examples = True`` in the class body.
+        super().__init_subclass__(**kwargs)
+        value = cls.__dict__.get("produces_examples")
+        if isinstance(value, bool):
+            cls._class_produces_examples = value
+            del cls.produces_examples
+            cls.produces_examples = AbstractDataStream.produces_examples
 
     # -- to implement ---------------------------------------------------------
     def _open(self, epoch: int, state: Any) -> _Iter:
@@ -210,7 +284,44 @@ class AbstractDataStream:
 
     def reset(self) -> None:
         """Forget all positions: the next epoch iterator is epoch 0 again."""
+        self.close()
         self.set_state({"version": STATE_VERSION, "epoch": 0, "iterator": None})
+
+    def close(self) -> None:
+        """Release the files and workers of the live epoch iterator (Fuel's ``close``)."""
+        if self._latest is not None:
+            self._latest.close()
+
+    def next_epoch(self) -> None:
+        """End the live epoch: the next ``get_epoch_iterator()`` starts the following one."""
+        if self._latest is not None and not self._latest._done:
+            state = self._latest.get_state()
+            self._latest.close()
+            self._latest = None
+            self._next_epoch = state["epoch"] + 1
+
+    def get_data(self, request: Any = None) -> tuple:
+        """The next item of the live epoch iterator (Fuel's pull interface).
+
+        Only a ``DataStream`` takes requests; a transformer computes its
+        items from its child and raises :class:`~bricks.errors.RequestError`
+        when given one.
+        """
+        if request is not None:
+            raise RequestError(
+                f"{type(self).__name__}.get_data: expected no request (a transformer reads its "
+                f"child stream), found {request!r:.80}"
+            )
+        if self._latest is None or self._latest._done:
+            self.get_epoch_iterator()
+        return next(self._latest)
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_live")}
+        if self._latest is not None:
+            state["_resume"] = _parse_state(self.get_state(), self)
+        state["_latest"] = None
+        return state
 
 
 def _state_field(state: Any, key: str, default: Any, where: str) -> Any:
@@ -230,7 +341,7 @@ class _LeafIter(_Iter):
         self.start = int(_state_field(state, "position", 0, "DataStream"))
         self.position = self.start
         ds = stream.dataset
-        self.handle = ds.open()
+        self.handle = stream._open_dataset(epoch)
         self._closed = False
         scheme = stream.iteration_scheme
         if scheme is None:
@@ -241,13 +352,24 @@ class _LeafIter(_Iter):
                 except StopIteration:
                     break
         else:
-            self.requests = itertools.islice(scheme.get_request_iterator(epoch), self.start, None)
+            requests = request_iterator(scheme, epoch)
+            if stream._data_driven:  # skip by reading: the dataset's state moves with it
+                for request in itertools.islice(requests, self.start):
+                    try:
+                        ds.get_data(self.handle, request)
+                    except StopIteration:
+                        break
+                self.requests = requests
+            else:
+                self.requests = itertools.islice(requests, self.start, None)
 
     def next_request(self) -> Any:
         return next(self.requests)
 
     def read(self, request: Any) -> tuple:
-        return self.stream.dataset.get_data(self.handle, request)
+        data = self.stream.dataset.get_data(self.handle, request)
+        index = self.stream._source_index
+        return data if index is None else tuple(data[i] for i in index)
 
     def __next__(self) -> tuple:
         request = next(self.requests)
@@ -265,7 +387,8 @@ class _LeafIter(_Iter):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.stream.dataset.close(self.handle)
+            if not self.stream._data_driven:
+                self.stream.dataset.close(self.handle)
 
 
 class DataStream(AbstractDataStream):
@@ -275,6 +398,13 @@ class DataStream(AbstractDataStream):
         dataset: the dataset to read.
         iteration_scheme: the requests of each epoch; ``None`` for an
             ``IterableDataset`` (one example at a time, in order).
+        axis_labels: ``{source: (label, ...)}`` (default: the dataset's). A
+            stream of examples drops the ``'batch'`` label, as Fuel did.
+
+    A dataset that overrides ``next_epoch`` (data-driven epochs: one file
+    per epoch, ...) keeps one state across epochs: epoch ``e`` is reached
+    by ``e`` calls of ``next_epoch`` after ``open``, and a resumed epoch
+    skips its first requests by reading them.
 
     >>> import numpy as np
     >>> from bricks.data import IndexableDataset, SequentialScheme
@@ -284,29 +414,115 @@ class DataStream(AbstractDataStream):
     [[0, 1], [2, 3], [4]]
     """
 
-    def __init__(self, dataset: Dataset, iteration_scheme: IterationScheme | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        dataset: Dataset,
+        iteration_scheme: IterationScheme | None = None,
+        axis_labels: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> None:
+        if axis_labels is None and getattr(dataset, "axis_labels", None):
+            axis_labels = dict(dataset.axis_labels)
+        super().__init__(iteration_scheme=iteration_scheme, axis_labels=axis_labels)
         self.dataset = dataset
-        self.iteration_scheme = iteration_scheme
-        if iteration_scheme is None and dataset.num_examples is not None:
+        reads_by_request = getattr(dataset, "_reads_by_request", False)
+        if iteration_scheme is None and reads_by_request:
             raise SchemeError(
                 f"DataStream: {type(dataset).__name__} is read by request; give an "
                 "iteration_scheme, e.g. SequentialScheme(dataset.num_examples, batch_size)"
             )
-        self.sources = tuple(dataset.sources)
-        self.produces_examples = iteration_scheme is None or iteration_scheme.requests_examples
-        labels = dataset.axis_labels
-        self.axis_labels = (
-            {k: v for k, v in labels.items() if k in self.sources} if labels else None
-        )
+        if iteration_scheme is None:
+            self.produces_examples = True
+        self._sources = tuple(dataset.sources)
+        self._source_index: list[int] | None = None
+        if self.produces_examples and self.axis_labels:
+            self.axis_labels = {
+                k: (None if v is None else tuple(x for x in v if x != "batch"))
+                for k, v in self.axis_labels.items()
+            }
+        self._data_driven = type(dataset).next_epoch is not Dataset.next_epoch
+        self._dd_state: Any = None
+        self._dd_epoch: int | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self._sources
+
+    @sources.setter
+    def sources(self, value: Sequence[str]) -> None:
+        """Select some of the dataset's sources, or rename all of them, position by position."""
+        value = (value,) if isinstance(value, str) else tuple(value)
+        given = tuple(self.dataset.sources)
+        if all(v in given for v in value):
+            self._source_index = [given.index(v) for v in value]
+        elif len(value) == len(given):
+            self._source_index = None
+        else:
+            raise SourceError(
+                f"DataStream.sources: expected names among the dataset's sources {given} "
+                f"(to select) or {len(given)} new names (to rename), found {value}"
+            )
+        if value != given and self._source_index == list(range(len(given))):
+            self._source_index = None
+        self._sources = value
 
     @classmethod
-    def default_stream(cls, dataset: Dataset, **kwargs: Any) -> DataStream:
-        """Fuel's name for ``DataStream(dataset, **kwargs)``."""
-        return cls(dataset, **kwargs)
+    def default_stream(cls, dataset: Dataset, **kwargs: Any) -> AbstractDataStream:
+        """``DataStream(dataset, **kwargs)`` wrapped in the dataset's ``default_transformers``.
+
+        For :class:`~bricks.data.MNIST` that scales the uint8 pixels to
+        float32 in [0, 1], as Fuel's ``DataStream.default_stream`` did.
+        """
+        stream = cls(dataset, **kwargs)
+        apply = getattr(dataset, "apply_default_transformers", None)
+        return apply(stream) if apply is not None else stream
+
+    def _open_dataset(self, epoch: int) -> Any:
+        ds = self.dataset
+        if not self._data_driven:
+            return ds.open()
+        if self._dd_epoch is None or epoch < self._dd_epoch:
+            if self._dd_epoch is not None:
+                ds.close(self._dd_state)
+            self._dd_state, self._dd_epoch = ds.open(), 0
+        while self._dd_epoch < epoch:
+            self._dd_state = ds.next_epoch(self._dd_state)
+            self._dd_epoch += 1
+        if self._dd_epoch > epoch:  # pragma: no cover - guarded above
+            raise IterationStateError("DataStream: cannot go back in a data-driven dataset")
+        self._dd_epoch = epoch  # the next epoch iterator asks for epoch + 1
+        return self._dd_state
 
     def _open(self, epoch: int, state: Any) -> _LeafIter:
         return _LeafIter(self, epoch, state)
+
+    def get_data(self, request: Any = None) -> tuple:
+        """Read ``request`` from the dataset (Fuel's ``DataStream.get_data``)."""
+        if self._latest is not None and not self._latest._done and request is None:
+            return next(self._latest)
+        state = self.__dict__.get("_live_state")
+        if state is None:
+            state = self._live_state = self.dataset.open()
+        return self.dataset.get_data(state, request)
+
+    def close(self) -> None:
+        super().close()
+        state = self.__dict__.pop("_live_state", None)
+        if state is not None:
+            self.dataset.close(state)
+        if self._data_driven and self._dd_epoch is not None:
+            self.dataset.close(self._dd_state)
+            self._dd_state, self._dd_epoch = None, None
+
+    def reset(self) -> None:
+        super().reset()
+        if self._data_driven and self._dd_epoch is not None:
+            self.dataset.close(self._dd_state)
+            self._dd_state, self._dd_epoch = None, None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_dd_state"], state["_dd_epoch"] = None, None
+        return state
 
 
 def stack_examples(examples: list, source: str = "?") -> np.ndarray:

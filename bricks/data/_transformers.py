@@ -1,97 +1,74 @@
 """Transformers: streams that wrap a stream and change what it gives.
 
-Each transformer is one small class. Its epoch iterator keeps a small state
-so that a run resumes mid-epoch exactly (see :mod:`bricks.data._streams`):
+This module holds the base classes (Fuel's ``Transformer``,
+``SourcewiseTransformer``, ``AgnosticSourcewiseTransformer``,
+``ExpectsAxisLabels``) and the one-in-one-out transformers. Batching,
+buffering and merging transformers are in :mod:`bricks.data._batching`,
+image transformers in :mod:`bricks.data._image`.
+
+Each epoch iterator keeps a small state so that a run resumes mid-epoch
+exactly (see :mod:`bricks.data._streams`):
 
 * one-in-one-out transformers keep the child's state and a count (random
-  transformers draw from ``default_rng([seed, epoch, count])``);
+  transformers draw from ``(seed, epoch, count)``);
 * ``Batch`` and ``Filter`` keep the child's state (they hold no buffer
   between outputs);
 * buffering transformers (``Unpack``, ``Cache``, ``Window``) keep the
   child's state *before* the batches still in their buffer and how much of
   the buffer was used; resuming re-reads those few batches and skips.
+
+A Fuel transformer ports unchanged: subclass :class:`Transformer` and
+define ``transform_example`` / ``transform_batch``, or
+:class:`SourcewiseTransformer` and define ``transform_source_example`` /
+``transform_source_batch``.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
+import logging
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
 import numpy as np
 
-from bricks.errors import BatchStrictnessError, DataShapeError, SchemeError, SourceError
+from bricks.errors import (
+    AxisLabelsError,
+    ConfigurationError,
+    DataShapeError,
+    DataTypeError,
+    SchemeError,
+    SourceError,
+    UnsupportedLayoutError,
+    did_you_mean,
+)
 
 from ._datasets import check_sources
-from ._schemes import ConstantScheme, IterationScheme
 from ._streams import AbstractDataStream, _Iter, _state_field, stack_examples
 
 __all__ = [
-    "Batch",
-    "Cache",
+    "AgnosticSourcewiseTransformer",
     "Cast",
-    "Filter",
+    "ExpectsAxisLabels",
     "FilterSources",
     "Flatten",
+    "ForceFloatX",
     "Mapping",
-    "Merge",
-    "NGrams",
     "Padding",
-    "RandomCrop",
-    "RandomFlip",
     "Rename",
     "ScaleAndShift",
     "SortMapping",
+    "SourcewiseTransformer",
     "TimeMajor",
+    "ToBytes",
     "Transformer",
-    "Unpack",
-    "Window",
-    "bucket_by_length",
 ]
 
-
-class Transformer(AbstractDataStream):
-    """Base class: a stream computed from ``data_stream``.
-
-    Attributes:
-        data_stream: the wrapped (child) stream.
-    """
-
-    def __init__(
-        self, data_stream: AbstractDataStream, produces_examples: bool | None = None
-    ) -> None:
-        super().__init__()
-        if not isinstance(data_stream, AbstractDataStream):
-            raise SourceError(
-                f"{type(self).__name__}: expected a data stream, found {type(data_stream).__name__}"
-            )
-        self.data_stream = data_stream
-        self.sources = tuple(data_stream.sources)
-        self.produces_examples = (
-            data_stream.produces_examples if produces_examples is None else produces_examples
-        )
-        self.axis_labels = data_stream.axis_labels
-
-    def _child(self, epoch: int, state: Any) -> _Iter:
-        return self.data_stream._open(
-            epoch, _state_field(state, "child", None, type(self).__name__)
-        )
-
-    def _which(self, which_sources: Sequence[str] | None) -> tuple[str, ...]:
-        if which_sources is None:
-            return self.sources
-        if isinstance(which_sources, str):
-            which_sources = (which_sources,)
-        return check_sources(which_sources, self.sources, type(self).__name__)
-
-
-# --- one in, one out -----------------------------------------------------------
+logger = logging.getLogger(__name__)
 
 
 class _MapIter(_Iter):
-    def __init__(self, t: _Elementwise, epoch: int, state: Any) -> None:
+    def __init__(self, t: Transformer, epoch: int, state: Any) -> None:
         self.t = t
         self.epoch = epoch
         self.child = t._child(epoch, state)
@@ -110,43 +87,203 @@ class _MapIter(_Iter):
         self.child.close()
 
 
-class _Elementwise(Transformer):
-    """A transformer that maps each item to one item."""
+class Transformer(AbstractDataStream):
+    """Base class: a stream computed item by item from ``data_stream``.
+
+    Args:
+        data_stream: the wrapped (child) stream.
+        produces_examples: whether this stream gives examples (default: as
+            the child).
+        axis_labels: the labels of the output (default: the child's).
+        iteration_scheme: for transformers that draw requests (``Batch``).
+
+    Subclasses define :meth:`transform_example` and/or
+    :meth:`transform_batch` (Fuel's interface); a transformer that turns
+    batches into examples or back defines its own epoch iterator.
+
+    Attributes:
+        data_stream: the wrapped (child) stream.
+    """
+
+    def __init__(
+        self,
+        data_stream: AbstractDataStream,
+        produces_examples: bool | None = None,
+        axis_labels: MappingABC[str, Sequence[str] | None] | None = None,
+        iteration_scheme: Any = None,
+    ) -> None:
+        if not isinstance(data_stream, AbstractDataStream):
+            raise SourceError(
+                f"{type(self).__name__}: expected a data stream, found {type(data_stream).__name__}"
+            )
+        if axis_labels is None:
+            axis_labels = data_stream.axis_labels
+        super().__init__(iteration_scheme=iteration_scheme, axis_labels=axis_labels)
+        self.data_stream = data_stream
+        self.sources = tuple(data_stream.sources)
+        if iteration_scheme is None:
+            self.produces_examples = (
+                data_stream.produces_examples if produces_examples is None else produces_examples
+            )
+
+    # -- Fuel's interface ---------------------------------------------------------
+    def transform_example(self, example: tuple) -> tuple:
+        """Transform one example (a tuple ordered as the child's ``sources``)."""
+        raise UnsupportedLayoutError(
+            f"{type(self).__name__} does not implement transform_example"
+        )
+
+    def transform_batch(self, batch: tuple) -> tuple:
+        """Transform one batch (a tuple ordered as the child's ``sources``)."""
+        raise UnsupportedLayoutError(f"{type(self).__name__} does not implement transform_batch")
 
     def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        raise NotImplementedError
+        """Item ``count`` of epoch ``epoch``; the default calls Fuel's methods."""
+        if self.produces_examples != self.data_stream.produces_examples:
+            kind = "examples" if self.produces_examples else "batches"
+            child = "examples" if self.data_stream.produces_examples else "batches"
+            raise UnsupportedLayoutError(
+                f"{type(self).__name__} gives {kind} from a stream of {child}; a transformer "
+                "that changes one into the other must define its own iteration (see Batch, "
+                "Unpack)"
+            )
+        if self.produces_examples:
+            return self.transform_example(data)
+        return self.transform_batch(data)
 
+    # -- plumbing ---------------------------------------------------------------------
     def _open(self, epoch: int, state: Any) -> _Iter:
         return _MapIter(self, epoch, state)
 
-
-class _Sourcewise(_Elementwise):
-    """Applies ``transform_source(array, name)`` to some sources."""
-
-    def __init__(
-        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None
-    ) -> None:
-        super().__init__(data_stream)
-        self.which_sources = self._which(which_sources)
-
-    def transform_source(self, array: Any, name: str) -> Any:
-        raise NotImplementedError
-
-    def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        return tuple(
-            self.transform_source(x, s) if s in self.which_sources else x
-            for s, x in zip(self.sources, data, strict=True)
+    def _child(self, epoch: int, state: Any) -> _Iter:
+        return self.data_stream._open(
+            epoch, _state_field(state, "child", None, type(self).__name__)
         )
 
+    def _which(self, which_sources: Sequence[str] | None) -> tuple[str, ...]:
+        if which_sources is None:
+            return self.sources
+        if isinstance(which_sources, str):
+            which_sources = (which_sources,)
+        return check_sources(which_sources, self.sources, type(self).__name__)
 
-class Mapping(_Elementwise):
-    """Apply a function to each item (a tuple ordered as ``sources``).
+    def close(self) -> None:
+        super().close()
+        self.data_stream.close()
+
+    def reset(self) -> None:
+        super().reset()
+        self.data_stream.reset()
+
+    def next_epoch(self) -> None:
+        super().next_epoch()
+        self.data_stream.next_epoch()
+
+
+class SourcewiseTransformer(Transformer):
+    """Applies the same transformation to some sources, one by one (Fuel's class).
+
+    Subclasses define ``transform_source_example(example, source_name)`` and
+    ``transform_source_batch(batch, source_name)``.
 
     Args:
         data_stream: the child stream.
-        mapping: ``f(data_tuple) -> tuple``. With ``add_sources`` the result
-            holds only the new sources, appended after the old ones.
+        produces_examples: whether this stream gives examples (default: as the child).
+        which_sources: the sources to transform (default: all).
+        axis_labels: the labels of the output (default: the child's).
+    """
+
+    def __init__(
+        self,
+        data_stream: AbstractDataStream,
+        produces_examples: bool | None = None,
+        which_sources: Sequence[str] | None = None,
+        axis_labels: MappingABC[str, Sequence[str] | None] | None = None,
+    ) -> None:
+        super().__init__(data_stream, produces_examples, axis_labels=axis_labels)
+        self.which_sources = self._which(which_sources)
+
+    def transform_source_example(self, source_example: Any, source_name: str) -> Any:
+        """Transform one example of source ``source_name``."""
+        raise UnsupportedLayoutError(
+            f"{type(self).__name__} does not implement transform_source_example"
+        )
+
+    def transform_source_batch(self, source_batch: Any, source_name: str) -> Any:
+        """Transform one batch of source ``source_name``."""
+        raise UnsupportedLayoutError(
+            f"{type(self).__name__} does not implement transform_source_batch"
+        )
+
+    def _apply(self, data: tuple, fn: Callable[[Any, str], Any]) -> tuple:
+        return tuple(
+            fn(x, s) if s in self.which_sources else x
+            for s, x in zip(self.data_stream.sources, data, strict=True)
+        )
+
+    def transform_example(self, example: tuple) -> tuple:
+        return self._apply(example, self.transform_source_example)
+
+    def transform_batch(self, batch: tuple) -> tuple:
+        return self._apply(batch, self.transform_source_batch)
+
+
+class AgnosticSourcewiseTransformer(SourcewiseTransformer):
+    """A sourcewise transformer that treats examples and batches alike.
+
+    Subclasses define ``transform_any_source(source_data, source_name)``.
+    """
+
+    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
+        """Transform an example or a batch of source ``source_name``."""
+        raise UnsupportedLayoutError(
+            f"{type(self).__name__} does not implement transform_any_source"
+        )
+
+    def transform_source_example(self, source_example: Any, source_name: str) -> Any:
+        return self.transform_any_source(source_example, source_name)
+
+    def transform_source_batch(self, source_batch: Any, source_name: str) -> Any:
+        return self.transform_any_source(source_batch, source_name)
+
+
+class ExpectsAxisLabels:
+    """Mixin of transformers that check the axis labels of what they read (Fuel's class)."""
+
+    def verify_axis_labels(
+        self, expected: Sequence[str], actual: Sequence[str] | None, source_name: str
+    ) -> None:
+        """Raise :class:`~bricks.errors.AxisLabelsError` if ``actual`` differs from
+        ``expected``; log a warning (once) when the labels are unknown."""
+        if actual is None:
+            if not getattr(self, "_warned_axis_labels", False):
+                logger.warning(
+                    "%s: source %r has no axis labels; assuming %s",
+                    type(self).__name__,
+                    source_name,
+                    tuple(expected),
+                )
+                self._warned_axis_labels = True
+            return
+        if tuple(actual) != tuple(expected):
+            raise AxisLabelsError(
+                f"{type(self).__name__}: source {source_name!r} has axis labels "
+                f"{tuple(actual)}, expected {tuple(expected)}"
+            )
+
+
+class Mapping(Transformer):
+    """Apply a function to each item.
+
+    Args:
+        data_stream: the child stream.
+        mapping: ``f(data) -> data``; ``data`` is a tuple ordered as
+            ``sources`` (``mapping_accepts=list``) or a ``{source: value}``
+            dict (``mapping_accepts=dict``), and so is the result. With
+            ``add_sources`` the result holds only the new sources, appended
+            after the old ones.
         add_sources: names of the sources ``mapping`` adds.
+        mapping_accepts: ``list`` (the default; tuples) or ``dict``.
 
     >>> import numpy as np
     >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
@@ -160,22 +297,44 @@ class Mapping(_Elementwise):
     def __init__(
         self,
         data_stream: AbstractDataStream,
-        mapping: Callable[[tuple], Sequence],
+        mapping: Callable[[Any], Any],
         add_sources: Sequence[str] | None = None,
+        mapping_accepts: type = list,
     ) -> None:
         super().__init__(data_stream)
+        if mapping_accepts not in (list, tuple, dict):
+            raise ConfigurationError(
+                f"Mapping: mapping_accepts must be list or dict, found {mapping_accepts!r}"
+            )
         self.mapping = mapping
+        self.mapping_accepts = mapping_accepts
+        if isinstance(add_sources, str):
+            add_sources = (add_sources,)
         self.add_sources = tuple(add_sources) if add_sources else None
         if self.add_sources:
+            clash = set(self.add_sources) & set(self.sources)
+            if clash:
+                raise SourceError(f"Mapping: add_sources {sorted(clash)} are already sources")
             self.sources = self.sources + self.add_sources
 
     def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        out = tuple(self.mapping(data))
-        expected = len(self.add_sources) if self.add_sources else len(self.sources)
-        if len(out) != expected:
+        child = self.data_stream.sources
+        new = self.add_sources or child
+        if self.mapping_accepts is dict:
+            result = self.mapping(dict(zip(child, data, strict=True)))
+            if not isinstance(result, MappingABC) or set(result) != set(new):
+                found = sorted(result) if isinstance(result, MappingABC) else type(result).__name__
+                raise DataShapeError(
+                    f"Mapping: {self.mapping!r} returned {found}, expected a dict with the "
+                    f"sources {new}"
+                )
+            out = tuple(result[s] for s in new)
+        else:
+            out = tuple(self.mapping(data))
+        if len(out) != len(new):
             raise DataShapeError(
-                f"Mapping: {self.mapping!r} returned {len(out)} values, expected {expected} "
-                f"(for sources {self.add_sources or self.sources})"
+                f"Mapping: {self.mapping!r} returned {len(out)} values, expected {len(new)} "
+                f"(for sources {new})"
             )
         return data + out if self.add_sources else out
 
@@ -186,6 +345,8 @@ class SortMapping:
     Args:
         key: ``f(example_tuple) -> sortable``, e.g. ``lambda ex: len(ex[0])``.
         reverse: sort in decreasing order.
+
+    A source given as a list stays a list; an array stays an array.
 
     >>> import numpy as np
     >>> SortMapping(lambda ex: ex[0])((np.array([3, 1, 2]),))
@@ -198,23 +359,45 @@ class SortMapping:
 
     def __call__(self, batch: tuple) -> tuple:
         examples = sorted(zip(*batch, strict=True), key=self.key, reverse=self.reverse)
-        return tuple(stack_examples(list(col)) for col in zip(*examples, strict=True))
+        columns = list(zip(*examples, strict=True)) if examples else [[] for _ in batch]
+        return tuple(
+            list(col) if isinstance(orig, list) else stack_examples(list(col))
+            for col, orig in zip(columns, batch, strict=True)
+        )
 
 
-class Flatten(_Sourcewise):
-    """Flatten each example of some sources to one axis (batches become 2-D)."""
+def _relabel(
+    labels: dict | None, which: Sequence[str], fn: Callable[[tuple], tuple]
+) -> dict | None:
+    if not labels:
+        return labels
+    return {k: (fn(v) if k in which and v is not None else v) for k, v in labels.items()}
+
+
+class Flatten(SourcewiseTransformer):
+    """Flatten each example of some sources to one axis (batches become 2-D).
+
+    Axis labels become ``('batch', 'feature')`` (``('feature',)`` for examples).
+    """
 
     def __init__(
         self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
     ) -> None:
-        super().__init__(data_stream, which_sources)
+        super().__init__(data_stream, which_sources=which_sources)
+        batch = () if self.produces_examples else ("batch",)
+        self.axis_labels = _relabel(
+            self.axis_labels, self.which_sources, lambda v: (*batch, "feature")
+        )
 
-    def transform_source(self, array: Any, name: str) -> Any:
-        a = np.asarray(array)
-        return a.reshape(-1) if self.produces_examples else a.reshape(len(a), -1)
+    def transform_source_example(self, source_example: Any, source_name: str) -> Any:
+        return np.asarray(source_example).reshape(-1)
+
+    def transform_source_batch(self, source_batch: Any, source_name: str) -> Any:
+        a = np.asarray(source_batch)
+        return a.reshape(len(a), -1)
 
 
-class ScaleAndShift(_Sourcewise):
+class ScaleAndShift(AgnosticSourcewiseTransformer):
     """``x * scale + shift`` on some sources; floats keep their dtype, ints become float32."""
 
     def __init__(
@@ -224,16 +407,16 @@ class ScaleAndShift(_Sourcewise):
         shift: float,
         which_sources: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(data_stream, which_sources)
+        super().__init__(data_stream, which_sources=which_sources)
         self.scale, self.shift = scale, shift
 
-    def transform_source(self, array: Any, name: str) -> Any:
-        a = np.asarray(array)
+    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
+        a = np.asarray(source_data)
         dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float32)
         return (a * self.scale + self.shift).astype(dtype, copy=False)
 
 
-class Cast(_Sourcewise):
+class Cast(AgnosticSourcewiseTransformer):
     """Cast some sources to ``dtype``."""
 
     def __init__(
@@ -242,22 +425,66 @@ class Cast(_Sourcewise):
         dtype: Any,
         which_sources: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(data_stream, which_sources)
+        super().__init__(data_stream, which_sources=which_sources)
         self.dtype = np.dtype(dtype)
 
-    def transform_source(self, array: Any, name: str) -> Any:
-        return np.asarray(array).astype(self.dtype, copy=False)
+    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
+        return np.asarray(source_data).astype(self.dtype, copy=False)
 
 
-class Rename(_Elementwise):
-    """Rename sources: ``Rename(stream, {"features": "x"})``."""
+class ForceFloatX(AgnosticSourcewiseTransformer):
+    """Cast floating-point sources to float32 (bricks' floatX); others pass unchanged."""
 
-    def __init__(self, data_stream: AbstractDataStream, names: MappingABC[str, str]) -> None:
+    def __init__(
+        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(data_stream, which_sources=which_sources)
+
+    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
+        a = np.asarray(source_data)
+        return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else source_data
+
+
+class Rename(Transformer):
+    """Rename sources: ``Rename(stream, {"features": "x"})``.
+
+    Args:
+        data_stream: the child stream.
+        names: ``{old: new}``.
+        on_non_existent: what to do with an ``old`` name the stream does not
+            have: ``'raise'`` (the default), ``'warn'`` or ``'ignore'``.
+    """
+
+    def __init__(
+        self,
+        data_stream: AbstractDataStream,
+        names: MappingABC[str, str],
+        on_non_existent: str = "raise",
+    ) -> None:
         super().__init__(data_stream)
-        check_sources(names, self.sources, "Rename")
-        self.sources = tuple(names.get(s, s) for s in self.sources)
-        if len(set(self.sources)) != len(self.sources):
-            raise SourceError(f"Rename: renaming gives duplicate sources {self.sources}")
+        if on_non_existent not in ("raise", "warn", "ignore"):
+            raise ConfigurationError(
+                f"Rename: on_non_existent must be 'raise', 'warn' or 'ignore', found "
+                f"{on_non_existent!r}"
+            )
+        missing = [k for k in names if k not in self.sources]
+        for k in missing:
+            msg = (
+                f"Rename: the stream has no source {k!r}{did_you_mean(k, self.sources)}; "
+                f"its sources are {self.sources}"
+            )
+            if on_non_existent == "raise":
+                raise SourceError(msg)
+            if on_non_existent == "warn":
+                logger.warning(msg)
+        names = {k: v for k, v in names.items() if k in self.sources}
+        renamed = tuple(names.get(s, s) for s in self.sources)
+        if len(set(renamed)) != len(renamed):
+            raise SourceError(
+                f"Rename: renaming {self.sources} with {names} gives duplicate sources {renamed}"
+            )
+        self.sources = renamed
+        self.names = names
         if self.axis_labels:
             self.axis_labels = {names.get(k, k): v for k, v in self.axis_labels.items()}
 
@@ -265,22 +492,24 @@ class Rename(_Elementwise):
         return data
 
 
-class FilterSources(_Elementwise):
-    """Keep only some sources, in the given order."""
+class FilterSources(Transformer):
+    """Keep only some sources; they stay in the stream's order (as in Fuel)."""
 
     def __init__(self, data_stream: AbstractDataStream, sources: Sequence[str]) -> None:
         super().__init__(data_stream)
-        self._index = [
-            data_stream.sources.index(s)
-            for s in check_sources(sources, data_stream.sources, "FilterSources")
-        ]
-        self.sources = tuple(sources)
+        if isinstance(sources, str):
+            sources = (sources,)
+        keep = set(check_sources(sources, data_stream.sources, "FilterSources"))
+        self._index = [i for i, s in enumerate(data_stream.sources) if s in keep]
+        self.sources = tuple(data_stream.sources[i] for i in self._index)
+        if self.axis_labels:
+            self.axis_labels = {k: v for k, v in self.axis_labels.items() if k in keep}
 
     def transform(self, data: tuple, epoch: int, count: int) -> tuple:
         return tuple(data[i] for i in self._index)
 
 
-class TimeMajor(_Sourcewise):
+class TimeMajor(AgnosticSourcewiseTransformer):
     """Swap the batch and time axes: ``(batch, time, ...)`` → ``(time, batch, ...)``.
 
     Recurrent bricks scan over time-major sequences with ``(time, batch)``
@@ -290,16 +519,38 @@ class TimeMajor(_Sourcewise):
     def __init__(
         self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
     ) -> None:
-        super().__init__(data_stream, which_sources)
+        super().__init__(data_stream, which_sources=which_sources)
         if self.produces_examples:
             raise SchemeError("TimeMajor: expected a stream of batches, found one of examples")
 
-    def transform_source(self, array: Any, name: str) -> Any:
-        a = np.asarray(array)
+    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
+        a = np.asarray(source_data)
         return np.ascontiguousarray(np.swapaxes(a, 0, 1)) if a.ndim >= 2 else a
 
 
-class Padding(_Elementwise):
+class ToBytes(SourcewiseTransformer):
+    """Turn uint8 arrays into ``bytes`` (a list of them for a batch), as Fuel's ``ToBytes``.
+
+    The axis labels become ``('bytes',)`` (``('batch', 'bytes')`` for batches).
+    """
+
+    def __init__(
+        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(data_stream, which_sources=which_sources)
+        labels = dict(self.axis_labels or {})
+        for s in self.which_sources:
+            labels[s] = ("bytes",) if self.produces_examples else ("batch", "bytes")
+        self.axis_labels = labels
+
+    def transform_source_example(self, source_example: Any, source_name: str) -> bytes:
+        return np.ascontiguousarray(source_example).tobytes()
+
+    def transform_source_batch(self, source_batch: Any, source_name: str) -> list[bytes]:
+        return [self.transform_source_example(x, source_name) for x in source_batch]
+
+
+class Padding(Transformer):
     """Pad variable-length sequences of a batch and add ``<source>_mask`` sources.
 
     Each listed source (default: all) becomes a ``(batch, max_len, ...)``
@@ -320,20 +571,24 @@ class Padding(_Elementwise):
         mask_sources: Sequence[str] | None = None,
         mask_dtype: Any = "float32",
     ) -> None:
-        super().__init__(data_stream)
         if data_stream.produces_examples:
             raise SchemeError(
                 "Padding: expected a stream of batches, found one of examples; "
                 "wrap it in Batch first"
             )
+        super().__init__(data_stream)
         self.mask_sources = self._which(mask_sources)
         self.mask_dtype = np.dtype(mask_dtype)
         sources = []
+        labels = dict(self.axis_labels) if self.axis_labels else None
         for s in data_stream.sources:
             sources.append(s)
             if s in self.mask_sources:
                 sources.append(s + "_mask")
+                if labels is not None:
+                    labels[s + "_mask"] = ("batch", "time")
         self.sources = tuple(sources)
+        self.axis_labels = labels
 
     def transform(self, data: tuple, epoch: int, count: int) -> tuple:
         out = []
@@ -362,508 +617,7 @@ class Padding(_Elementwise):
         return tuple(out)
 
 
-def _rng(seed: int, epoch: int, count: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(epoch), int(count)])
-
-
-class RandomFlip(_Sourcewise):
-    """Flip each example along ``axis`` (of the example) with ``probability``.
-
-    The draws of batch ``k`` of epoch ``e`` come from
-    ``default_rng([seed, e, k])``: reproducible and resumable.
-
-    Args:
-        data_stream: stream of images, e.g. ``(batch, channel, height, width)``.
-        which_sources: sources to flip (default ``("features",)``).
-        axis: axis of one example to flip (``-1``: horizontal for CHW).
-        probability: chance of flipping each example.
-        seed: seed of the draws.
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        which_sources: Sequence[str] = ("features",),
-        axis: int = -1,
-        probability: float = 0.5,
-        seed: int = 1,
-    ) -> None:
-        super().__init__(data_stream, which_sources)
-        self.axis, self.probability, self.seed = axis, probability, seed
-
-    def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        rng = _rng(self.seed, epoch, count)
-        n = 1 if self.produces_examples else len(data[0])
-        flips = rng.random(n) < self.probability
-        out = []
-        for s, x in zip(self.sources, data, strict=True):
-            if s not in self.which_sources:
-                out.append(x)
-                continue
-            x = np.array(x, copy=True)
-            if self.produces_examples:
-                out.append(np.flip(x, self.axis) if flips[0] else x)
-                continue
-            ax = self.axis if self.axis < 0 else self.axis + 1
-            x[flips] = np.flip(x[flips], ax)
-            out.append(x)
-        return tuple(out)
-
-
-class RandomCrop(_Sourcewise):
-    """Crop a random ``window_shape`` window from the last axes of each example.
-
-    Args:
-        data_stream: stream of images ``(batch, channel, height, width)``.
-        window_shape: ``(height, width)`` of the crops.
-        which_sources: sources to crop (default ``("features",)``).
-        padding: zeros added on each side of the last two axes first (CIFAR's 4).
-        seed: seed of the draws (``default_rng([seed, epoch, count])``).
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        window_shape: tuple[int, int],
-        which_sources: Sequence[str] = ("features",),
-        padding: int = 0,
-        seed: int = 1,
-    ) -> None:
-        super().__init__(data_stream, which_sources)
-        self.window_shape = tuple(int(w) for w in window_shape)
-        self.padding, self.seed = int(padding), seed
-
-    def _crop(self, x: np.ndarray, rng: np.random.Generator, name: str) -> np.ndarray:
-        p = self.padding
-        if p:
-            x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
-        h, w = x.shape[-2:]
-        wh, ww = self.window_shape
-        if wh > h or ww > w:
-            raise DataShapeError(
-                f"RandomCrop: source {name!r} has images of {h}x{w} (after padding {p}), "
-                f"smaller than the window {wh}x{ww}"
-            )
-        i = int(rng.integers(0, h - wh + 1))
-        j = int(rng.integers(0, w - ww + 1))
-        return x[..., i : i + wh, j : j + ww]
-
-    def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        rng = _rng(self.seed, epoch, count)
-        out = []
-        for s, x in zip(self.sources, data, strict=True):
-            if s not in self.which_sources:
-                out.append(x)
-            elif self.produces_examples:
-                out.append(self._crop(np.asarray(x), rng, s))
-            else:
-                out.append(np.stack([self._crop(np.asarray(e), rng, s) for e in x]))
-        return tuple(out)
-
-
-# --- filters, batches, merges -------------------------------------------------
-
-
-class _FilterIter(_Iter):
-    def __init__(self, t: Filter, epoch: int, state: Any) -> None:
-        self.t, self.child = t, t._child(epoch, state)
-
-    def __next__(self) -> tuple:
-        while True:
-            data = next(self.child)
-            if self.t.predicate(data):
-                return data
-
-    def state(self) -> dict:
-        return {"child": self.child.state()}
-
-    def close(self) -> None:
-        self.child.close()
-
-
-class Filter(Transformer):
-    """Keep only the items for which ``predicate(data_tuple)`` is true."""
-
-    def __init__(self, data_stream: AbstractDataStream, predicate: Callable[[tuple], bool]) -> None:
-        super().__init__(data_stream)
-        self.predicate = predicate
-
-    def _open(self, epoch: int, state: Any) -> _Iter:
-        return _FilterIter(self, epoch, state)
-
-
-class _BatchIter(_Iter):
-    def __init__(self, t: Batch, epoch: int, state: Any) -> None:
-        self.t = t
-        self.child = t._child(epoch, state)
-        self.count = int(_state_field(state, "count", 0, "Batch"))
-        self.requests = itertools.islice(
-            t.iteration_scheme.get_request_iterator(epoch), self.count, None
-        )
-        self.exhausted = False
-
-    def __next__(self) -> tuple:
-        if self.exhausted:
-            raise StopIteration
-        size = next(self.requests)
-        examples = []
-        for _ in range(size):
-            try:
-                examples.append(next(self.child))
-            except StopIteration:
-                self.exhausted = True
-                break
-        if not examples:
-            raise StopIteration
-        if len(examples) < size:
-            if self.t.strictness == 1:
-                raise StopIteration
-            if self.t.strictness == 2:
-                raise BatchStrictnessError(
-                    f"Batch(strictness=2): the last batch of the epoch has {len(examples)} "
-                    f"examples, expected {size}; use strictness=0 to keep it or 1 to drop it"
-                )
-        self.count += 1
-        return tuple(
-            stack_examples([e[i] for e in examples], s) for i, s in enumerate(self.t.sources)
-        )
-
-    def state(self) -> dict:
-        return {"count": self.count, "child": self.child.state()}
-
-    def close(self) -> None:
-        self.child.close()
-
-
-class Batch(Transformer):
-    """Group examples into batches of the sizes an iteration scheme requests.
-
-    Args:
-        data_stream: a stream of examples.
-        iteration_scheme: gives batch sizes, e.g. ``ConstantScheme(32)``.
-        strictness: what to do with an incomplete last batch: 0 keep it,
-            1 drop it, 2 raise :class:`~bricks.errors.BatchStrictnessError`.
-
-    Same-shape examples are stacked; ragged ones give an object array (see
-    :class:`Padding`).
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IndexableDataset, SequentialExampleScheme
-    >>> s = DataStream(IndexableDataset({"x": np.arange(5)}),
-    ...                iteration_scheme=SequentialExampleScheme(5))
-    >>> [b[0].tolist() for b in Batch(s, ConstantScheme(2)).get_epoch_iterator()]
-    [[0, 1], [2, 3], [4]]
-    >>> [b[0].tolist() for b in Batch(s, ConstantScheme(2), strictness=1).get_epoch_iterator()]
-    [[0, 1], [2, 3]]
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        iteration_scheme: IterationScheme,
-        strictness: int = 0,
-    ) -> None:
-        super().__init__(data_stream, produces_examples=False)
-        if not data_stream.produces_examples:
-            raise SchemeError(
-                "Batch: expected a stream of examples, found one of batches "
-                "(use Unpack first, or Cache to re-batch)"
-            )
-        if strictness not in (0, 1, 2):
-            raise SchemeError(f"Batch: strictness must be 0, 1 or 2, found {strictness!r}")
-        self.iteration_scheme = iteration_scheme
-        self.strictness = strictness
-
-    def _open(self, epoch: int, state: Any) -> _Iter:
-        return _BatchIter(self, epoch, state)
-
-
-class _MergeIter(_Iter):
-    def __init__(self, t: Merge, epoch: int, state: Any) -> None:
-        states = _state_field(state, "children", [None] * len(t.streams), "Merge")
-        self.children = [s._open(epoch, st) for s, st in zip(t.streams, states, strict=True)]
-
-    def __next__(self) -> tuple:
-        parts = [next(c) for c in self.children]
-        return tuple(itertools.chain.from_iterable(parts))
-
-    def state(self) -> dict:
-        return {"children": [c.state() for c in self.children]}
-
-    def close(self) -> None:
-        for c in self.children:
-            c.close()
-
-
-class Merge(AbstractDataStream):
-    """Zip several streams into one; the epoch ends with the shortest.
-
-    Args:
-        data_streams: the streams, read in step.
-        sources: names of all the sources, in order (default: the children's).
-    """
-
-    def __init__(
-        self, data_streams: Sequence[AbstractDataStream], sources: Sequence[str] | None = None
-    ) -> None:
-        super().__init__()
-        self.streams = list(data_streams)
-        all_sources = tuple(itertools.chain.from_iterable(s.sources for s in self.streams))
-        self.sources = tuple(sources) if sources is not None else all_sources
-        if len(self.sources) != len(all_sources) or len(set(self.sources)) != len(self.sources):
-            raise SourceError(
-                f"Merge: expected {len(all_sources)} distinct source names for {all_sources}, "
-                f"found {self.sources}"
-            )
-        kinds = {s.produces_examples for s in self.streams}
-        if len(kinds) != 1:
-            raise SchemeError("Merge: expected streams all of examples or all of batches")
-        self.produces_examples = kinds.pop()
-
-    def _open(self, epoch: int, state: Any) -> _Iter:
-        return _MergeIter(self, epoch, state)
-
-
-# --- buffering transformers ----------------------------------------------------
-
-
-class _ExpandIter(_Iter):
-    """Reads one child item at a time and expands it into a list of outputs."""
-
-    def __init__(self, t: _Expanding, epoch: int, state: Any) -> None:
-        self.t = t
-        self.child = t._child(epoch, state)
-        self.snap: Any = None
-        self.buffer: list = []
-        self.offset = 0
-        skip = int(_state_field(state, "offset", 0, type(t).__name__))
-        if skip:
-            self._refill()
-            self.offset = skip
-
-    def _refill(self) -> None:
-        self.snap = self.child.state()
-        self.buffer = self.t.expand(next(self.child))
-        self.offset = 0
-
-    def __next__(self) -> tuple:
-        while self.offset >= len(self.buffer):
-            self._refill()
-        out = self.buffer[self.offset]
-        self.offset += 1
-        return out
-
-    def state(self) -> dict:
-        if self.offset >= len(self.buffer):
-            return {"offset": 0, "child": self.child.state()}
-        return {"offset": self.offset, "child": self.snap}
-
-    def close(self) -> None:
-        self.child.close()
-
-
-class _Expanding(Transformer):
-    def expand(self, data: tuple) -> list[tuple]:
-        raise NotImplementedError
-
-    def _open(self, epoch: int, state: Any) -> _Iter:
-        return _ExpandIter(self, epoch, state)
-
-
-class Unpack(_Expanding):
-    """Turn a stream of batches into a stream of their examples."""
-
-    def __init__(self, data_stream: AbstractDataStream) -> None:
-        super().__init__(data_stream, produces_examples=True)
-        if data_stream.produces_examples:
-            raise SchemeError("Unpack: expected a stream of batches, found one of examples")
-
-    def expand(self, data: tuple) -> list[tuple]:
-        return list(zip(*data, strict=True))
-
-
-class Window(_Expanding):
-    """Source and target windows slid over each sequence (for language models).
-
-    From each sequence ``x`` of ``which_source`` it gives pairs
-    ``(x[i : i + source_window], x[i + offset : i + offset + target_window])``
-    for ``i = 0, step, 2 * step, ...`` while both fit, with ``step = 1`` when
-    ``overlapping`` and ``source_window`` otherwise. An RNN language model
-    uses ``source_window == target_window`` and ``offset=1``.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IterableDataset
-    >>> s = DataStream(IterableDataset({"text": [np.arange(7)]}))
-    >>> [(a.tolist(), b.tolist()) for a, b in
-    ...  Window(s, source_window=3, target_window=3, offset=1).get_epoch_iterator()]
-    [([0, 1, 2], [1, 2, 3]), ([3, 4, 5], [4, 5, 6])]
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        source_window: int,
-        target_window: int,
-        offset: int,
-        overlapping: bool = False,
-        which_source: str | None = None,
-        target_source: str = "targets",
-    ) -> None:
-        super().__init__(data_stream, produces_examples=True)
-        if not data_stream.produces_examples:
-            raise SchemeError("Window: expected a stream of sequences (examples), found batches")
-        self.which_source = which_source or data_stream.sources[0]
-        check_sources([self.which_source], data_stream.sources, "Window")
-        self._index = data_stream.sources.index(self.which_source)
-        self.source_window, self.target_window = int(source_window), int(target_window)
-        self.offset, self.overlapping = int(offset), overlapping
-        self.sources = (self.which_source, target_source)
-
-    def expand(self, data: tuple) -> list[tuple]:
-        x = np.asarray(data[self._index])
-        step = 1 if self.overlapping else self.source_window
-        end = max(self.source_window, self.offset + self.target_window)
-        return [
-            (
-                x[i : i + self.source_window],
-                x[i + self.offset : i + self.offset + self.target_window],
-            )
-            for i in range(0, len(x) - end + 1, step)
-        ]
-
-
-class NGrams(Window):
-    """``(n previous tokens, next token)`` pairs for n-gram language models.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IterableDataset
-    >>> s = DataStream(IterableDataset({"text": [np.array([5, 6, 7, 8])]}))
-    >>> [(a.tolist(), int(b)) for a, b in NGrams(s, 2).get_epoch_iterator()]
-    [([5, 6], 7), ([6, 7], 8)]
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        ngram_order: int,
-        which_source: str | None = None,
-        target_source: str = "targets",
-    ) -> None:
-        super().__init__(
-            data_stream, ngram_order, 1, ngram_order, True, which_source, target_source
-        )
-
-    def expand(self, data: tuple) -> list[tuple]:
-        return [(a, b[0]) for a, b in super().expand(data)]
-
-
-class _CacheIter(_Iter):
-    def __init__(self, t: Cache, epoch: int, state: Any) -> None:
-        self.t = t
-        self.child = t._child(epoch, state)
-        self.count = int(_state_field(state, "count", 0, "Cache"))
-        self.requests = itertools.islice(
-            t.iteration_scheme.get_request_iterator(epoch), self.count, None
-        )
-        self.cache: list[list] = [[] for _ in t.sources]
-        self.batches: deque = deque()  # (child state before the batch, batch length)
-        self.offset = 0  # examples of batches[0] already given
-        self.exhausted = False
-        for _ in range(int(_state_field(state, "batches", 0, "Cache"))):
-            self._fill()
-        drop = int(_state_field(state, "offset", 0, "Cache"))
-        self.cache = [c[drop:] for c in self.cache]
-        self.offset = drop
-
-    def _fill(self) -> None:
-        snap = self.child.state()
-        try:
-            data = next(self.child)
-        except StopIteration:
-            self.exhausted = True
-            return
-        self.batches.append((snap, len(data[0])))
-        for c, d in zip(self.cache, data, strict=True):
-            c.extend(list(d))
-
-    def __next__(self) -> tuple:
-        request = next(self.requests)
-        if request > len(self.cache[0]) and not self.exhausted:
-            self._fill()
-        if not self.cache[0]:
-            raise StopIteration
-        out = tuple(
-            stack_examples(c[:request], s) for c, s in zip(self.cache, self.t.sources, strict=True)
-        )
-        self.cache = [c[request:] for c in self.cache]
-        self.offset += min(request, len(out[0]))
-        while self.batches and self.offset >= self.batches[0][1]:
-            self.offset -= self.batches.popleft()[1]
-        self.count += 1
-        return out
-
-    def state(self) -> dict:
-        if not self.batches:
-            return {"count": self.count, "batches": 0, "offset": 0, "child": self.child.state()}
-        return {
-            "count": self.count,
-            "batches": len(self.batches),
-            "offset": self.offset,
-            "child": self.batches[0][0],
-        }
-
-    def close(self) -> None:
-        self.child.close()
-
-
-class Cache(Transformer):
-    """Re-batch a stream of batches to the sizes a scheme requests (Fuel's ``Cache``).
-
-    When a request asks for more examples than the cache holds, one batch of
-    the child is appended to the cache; the request then takes what it can.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
-    >>> s = DataStream(IndexableDataset({"x": np.arange(10)}),
-    ...                iteration_scheme=SequentialScheme(10, 5))
-    >>> [len(b[0]) for b in Cache(s, ConstantScheme(3)).get_epoch_iterator()]
-    [3, 3, 3, 1]
-    """
-
-    def __init__(self, data_stream: AbstractDataStream, iteration_scheme: IterationScheme) -> None:
-        super().__init__(data_stream, produces_examples=False)
-        if data_stream.produces_examples:
-            raise SchemeError("Cache: expected a stream of batches, found one of examples")
-        self.iteration_scheme = iteration_scheme
-
-    def _open(self, epoch: int, state: Any) -> _Iter:
-        return _CacheIter(self, epoch, state)
-
-
-def bucket_by_length(
-    data_stream: AbstractDataStream,
-    batch_size: int,
-    key_source: str | None = None,
-    sort_batches: int = 10,
-    strictness: int = 0,
-) -> AbstractDataStream:
-    """Batches of sequences of similar length (less padding).
-
-    Reads ``batch_size * sort_batches`` examples, sorts them by the length of
-    ``key_source`` (``SortMapping``), and batches them again. Resumable like
-    any composition.
-
-    Args:
-        data_stream: a stream of examples (e.g. sentences).
-        batch_size: size of the output batches.
-        key_source: the source whose length sorts (default: the first).
-        sort_batches: how many batches are sorted together.
-        strictness: as in :class:`Batch`.
-    """
-    key_source = key_source or data_stream.sources[0]
-    k = data_stream.sources.index(
-        check_sources([key_source], data_stream.sources, "bucket_by_length")[0]
-    )
-    large = Batch(data_stream, ConstantScheme(batch_size * sort_batches))
-    ordered = Mapping(large, SortMapping(lambda ex: len(ex[k])))
-    return Batch(Unpack(ordered), ConstantScheme(batch_size), strictness=strictness)
+def _check_bytes(example: Any, where: str) -> bytes:
+    if not isinstance(example, bytes):
+        raise DataTypeError(f"{where}: expected a bytes object, found {type(example).__name__}")
+    return example

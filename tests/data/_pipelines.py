@@ -85,7 +85,7 @@ def build(name: str, workdir: str | None = None, prefetch: str | None = None):
         )
     elif name == "hdf5_flip":
         path = f"{workdir}/resume.hdf5"
-        ds = H5PYDataset(path, "train")
+        ds = H5PYDataset(path, ("train",))
         s = RandomFlip(DataStream(ds, iteration_scheme=ShuffledScheme(N, 4, seed=3)), seed=5)
     else:
         raise KeyError(name)

@@ -73,13 +73,13 @@ def test_download_and_convert_mnist(served, tmp_path):
     paths = download("mnist", dest, base_url=url, checksums=md5s(root))
     assert sorted(p.name for p in paths) == sorted(p.name for p in root.iterdir())
     out = convert("mnist", dest)
-    train = H5PYDataset(out, "train")
+    train = H5PYDataset(out, ("train",))
     assert train.sources == ("features", "targets") and train.num_examples == 6
     assert train.axis_labels["features"] == ("batch", "channel", "height", "width")
     f, t = train.get_data(None, [0, 5])
     np.testing.assert_array_equal(f[:, 0], arrays["train"][0][[0, 5]])
     assert t[:, 0].tolist() == arrays["train"][1][[0, 5]].tolist()
-    test = H5PYDataset(out, "test")
+    test = H5PYDataset(out, ("test",))
     np.testing.assert_array_equal(test.get_data(None, [2])[0][0, 0], arrays["t10k"][0][2])
 
 
@@ -131,7 +131,7 @@ def test_convert_cifar10(tmp_path):
     batches = [cifar_batch(2, i) for i in range(6)]
     write_cifar(tmp_path, batches)
     out = convert("cifar10", tmp_path, tmp_path / "c.hdf5")
-    train, test = H5PYDataset(out, "train"), H5PYDataset(out, "test")
+    train, test = H5PYDataset(out, ("train",)), H5PYDataset(out, ("test",))
     assert train.num_examples == 10 and test.num_examples == 2
     f, t = train.get_data(None, [3])
     np.testing.assert_array_equal(f[0], batches[1][b"data"][1].reshape(3, 32, 32))
@@ -193,7 +193,7 @@ def test_text_corpus_and_cli(served, tmp_path):
     assert "MD5 found" in r.stdout
     r = run([sys.executable, "-m", "bricks.data", "convert", "text", "-d", str(dest)])
     assert r.returncode == 0, r.stderr
-    ds = H5PYDataset(dest / "text.hdf5", "train")
+    ds = H5PYDataset(dest / "text.hdf5", ("train",))
     assert ds.num_examples == 2 and ds.axis_labels["features"] == ("batch", "time")
     r = run([sys.executable, "-m", "bricks.data", "convert", "mnist", "-d", str(dest)])
     assert r.returncode == 1 and "download" in r.stderr and "Traceback" not in r.stderr

@@ -73,14 +73,14 @@ def test_reads_fuel_layout(tmp_path):
     np.testing.assert_array_equal(s[0], seqs[5])
     assert ds.get_data(None, 2)[1].shape == (2, 3)
     # the test split does not provide seqs; index-ref splits work
-    assert H5PYDataset(path, "test").sources == ("features", "targets")
-    odd = H5PYDataset(path, "odd", sources=("targets",))
+    assert H5PYDataset(path, ("test",)).sources == ("features", "targets")
+    odd = H5PYDataset(path, ("odd",), sources=("targets",))
     assert odd.get_data(None, slice(None))[0][:, 0].tolist() == [1, 3, 5, 7, 9]
-    sub = H5PYDataset(path, "train", subset=slice(2, 5), sources=("targets",))
+    sub = H5PYDataset(path, ("train",), subset=slice(2, 5), sources=("targets",))
     assert sub.num_examples == 3 and sub.get_data(None, [0, 2])[0][:, 0].tolist() == [2, 4]
     both = H5PYDataset(path, ("train", "test"), sources=("targets",))
     assert both.num_examples == 10
-    mem = H5PYDataset(path, "train", load_in_memory=True)
+    mem = H5PYDataset(path, ("train",), load_in_memory=True)
     for a, b in zip(mem.get_data(None, [7, 0]), ds.get_data(None, [7, 0]), strict=True):
         if a.dtype == object:
             assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
@@ -108,22 +108,22 @@ def test_writer_round_trip_and_shuffled_stream(tmp_path):
             "available",
             "comment",
         }
-    ds = H5PYDataset(path, "train")
+    ds = H5PYDataset(path, ("train",))
     assert ds.axis_labels == {"x": ("batch", "feature"), "y": ("batch",)}
     stream = DataStream(ds, iteration_scheme=ShuffledScheme(40, 7, seed=1))
     for bx, by in stream.get_epoch_iterator():
         np.testing.assert_array_equal(bx, x[by])
-    assert H5PYDataset(path, "valid").get_data(None, [0])[1].tolist() == [40]
+    assert H5PYDataset(path, ("valid",)).get_data(None, [0])[1].tolist() == [40]
 
 
 def test_unknown_split_and_source(tmp_path):
     path = str(tmp_path / "w.hdf5")
     write_hdf5(path, {"features": np.zeros((4, 2))}, splits={"train": (0, 4)})
     with pytest.raises(SourceError, match="did you mean 'train'"):
-        H5PYDataset(path, "trian")
+        H5PYDataset(path, ("trian",))
     with pytest.raises(SourceError, match="did you mean 'features'"):
-        H5PYDataset(path, "train", sources=("feature",))
-    ds = H5PYDataset(path, "train")
+        H5PYDataset(path, ("train",), sources=("feature",))
+    ds = H5PYDataset(path, ("train",))
     with pytest.raises(DataIndexError, match=r"'features'.*4 examples.*index 9"):
         ds.get_data(None, [1, 9])
 
@@ -134,7 +134,7 @@ def test_truncated_and_foreign_files_name_the_file(tmp_path):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(DataFileError, match="t.hdf5"):
-        H5PYDataset(str(path), "train")
+        H5PYDataset(str(path), ("train",))
     garbage = tmp_path / "g.hdf5"
     garbage.write_bytes(b"not an hdf5 file" * 100)
     with pytest.raises(DataFileError, match="g.hdf5"):
@@ -156,6 +156,6 @@ def test_corrupt_data_chunk_raises_python_error(tmp_path):
     raw[mid : mid + 2000] = b"\xff" * 2000  # inside the compressed chunks
     path.write_bytes(bytes(raw))
     with pytest.raises(DataFileError, match="c.hdf5"):
-        ds = H5PYDataset(str(path), "train")
+        ds = H5PYDataset(str(path), ("train",))
         for i in range(0, 1000, 50):
             ds.get_data(None, list(range(i, i + 50)))

@@ -65,7 +65,7 @@ def test_process_workers_read_in_parallel_processes():
 def test_hdf5_handle_is_per_process(workdir):
     from bricks.data import H5PYDataset
 
-    ds = H5PYDataset(os.path.join(workdir, "resume.hdf5"), "train")
+    ds = H5PYDataset(os.path.join(workdir, "resume.hdf5"), ("train",))
     ds.get_data(ds.open(), [0])  # the parent holds an open handle
     s = Prefetch(
         DataStream(ds, iteration_scheme=SequentialScheme(23, 5)), workers=2, processes=True
