@@ -29,8 +29,16 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 # --- core: bricks, lifecycle, parameters ------------------------------------
 
 
-class ConfigurationError(BricksError, AttributeError):
-    """A brick lacks a configuration attribute it needs (e.g. ``input_dim``)."""
+class ConfigurationError(BricksError, AttributeError, ValueError):
+    """A brick lacks a configuration attribute it needs (e.g. ``input_dim``).
+
+    Also a ``ValueError``, as Blocks raised one for missing configuration
+    and unknown dimensions, so ``except ValueError`` in ported code works.
+    """
+
+
+class LazyArgumentError(BricksError, ValueError):
+    """A lazy constructor argument (``@lazy``) was given twice or is unknown."""
 
 
 class ConfigurationConflict(BricksError, ValueError):
@@ -79,9 +87,14 @@ class RecurrentError(BricksError, ValueError):
     that is not an output, sequences of different lengths, a bad mask ...)."""
 
 
-class InitialStateError(RecurrentError):
+class InitialStateError(RecurrentError, KeyError):
     """A state of a recurrent application has no initial value: none was passed
-    and the brick's ``initial_states`` application does not produce it."""
+    and the brick's ``initial_states`` application does not produce it.
+
+    Also a ``KeyError``, as Blocks raised for a state it could not find."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 # --- sequence generators -----------------------------------------------------
@@ -104,8 +117,11 @@ class DataError(BricksError):
     """Base class of the errors raised by :mod:`bricks.data`."""
 
 
-class SourceError(DataError, KeyError):
-    """An unknown source name, or streams whose sources do not match."""
+class SourceError(DataError, KeyError, ValueError):
+    """An unknown source name, or streams whose sources do not match.
+
+    Also a ``ValueError``: Fuel raised ``KeyError`` (``Rename``) or
+    ``ValueError`` (datasets, ``FilterSources``, ``Merge``) for these."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
@@ -113,6 +129,25 @@ class SourceError(DataError, KeyError):
 
 class DataShapeError(DataError, ValueError):
     """A source holds data of another shape or dtype than expected."""
+
+
+class RequestError(DataError, ValueError):
+    """A request (or dataset state) that does not fit what is read: a request
+    given to a transformer, ``None`` given to an indexable dataset."""
+
+
+class DataTypeError(DataError, TypeError):
+    """Data of the wrong Python type (bytes expected, unsorted indices for an
+    HDF5 read without ``sort_indices``)."""
+
+
+class AxisLabelsError(DataError, ValueError):
+    """A source's axis labels are not those a transformer expects."""
+
+
+class UnsupportedLayoutError(DataError, NotImplementedError):
+    """Data of a layout a transformer does not handle (e.g. an image of 4 axes),
+    or a transformer asked to turn batches into examples without saying how."""
 
 
 class DataIndexError(DataError, IndexError):
@@ -158,16 +193,36 @@ class AlgorithmError(BricksError, ValueError):
     """A training algorithm was set up or fed wrongly (unknown source, no parameters, ...)."""
 
 
+class CostShapeError(AlgorithmError, TypeError):
+    """The cost given to training or monitoring is not a scalar (e.g. per-example
+    costs of shape ``(batch,)`` where their ``.mean()`` was meant)."""
+
+
 class NonFiniteCostError(BricksError, FloatingPointError):
     """The cost (or a step) became NaN or infinite while training without RemoveNotFinite."""
+
+
+class TooManySkippedStepsError(NonFiniteCostError):
+    """RemoveNotFinite skipped ``max_consecutive`` non-finite steps in a row."""
 
 
 class MainLoopError(BricksError, RuntimeError):
     """The main loop was run, resumed or restored wrongly."""
 
 
+class MissingAttributeError(BricksError, AttributeError):
+    """An attribute that does not exist here was asked for (``MainLoop.model``
+    without a model, ``Checkpoint(save_separately=[...])`` naming something
+    the main loop lacks)."""
+
+
 class ExtensionError(BricksError, ValueError):
     """An extension was configured wrongly (unknown condition, missing record, ...)."""
+
+
+class RecordNameError(ExtensionError):
+    """Two monitored quantities would write the same log record, so one would
+    silently replace the other; the message names both."""
 
 
 class LogError(BricksError, ValueError):

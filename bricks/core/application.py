@@ -21,9 +21,11 @@ delegation, and annotates its inputs and outputs at trace time so that a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from bricks.core.roles import INPUT, OUTPUT, VariableRole
@@ -35,6 +37,33 @@ __all__ = ["application", "Application", "BoundApplication"]
 
 class ApplicationError(BricksError, ValueError):
     """An application returned something other than what it declared."""
+
+
+#: Attributes an application declares; they may be set at run time, on the
+#: class (``Linear.apply.inputs = [...]``, every brick) or on one brick
+#: (``brick.apply.inputs = [...]``), as in Blocks.
+DECLARATIONS = ("inputs", "outputs", "sequences", "states", "contexts")
+
+_CALL_STACK: contextvars.ContextVar[tuple[tuple[Any, str], ...]] = contextvars.ContextVar(
+    "bricks_application_calls", default=()
+)
+
+
+def current_application(brick: Any) -> str | None:
+    """Name of the application of ``brick`` being run (innermost), or ``None``."""
+    for caller, name in reversed(_CALL_STACK.get()):
+        if caller is brick:
+            return name
+    return None
+
+
+@contextlib.contextmanager
+def _calling(brick: Any, name: str) -> Iterator[None]:
+    token = _CALL_STACK.set((*_CALL_STACK.get(), (brick, name)))
+    try:
+        yield
+    finally:
+        _CALL_STACK.reset(token)
 
 
 def _is_array(x: Any) -> bool:
@@ -51,6 +80,7 @@ class Application:
         inputs: Sequence[str] | None = None,
         outputs: Sequence[str] | None = None,
         roles: Sequence[VariableRole] = (),
+        **declarations: Sequence[str],
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -64,14 +94,60 @@ class Application:
         self.roles = tuple(roles)
         self._properties: dict[str, Callable[[Any], Any]] = {}
         self._delegate: Callable[[Any], Any] | None = None
+        self.owner: type | None = None
+        for kind, names in declarations.items():
+            if kind not in DECLARATIONS:
+                raise ApplicationError(
+                    f"application {self.name!r}: unknown declaration {kind}=; an application "
+                    f"declares {list(DECLARATIONS)}"
+                )
+            self._static[kind] = list(names)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.owner = owner
 
     def __get__(self, brick: Any, owner: type | None = None) -> Any:
         if brick is None:
             return self
         return BoundApplication(self, brick)
+
+    def __reduce__(self) -> Any:
+        """Pickle by reference (``Linear.apply`` unpickles to itself)."""
+        if self.owner is None:
+            raise TypeError(f"application {self.name!r} is not defined on a class")
+        return getattr, (self.owner, self.name)
+
+    def __call__(self, brick: Any, *args: Any, **kwargs: Any) -> Any:
+        """``Linear.apply(linear, x)``: call the application of ``brick``."""
+        return self.__get__(brick)(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_") or "_static" not in self.__dict__:
+            raise AttributeError(attribute)
+        if attribute in self._static:
+            return self._static[attribute]
+        raise AttributeError(
+            f"application {self.name!r} declares no {attribute!r} on the class; read it from a "
+            f"brick (brick.{self.name}.{attribute})"
+        )
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        if "_properties" in self.__dict__ and attribute in self._properties:
+            raise AttributeError(
+                f"{attribute!r} of application {self.name!r} is computed by a property; it "
+                "cannot be set"
+            )
+        if attribute in DECLARATIONS and "_static" in self.__dict__:
+            self._static[attribute] = list(value)
+            return
+        object.__setattr__(self, attribute, value)
+
+    def __delattr__(self, attribute: str) -> None:
+        if attribute in DECLARATIONS and attribute in self.__dict__.get("_static", {}):
+            del self._static[attribute]
+            return
+        object.__delattr__(self, attribute)
 
     def property(self, attribute: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
         """Compute ``attribute`` (e.g. ``"inputs"``) from the brick at access time."""
@@ -97,8 +173,13 @@ class BoundApplication:
     """An application bound to a brick: call it, or read its declarations."""
 
     def __init__(self, application: Application, brick: Any) -> None:
-        self.application = application
-        self.brick = brick
+        object.__setattr__(self, "application", application)
+        object.__setattr__(self, "brick", brick)
+
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        """Set a declaration (``inputs``, ``outputs`` ...) for this brick only."""
+        overrides = self.brick.__dict__.setdefault("_application_overrides", {})
+        overrides[(self.application.name, attribute)] = value
 
     @property
     def name(self) -> str:
@@ -119,6 +200,9 @@ class BoundApplication:
 
     def _lookup(self, attribute: str) -> Any:
         app = self.application
+        overrides = self.brick.__dict__.get("_application_overrides", {})
+        if (app.name, attribute) in overrides:
+            return overrides[(app.name, attribute)]
         if attribute in app._properties:
             return app._properties[attribute](self.brick)
         if attribute in app._static:
@@ -144,6 +228,16 @@ class BoundApplication:
             raise AttributeError(attribute)
         return self._lookup(attribute)
 
+    def _declares_outputs(self) -> bool:
+        app = self.application
+        overrides = self.brick.__dict__.get("_application_overrides", {})
+        return (
+            (app.name, "outputs") in overrides
+            or "outputs" in app._properties
+            or "outputs" in app._static
+            or app._delegate is not None
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         brick = self.brick
         if not brick.allocated:
@@ -151,23 +245,44 @@ class BoundApplication:
         rec = current_frame().recorder
         app = self.application
         if rec is None:
-            return app.fn(brick, *args, **kwargs)
+            with _calling(brick, self.name):
+                return app.fn(brick, *args, **kwargs)
 
         rec.register_brick(brick)
-        inputs = set(self.inputs)
         try:
             bound = app.signature.bind(brick, *args, **kwargs)
         except TypeError as exc:
             raise ApplicationError(f"{brick.path}.{self.name}: {exc}") from None
+        # every array argument is an input, as in Blocks: named ones by their
+        # name, ``*args`` entries as ``args_0``..., ``**kwargs`` entries by key
         for name, value in list(bound.arguments.items()):
-            if name in inputs and _is_array(value):
+            kind = app.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                bound.arguments[name] = tuple(
+                    annotate(v, f"{name}_{i}", (INPUT,), brick=brick, application=self.name)
+                    if _is_array(v)
+                    else v
+                    for i, v in enumerate(value)
+                )
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = {
+                    k: annotate(v, k, (INPUT,), brick=brick, application=self.name)
+                    if _is_array(v)
+                    else v
+                    for k, v in value.items()
+                }
+            elif _is_array(value):
                 bound.arguments[name] = annotate(
                     value, name, (INPUT,), brick=brick, application=self.name
                 )
-        result = app.fn(*bound.args, **bound.kwargs)
+        with _calling(brick, self.name):
+            result = app.fn(*bound.args, **bound.kwargs)
 
         names = self.outputs
         roles = (OUTPUT, *app.roles)
+        if isinstance(result, (tuple, list)) and not self._declares_outputs():
+            # undeclared outputs are named as Blocks named them
+            names = ["output"] if len(result) == 1 else [f"output_{i}" for i in range(len(result))]
         if isinstance(result, (tuple, list)):
             if len(result) != len(names):
                 raise ApplicationError(
@@ -190,6 +305,7 @@ def application(
     inputs: Sequence[str] | None = None,
     outputs: Sequence[str] | None = None,
     roles: Sequence[VariableRole] = (),
+    **declarations: Sequence[str],
 ) -> Any:
     """Declare a brick method an application (usable bare or with arguments).
 
@@ -198,7 +314,11 @@ def application(
         inputs: input names; by default the method's required arguments.
         outputs: output names; by default ``["output"]``.
         roles: extra roles for the outputs besides ``OUTPUT`` (e.g. ``COST``).
+        **declarations: ``sequences``, ``states`` or ``contexts`` of an
+            application that wraps a recurrent one (Blocks'
+            ``@application(contexts=["attended"])``); the others are taken
+            from its delegate.
     """
     if fn is not None:
-        return Application(fn, inputs=inputs, outputs=outputs, roles=roles)
-    return lambda f: Application(f, inputs=inputs, outputs=outputs, roles=roles)
+        return Application(fn, inputs=inputs, outputs=outputs, roles=roles, **declarations)
+    return lambda f: Application(f, inputs=inputs, outputs=outputs, roles=roles, **declarations)

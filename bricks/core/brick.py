@@ -587,7 +587,12 @@ class Brick:
         from bricks.core.application import current_application
 
         return annotate(
-            value, name, (AUXILIARY, *roles), brick=self, application=current_application(self)
+            value,
+            name,
+            (AUXILIARY, *roles),
+            brick=self,
+            application=current_application(self),
+            base=f"{self.path}.{name}",
         )
 
 

@@ -20,8 +20,10 @@ class Sequence(Brick):
     """Applies a list of applications one after the other.
 
     Args:
-        application_methods: bound applications (``brick.apply``); their
-            bricks become this brick's children.
+        application_methods: bound applications (``brick.apply``) or bricks
+            (standing for their ``apply``); their bricks become this brick's
+            children. Unnamed bricks of one class are numbered in order
+            (``linear_0``, ``linear_1``).
 
     >>> import jax.numpy as jnp
     >>> from bricks.core import Tanh, Identity
@@ -30,7 +32,11 @@ class Sequence(Brick):
     (['input_'], ['output'])
     """
 
-    def __init__(self, application_methods: Seq[BoundApplication], **kwargs: Any) -> None:
+    def __init__(self, application_methods: Seq[BoundApplication | Brick], **kwargs: Any) -> None:
+        # a brick stands for its ``apply``, as in Blocks
+        application_methods = [
+            app.apply if isinstance(app, Brick) else app for app in application_methods
+        ]
         bricks = []
         for app in application_methods:
             if app.brick not in bricks:
@@ -94,7 +100,11 @@ class MLP(Initializable):
         prototype: Brick | None = None,
         **kwargs: Any,
     ) -> None:
-        self.activations = list(activations)
+        # an activation may be a brick or one of its applications (``Tanh().apply``)
+        self._activation_apps = [
+            a if isinstance(a, BoundApplication) or a is None else a.apply for a in activations
+        ]
+        self.activations = [a.brick if isinstance(a, BoundApplication) else a for a in activations]
         # as in Blocks: each layer is a copy of the prototype, named after its class
         self.prototype = Linear() if prototype is None else prototype
         if not isinstance(self.prototype, Brick):
@@ -134,10 +144,10 @@ class MLP(Initializable):
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
         out = input_
-        for lin, act in zip(self.linear_transformations, self.activations, strict=True):
+        for lin, act in zip(self.linear_transformations, self._activation_apps, strict=True):
             out = lin.apply(out)
             if act is not None:
-                out = act.apply(out)
+                out = act(out)
         return out
 
     def get_dim(self, name: str) -> int:

@@ -293,8 +293,11 @@ def annotate(
     *,
     brick: Any = None,
     application: str | None = None,
+    base: str | None = None,
 ) -> Any:
     """Tag ``value`` so a computation graph can find, monitor and replace it.
+
+    ``base`` overrides the tag's stem (default ``"<brick path>.<application>.<name>"``).
 
     Outside a graph trace this returns ``value`` unchanged, so annotating
     costs nothing in eager code. Users call it to name quantities of their
@@ -303,7 +306,9 @@ def annotate(
     rec = current_frame().recorder
     if rec is None:
         return value
-    if brick is not None:
+    if base is not None:
+        pass
+    elif brick is not None:
         base = f"{brick.path}.{application}.{name}" if application else f"{brick.path}.{name}"
     else:
         base = name

@@ -381,13 +381,19 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
 
     @application
     def initial_states(self, batch_size: int, *args: Any, **kwargs: Any) -> tuple[jax.Array, ...]:
-        """The transition's initial states and zero glimpses."""
+        """The transition's initial states and zero glimpses.
+
+        As in Blocks, every argument (``attended``, ``attended_mask``, the
+        sequences and contexts of the call) is passed on to the transition's
+        ``initial_states``, so an initial state may depend on the attended
+        sequence (``GRUInitialState`` of Blocks' machine translation example).
+        """
         attended = kwargs.get(ATTENDED)
         if attended is None:
             raise AttentionError(
                 f"{self.path}.initial_states needs {ATTENDED}=... to shape the initial glimpses"
             )
-        states = self.transition.initial_states(batch_size)
+        states = self.transition.initial_states(batch_size, *args, **kwargs)
         states = tuple(states) if isinstance(states, (tuple, list)) else (states,)
         glimpses = self.attention.initial_glimpses(batch_size, attended)
         glimpses = tuple(glimpses) if isinstance(glimpses, (tuple, list)) else (glimpses,)

@@ -131,15 +131,26 @@ class BeamSearch:
                 from axis 1 of the first, time-major context).
             params: parameter values (default: the generator's own).
             **contexts: e.g. ``attended`` ``(time, batch, dim)`` and
-                ``attended_mask`` ``(time, batch)``.
+                ``attended_mask`` ``(time, batch)``, and optionally initial
+                states of the generator's transition, batch first
+                (``states`` ``(batch, dim)``); each is repeated for the beams.
         """
         contexts = {k: jnp.asarray(v) for k, v in contexts.items() if v is not None}
+        axes = {n: self._batch_axis(n, v) for n, v in contexts.items()}
         if batch_size is None:
             if not contexts:
                 raise SequenceGeneratorError(
                     "BeamSearch.search got no contexts, so it needs batch_size=..."
                 )
-            batch_size = int(next(iter(contexts.values())).shape[1])
+            first = next(iter(contexts))
+            batch_size = int(contexts[first].shape[axes[first]])
+        for n, v in contexts.items():
+            if v.shape[axes[n]] != batch_size:
+                raise SequenceGeneratorError(
+                    f"BeamSearch.search: {n!r} has shape {tuple(v.shape)}, whose batch axis "
+                    f"{axes[n]} should be {batch_size} (the batch size); states are "
+                    "(batch, ...), other contexts time-major (time, batch, ...)"
+                )
         if params is None:
             params = self.generator.get_parameter_values()
         signature = (int(max_length), int(eos), int(batch_size))
@@ -151,13 +162,19 @@ class BeamSearch:
             self._compiled[signature] = fn
         return fn(params, contexts)
 
+    def _batch_axis(self, name: str, value: jax.Array) -> int:
+        """Axis of ``value`` that holds the batch: 0 for states, 1 for time-major contexts."""
+        if name in self.generator.state_names or value.ndim < 2:
+            return 0
+        return 1
+
     def _search(
         self, max_length: int, eos: int, batch_size: int, contexts: dict[str, Any]
     ) -> BeamSearchResult:
         gen, k = self.generator, self.beam_size
         rows = batch_size * k
         # row b * k + j is beam j of batch element b; contexts are time-major
-        tiled = {n: _repeat(v, k, axis=1 if v.ndim >= 2 else 0) for n, v in contexts.items()}
+        tiled = {n: _repeat(v, k, axis=self._batch_axis(n, v)) for n, v in contexts.items()}
         states, step_contexts, previous = gen.prepare(rows, **tiled)
         costs = jnp.where(jnp.arange(k)[None] == 0, 0.0, jnp.inf) * jnp.ones((batch_size, 1))
         finished = jnp.zeros((batch_size, k), bool)
