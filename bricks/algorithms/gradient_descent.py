@@ -22,7 +22,6 @@ per batch: monitored values are fetched only when an extension reports.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -35,12 +34,22 @@ import numpy as np
 import optax
 
 from bricks.algorithms.function_graph import FunctionGraph
+from bricks.algorithms.live import LiveParameters, StateSnapshot, device_copy
+from bricks.algorithms.non_finite import (
+    FlagReader,
+    SkipPolicy,
+    collect_non_finite,
+    flags_of,
+    initial_counters,
+    settle,
+)
 from bricks.algorithms.rules import RemoveNotFinite, Scale, l2_norm
 from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
 from bricks.algorithms.updates import as_update_pairs, call_update, function_inputs
 from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
-from bricks.errors import AlgorithmError, NonFiniteCostError, StepRuleError, did_you_mean
+from bricks.core.values import bind_values, unbind_values
+from bricks.errors import AlgorithmError, StepRuleError, did_you_mean
 
 __all__ = ["GradientDescent", "StateSnapshot"]
 
@@ -61,48 +70,6 @@ def _zeros_maker(size: int) -> Callable[[], jax.Array]:
 
 def _quantity(name: str) -> Variable:
     return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
-
-
-@functools.cache
-def _copier() -> Callable[[list[jax.Array]], list[jax.Array]]:
-    # a compiled copy makes fresh device buffers that no donating step
-    # touches (an identity would be forwarded, i.e. alias its inputs)
-    return jax.jit(lambda leaves: [leaf.copy() for leaf in leaves])
-
-
-def _device_copy(tree: Any) -> Any:
-    """A copy of a pytree of device arrays, queued on the device; other leaves deep-copied."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
-    copies = _copier()([leaves[i] for i in where]) if where else []
-    out = [leaf if isinstance(leaf, jax.Array) else copy.deepcopy(leaf) for leaf in leaves]
-    for i, leaf in zip(where, copies, strict=True):
-        out[i] = leaf
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-class StateSnapshot:
-    """A :class:`GradientDescent`'s training state at one moment (see ``snapshot``).
-
-    Holds device copies that later steps do not touch; :meth:`get_state`
-    moves them to the host. Safe to call from another thread while training
-    goes on: it first waits for the copies with the GIL released (reading a
-    not-yet-computed GPU buffer straight away would hold the GIL until the
-    queued steps are done, stalling the training thread), then reads them.
-    """
-
-    def __init__(self, algorithm: GradientDescent, tree: Any) -> None:
-        self._algorithm = algorithm
-        self._tree = tree
-        self._base_key = algorithm._base_key  # replaced, never donated: no copy needed
-
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(json, arrays)`` as :meth:`GradientDescent.get_state` at the snapshot."""
-        tree, self._tree = self._tree, None  # the device copies go with this call
-        if tree is None:
-            raise AlgorithmError("StateSnapshot.get_state() can be called only once")
-        jax.block_until_ready(tree)  # waits with the GIL released
-        return self._algorithm._host_payload(jax.device_get(tree), self._base_key)
 
 
 class GradientDescent:
@@ -194,7 +161,11 @@ class GradientDescent:
                 f"step_rule must be a StepRule or an optax transform, got {self.step_rule!r}"
             )
         self._blocks_sign = isinstance(self.step_rule, StepRule)
-        self._skip_not_finite = self._blocks_sign and self.step_rule.contains(RemoveNotFinite)
+        self._flags = FlagReader()  # the non-finite guard's flags, read on the host
+        self._static_policy = SkipPolicy.of(_rules_of(self.step_rule, RemoveNotFinite))
+        self._flags.policy = self._static_policy
+        self._live = LiveParameters(self)  # what bricks read through to while bound
+        self._bound: list[Any] = []  # root bricks bound to self._live
         self.on_unused_sources = on_unused_sources
         self.seed = int(seed)
         self.total_gradient_norm = _quantity("total_gradient_norm")
@@ -235,8 +206,6 @@ class GradientDescent:
         self._step_fn: Callable | None = None
         self._multi_fn: Callable | None = None
         self._batch_keys: tuple | None = None
-        self._last_bad: Any = None
-        self._calls = 0
         self.compilations = 0
         if updates is not None:
             self.add_updates(updates)
@@ -337,17 +306,19 @@ class GradientDescent:
     def read_monitor(self, slot: int, log: Any = None) -> dict[str, Any]:
         """Means of the slot's variables since its last read (per element); resets it.
 
-        This is the only device-to-host transfer of monitoring. Raises
-        :class:`NonFiniteCostError` if training hit a non-finite cost.
+        This is the only device-to-host transfer of monitoring. It also reads
+        the non-finite guard's counters: logs ``skipped_steps`` when it
+        changed and raises :class:`NonFiniteCostError` (or
+        :class:`TooManySkippedStepsError`) if training stopped.
         """
         state = self._require_state()
         # start both copies at once, then wait: one round trip on a GPU;
         # np.asarray skips device_get's pytree machinery (5x cheaper on CPU)
-        pending = (state["acc"][slot], state["bad"])
+        pending = (state["acc"][slot], flags_of(state))
         for array in pending:
             array.copy_to_host_async()
-        acc, bad = (np.asarray(array) for array in pending)
-        self._raise_if_bad(int(bad), log)
+        acc, flags = (np.asarray(array) for array in pending)
+        self._flags.read(flags, log)
         state["acc"] = state["acc"][:slot] + (self._zero_acc(slot),) + state["acc"][slot + 1 :]
         count = acc[-1]
         out: dict[str, Any] = {}
@@ -365,8 +336,14 @@ class GradientDescent:
         return self._state  # type: ignore[return-value]
 
     def initialize(self) -> None:
-        """Read the parameter values and build the optimizer state (once)."""
+        """Read the parameter values and build the optimizer state (once).
+
+        Binds the graph's bricks to this algorithm's parameters (at every
+        call): until :meth:`write_back`, a brick reads the values of the
+        last step, and a value written into a brick is trained from.
+        """
         if self._state is not None:
+            self._bind(adopt=True)
             return
         values = self.graph.parameter_values()
         params = {k: jnp.array(v, copy=True) for k, v in values.items()}
@@ -376,10 +353,20 @@ class GradientDescent:
             "opt": self.step_rule.init(train),
             "acc": tuple(self._zero_acc(i) for i in range(len(self._monitors))),
             "step": jnp.zeros((), jnp.int32),
-            "bad": jnp.full((), -1, jnp.int32),
+            **initial_counters(),
         }
         self._base_key = jax.random.key_data(jax.random.key(self.seed))
         self._locate_hyperparameters()
+        self._bind(adopt=False)
+
+    def _bind(self, adopt: bool) -> None:
+        roots = {}
+        for v in self.graph.parameters:
+            brick = getattr(v, "brick", None)
+            if brick is not None:
+                roots.setdefault(id(brick.root), brick.root)
+        self._bound = list(roots.values())
+        bind_values(self._bound, self._live, adopt=adopt)
 
     def _extra_variables(self) -> list[Variable]:
         seen: dict[str, Variable] = {}
@@ -398,7 +385,7 @@ class GradientDescent:
         extra = self._extra_variables()
         monitors = [list(s) for s in self._monitors]
         state_updates = list(getattr(graph, "state_updates", []))
-        blocks_sign, skip = self._blocks_sign, self._skip_not_finite
+        blocks_sign = self._blocks_sign
         needs_key = bool(getattr(graph, "needs_key", False))
         wanted = {v.tag for slot in monitors for v in slot}
         want_gradient_norm = "algorithm:total_gradient_norm" in wanted
@@ -450,27 +437,18 @@ class GradientDescent:
                 for path, var, fn in state_updates:
                     value = fn(new_params[path], values[var.tag])
                     new_params[path] = value.astype(params[path].dtype)
-                norm = l2_norm(steps.values()) if (want_step_norm or skip) else jnp.float32(0)
+                norm = l2_norm(steps.values()) if want_step_norm else jnp.float32(0)
                 return new_params, opt, norm
 
             operands = (params, state["opt"], grads)
-            bad = state["bad"]
-            new_params, opt, step_norm = apply(operands)
-            if skip:  # RemoveNotFinite: decide after seeing the steps
-                ok = jnp.isfinite(cost) & jnp.isfinite(step_norm)
-            else:  # a non-finite cost freezes the state until the host notices
-                ok = jnp.isfinite(cost) & (bad < 0)
-                bad = jnp.where((bad < 0) & ~jnp.isfinite(cost), state["step"] + 1, bad)
-                step_norm = jnp.where(ok, step_norm, jnp.float32(0))
-
-            # A select, not lax.cond: a conditional makes XLA copy the whole
-            # state and, on GPUs, read the predicate back to the host at
-            # every step, which stalls the asynchronous dispatch.
-            def keep(new, old):
-                return jnp.where(ok, new, old)
-
-            new_params = jax.tree_util.tree_map(keep, new_params, params)
-            opt = jax.tree_util.tree_map(keep, opt, state["opt"])
+            with collect_non_finite() as guards:  # the RemoveNotFinite rules that ran
+                new_params, opt, step_norm = apply(operands)
+            policy = self._trace_policy([rule for _, rule in guards])
+            changed = [*train_paths, *(p for p, _, _ in state_updates), *updated]
+            new_params, opt, ok, counters = settle(
+                state, new_params, opt, cost, changed, train_paths, [f for f, _ in guards], policy
+            )
+            step_norm = jnp.where(ok, step_norm, jnp.float32(0))
             if want_step_norm:
                 values["algorithm:total_step_norm"] = step_norm
             acc = tuple(
@@ -486,9 +464,9 @@ class GradientDescent:
                 "opt": opt,
                 "acc": acc,
                 "step": state["step"] + 1,
-                "bad": bad,
+                **counters,
             }
-            return new_state, bad
+            return new_state, flags_of(counters)
 
         return step
 
@@ -506,8 +484,8 @@ class GradientDescent:
                 s, bad = step(s, b, base_key)
                 return s, bad
 
-            state, bads = jax.lax.scan(body, state, batches)
-            return state, bads[-1]
+            state, flags = jax.lax.scan(body, state, batches)
+            return state, flags[-1]
 
         self._step_fn = jax.jit(single, donate_argnums=(0,))
         self._multi_fn = jax.jit(multi, donate_argnums=(0,))
@@ -541,8 +519,9 @@ class GradientDescent:
         if self._step_fn is None:
             self._compile()
         inputs = self._inputs(batch)
-        self._state, self._last_bad = self._step_fn(state, inputs, self._base_key)
-        self._calls += 1
+        self._live.forget()
+        self._state, flags = self._step_fn(state, inputs, self._base_key)
+        self._flags.called(flags)
 
     def process_batches(self, batches: Sequence[Mapping[str, Any]]) -> None:
         """Run ``len(batches)`` steps in one compiled ``lax.scan`` call.
@@ -560,36 +539,39 @@ class GradientDescent:
         if self._multi_fn is None:
             self._compile()
         stacked = {k: np.stack([np.asarray(b[k]) for b in inputs]) for k in inputs[0]}
-        self._state, self._last_bad = self._multi_fn(state, stacked, self._base_key)
-        self._calls += 1
+        self._live.forget()
+        self._state, flags = self._multi_fn(state, stacked, self._base_key)
+        self._flags.called(flags)
 
     def check_finite(self, log: Any = None, wait: bool = True) -> None:
-        """Raise :class:`NonFiniteCostError` if a step had a non-finite cost or step.
+        """Raise if training stopped on a non-finite step; log ``skipped_steps``.
 
-        With ``wait=False`` this never blocks: it looks only when the last
-        step's flag is already computed. The failing step and every later one
-        left parameters and optimizer state unchanged, so what is saved
-        afterwards is finite.
+        Raises :class:`NonFiniteCostError` (no ``RemoveNotFinite``: a step had
+        a non-finite cost or update) or :class:`TooManySkippedStepsError`
+        (``RemoveNotFinite`` skipped ``max_consecutive`` steps in a row). The
+        failing step and every later one left parameters and optimizer state
+        unchanged, so what is saved afterwards is finite. With ``wait=False``
+        this never blocks: every 8 step calls it looks at the flags of a
+        recent step if they are computed already (see
+        :mod:`bricks.algorithms.non_finite`).
         """
-        if self._last_bad is None or self._skip_not_finite:
-            return
-        if not wait:
-            if self._calls % 8 or not self._last_bad.is_ready():
-                return
-        self._raise_if_bad(int(self._last_bad), log)
+        self._flags.check(log, wait)
 
-    def _raise_if_bad(self, bad: int, log: Any) -> None:
-        if bad < 0 or self._skip_not_finite:
-            return
-        if log is not None:
-            log[bad]["nonfinite_cost"] = True
-            log.status["iterations_done"] = bad - 1
-        raise NonFiniteCostError(
-            f"the cost became NaN or infinite at iteration {bad}; training stopped "
-            f"there (parameters and optimizer state are those after iteration {bad - 1}). "
-            "Lower the learning rate, clip steps (StepClipping), or add RemoveNotFinite() "
-            "last in the step rule to skip such steps."
-        )
+    @property
+    def skipped_steps(self) -> int:
+        """How many steps ``RemoveNotFinite`` skipped so far (reads the device)."""
+        return int(self._require_state()["skipped"])
+
+    @property
+    def skip_policy(self) -> SkipPolicy | None:
+        """The ``RemoveNotFinite`` settings in force (``None``: freeze and stop instead)."""
+        return self._flags.policy
+
+    def _trace_policy(self, found: Sequence[Any]) -> SkipPolicy | None:
+        """At trace time: the skip policy of the RemoveNotFinite rules that ran."""
+        policy = SkipPolicy.of([*_rules_of(self.step_rule, RemoveNotFinite), *found])
+        self._flags.policy = policy
+        return policy
 
     # -- values --------------------------------------------------------------
     def current_parameters(self) -> dict[str, jax.Array]:
@@ -601,9 +583,23 @@ class GradientDescent:
         return jax.device_get(self.current_parameters())
 
     def write_back(self) -> None:
-        """Store the trained values in the graph's bricks."""
-        if self._state is not None:
-            self.graph.set_parameter_values(self.parameter_values())
+        """Unbind the graph's bricks: they keep the values of now (the main loop's end).
+
+        Until then the bricks read through to this algorithm's parameters;
+        afterwards they hold their own copies, and :meth:`initialize` binds
+        them again (training a value written into a brick meanwhile). A
+        graph without bricks (a cost function) gets the values set.
+        """
+        if self._state is None:
+            return
+        unbind_values(self._bound, self._live)
+        self._bound = []
+        held = {
+            v.path for v in self.graph.parameters if getattr(v, "brick", None) is not None
+        }
+        rest = {k: v for k, v in self.current_parameters().items() if k not in held}
+        if rest:
+            self.graph.set_parameter_values(jax.device_get(rest))
 
     # -- hyperparameters -----------------------------------------------------
     def _locate_hyperparameters(self) -> None:
@@ -664,7 +660,7 @@ class GradientDescent:
         which returns what :meth:`get_state` would have returned now.
         Asynchronous checkpoints are built on this.
         """
-        return StateSnapshot(self, _device_copy(self._require_state()))
+        return StateSnapshot(self, device_copy(self._require_state()))
 
     def _host_payload(
         self, host: Mapping[str, Any], base_key: Any
@@ -681,6 +677,8 @@ class GradientDescent:
         meta = {
             "step": int(host["step"]),
             "bad": int(host["bad"]),
+            "skipped": int(host["skipped"]),
+            "consecutive": int(host["consecutive"]),
             "trained": list(self.parameter_paths),
             "hyperparameters": {
                 n: float(np.asarray(get_at(host["opt"], p))) for n, p in self._hyper.items()
@@ -719,9 +717,13 @@ class GradientDescent:
             "acc": acc,
             "step": jnp.asarray(meta["step"], jnp.int32),
             "bad": jnp.asarray(meta.get("bad", -1), jnp.int32),
+            "skipped": jnp.asarray(meta.get("skipped", 0), jnp.int32),
+            "consecutive": jnp.asarray(meta.get("consecutive", 0), jnp.int32),
         }
         if "rng_key" in arrays:
             self._base_key = jnp.asarray(arrays["rng_key"], jnp.uint32)
+        self._live.forget()
+        self._flags.reset(int(meta.get("skipped", 0)))
 
 
 def _inject_hyperparams(tree: Any, path: tuple) -> list[tuple[str, tuple]]:
@@ -736,3 +738,13 @@ def _inject_hyperparams(tree: Any, path: tuple) -> list[tuple[str, tuple]]:
         for i, child in enumerate(tree):
             out.extend(_inject_hyperparams(child, path + (i,)))
     return out
+
+
+def _rules_of(rule: Any, kind: type) -> list[Any]:
+    """The rules of class ``kind`` in a step rule (``rule`` itself and its sub-rules)."""
+    if not isinstance(rule, StepRule):
+        return []
+    found = [rule] if isinstance(rule, kind) else []
+    for _, child in rule.children():
+        found.extend(_rules_of(child, kind))
+    return found

@@ -17,12 +17,14 @@ Every rule maps previous steps (at first the gradients) to the step that is
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from bricks.algorithms.non_finite import report_non_finite
 from bricks.algorithms.step_rule import StepRule
 from bricks.errors import StepRuleError
 
@@ -332,26 +334,50 @@ class Restrict(StepRule):
 
 
 class RemoveNotFinite(StepRule):
-    """Skip non-finite steps; use it last.
+    """Skip non-finite steps; use it last (Blocks' ``RemoveNotFinite``).
 
-    Alone (as a rule), a parameter whose step has a NaN or inf gets the step
-    ``(1 - scaler) * parameter`` (Blocks). Inside :class:`GradientDescent` its
-    presence also makes a step whose cost or steps are not finite leave the
-    parameters *and* the optimizer state unchanged, and training go on.
+    As a rule on its own (Blocks' formula), a parameter whose step has a NaN
+    or inf gets the step ``(1 - scaler) * parameter``. Inside
+    :class:`GradientDescent` (anywhere in the step rule, also inside an
+    ``optax.chain``) it makes a step whose cost, steps or updated parameters
+    are not finite a **skipped step**: parameters and optimizer state stay
+    bitwise unchanged (with ``scaler < 1``, every trained parameter is
+    multiplied by ``scaler``), the skip is counted (``skipped_steps`` in the
+    log) and training goes on, until ``max_consecutive`` steps in a row were
+    skipped: then training stops with :class:`~bricks.errors.TooManySkippedStepsError`
+    (see :mod:`bricks.algorithms.non_finite` for when the host notices).
+
+    Args:
+        scaler: the factor a skipped step applies to the parameters (1: none).
+        max_consecutive: how many steps in a row may be skipped before
+            training stops; ``None`` never stops.
     """
 
-    def __init__(self, scaler: float = 1.0) -> None:
+    def __init__(self, scaler: float = 1.0, max_consecutive: int | None = 10) -> None:
+        if max_consecutive is not None and (
+            not isinstance(max_consecutive, numbers.Integral)
+            or isinstance(max_consecutive, bool)
+            or max_consecutive < 1
+        ):
+            raise StepRuleError(
+                f"RemoveNotFinite(max_consecutive=...) must be a positive integer or None, "
+                f"got {max_consecutive!r}"
+            )
         self.scaler = float(scaler)
+        self.max_consecutive = None if max_consecutive is None else int(max_consecutive)
         self.hyperparameters = {}
 
     def compute_steps(self, steps, hyper, buffers, params):
         if params is None:
             raise StepRuleError("RemoveNotFinite needs the parameters passed to update()")
         out = {}
+        any_bad = jnp.bool_(False)
         for k, s in steps.items():
-            bad = ~jnp.isfinite(jnp.sum(s))
+            bad = ~jnp.all(jnp.isfinite(s))
+            any_bad = any_bad | bad
             out[k] = jnp.where(bad, (1 - self.scaler) * params[k], s).astype(s.dtype)
+        report_non_finite(any_bad, self)  # GradientDescent skips the whole step on it
         return out, buffers
 
     def __repr__(self) -> str:
-        return f"RemoveNotFinite(scaler={self.scaler!r})"
+        return f"RemoveNotFinite(scaler={self.scaler!r}, max_consecutive={self.max_consecutive!r})"

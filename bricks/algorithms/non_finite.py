@@ -1,0 +1,262 @@
+"""Non-finite steps: freeze and stop, or skip whole with :class:`RemoveNotFinite`.
+
+Every training step of :class:`~bricks.algorithms.GradientDescent` checks, on
+the device and inside its compiled function, that the cost and the updated
+parameters are finite. What happens when they are not depends on the step
+rule:
+
+* **Without** :class:`~bricks.algorithms.RemoveNotFinite`, the state freezes:
+  that step and every later one leave the parameters and the optimizer state
+  unchanged, and the host raises :class:`~bricks.errors.NonFiniteCostError`
+  at its next look at the flags.
+* **With** a ``RemoveNotFinite`` anywhere in the step rule (a
+  :class:`~bricks.algorithms.CompositeRule`, a ``Restrict``, an
+  ``optax.chain``), a step whose cost, steps (what ``RemoveNotFinite`` sees)
+  or updated parameters are not finite is **skipped whole**: parameters and
+  optimizer state stay bitwise unchanged (with ``scaler < 1`` every trained
+  parameter is multiplied by ``scaler`` instead, GroundHog's trick), and the
+  next step goes on. A device counter counts the skips (logged as
+  ``skipped_steps``); after ``max_consecutive`` skips in a row the state
+  freezes and the host raises :class:`~bricks.errors.TooManySkippedStepsError`.
+
+The host never waits for these flags at each step. It reads them where it
+reads the device anyway (a monitoring report, the end of an epoch, a
+checkpoint, the end of training) and, without waiting, every 8 step calls
+when a recent step's flags are already computed. A stop is therefore seen a
+few steps late at most, at the latest at the next of those points; the
+frozen state guarantees that what is saved meanwhile is the state before the
+failure.
+
+``RemoveNotFinite`` finds the step it guards at trace time:
+:func:`collect_non_finite` gathers the flags of the ``RemoveNotFinite`` rules
+that run while the step is traced, whatever transforms wrap them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bricks.errors import NonFiniteCostError, StepRuleError, TooManySkippedStepsError
+
+__all__ = [
+    "SkipPolicy",
+    "collect_non_finite",
+    "report_non_finite",
+    "all_finite",
+    "settle",
+    "initial_counters",
+    "flags_of",
+    "FlagReader",
+]
+
+_local = threading.local()
+
+#: how many step calls pass between two non-blocking looks at the flags
+CHECK_EVERY = 8
+
+
+@contextlib.contextmanager
+def collect_non_finite() -> Iterator[list[tuple[Any, Any]]]:
+    """Gather ``(flag, rule)`` of every ``RemoveNotFinite`` run inside the block.
+
+    Used at trace time by :class:`~bricks.algorithms.GradientDescent` around
+    the step rule's ``update``; ``flag`` is the traced boolean "the steps this
+    rule saw were not all finite".
+    """
+    stack = _local.__dict__.setdefault("stack", [])
+    found: list[tuple[Any, Any]] = []
+    stack.append(found)
+    try:
+        yield found
+    finally:
+        stack.pop()
+
+
+def report_non_finite(flag: Any, rule: Any) -> None:
+    """Called by ``RemoveNotFinite.update``: hand its flag to the enclosing collector."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        stack[-1].append((flag, rule))
+
+
+def all_finite(arrays: Iterable[jax.Array]) -> jax.Array:
+    """A scalar boolean: every element of every array is finite (no overflow, unlike a norm)."""
+    out = jnp.bool_(True)
+    for a in arrays:
+        out = out & jnp.all(jnp.isfinite(a))
+    return out
+
+
+@dataclass(frozen=True)
+class SkipPolicy:
+    """What a skipped step does: shrink parameters by ``scaler``; stop after ``max_consecutive``."""
+
+    scaler: float = 1.0
+    max_consecutive: int | None = 10
+
+    @classmethod
+    def of(cls, rules: Iterable[Any]) -> SkipPolicy | None:
+        """The one policy of the ``RemoveNotFinite`` rules given (``None`` if none)."""
+        policies = {cls(float(r.scaler), r.max_consecutive): r for r in rules}
+        if len(policies) > 1:
+            raise StepRuleError(
+                "the step rule holds RemoveNotFinite rules with different settings "
+                f"({list(policies.values())}); a non-finite step is skipped whole, so use one "
+                "RemoveNotFinite, last in the rule"
+            )
+        return next(iter(policies), None)
+
+
+class FlagReader:
+    """The host side of the flags ``(bad, skipped, consecutive)`` each step returns.
+
+    ``bad`` is the iteration at which training stopped (``-1`` while it goes
+    on), ``skipped`` the steps skipped so far, ``consecutive`` those skipped
+    in a row at the end.
+    """
+
+    def __init__(self) -> None:
+        self.policy: SkipPolicy | None = None
+        self.last: Any = None  # flags of the latest step call (a device array)
+        self._probe: Any = None  # flags of an older call, looked at when ready
+        self._calls = 0
+        self.logged_skipped = 0
+
+    def reset(self, skipped: int = 0) -> None:
+        """Forget the flags of earlier steps (a restored state replaced them)."""
+        self.last = self._probe = None
+        self.logged_skipped = skipped
+
+    def called(self, flags: Any) -> None:
+        self.last = flags
+        self._calls += 1
+
+    def check(self, log: Any, wait: bool) -> None:
+        """Look at the flags: at once (``wait``), or only if some are computed already."""
+        if self.last is None:
+            return
+        if wait:
+            self.read(self.last, log)
+            return
+        if self._calls % CHECK_EVERY:
+            return
+        if self.last.is_ready():
+            self._probe = None
+            self.read(self.last, log)
+        elif self._probe is None:
+            self._probe = self.last
+        elif self._probe.is_ready():
+            probe, self._probe = self._probe, self.last
+            self.read(probe, log)
+
+    def read(self, flags: Any, log: Any) -> None:
+        """Log the skips and raise if training stopped, from flags (device or host)."""
+        bad, skipped, consecutive = (int(x) for x in jax.device_get(flags))
+        if log is not None and skipped != self.logged_skipped:
+            log.current_row["skipped_steps"] = skipped
+            self.logged_skipped = skipped
+        if bad < 0:
+            return
+        if self.policy is None:
+            if log is not None:
+                log[bad]["nonfinite_cost"] = True
+                log.status["iterations_done"] = bad - 1
+            raise NonFiniteCostError(
+                f"iteration {bad} gave a NaN or infinite cost or parameter update; training "
+                f"stopped there (parameters and optimizer state are those after iteration "
+                f"{bad - 1}). Lower the learning rate, clip steps (StepClipping), or add "
+                "RemoveNotFinite() last in the step rule to skip such steps."
+            )
+        first = bad - consecutive + 1
+        if log is not None:
+            log[bad]["skipped_steps"] = skipped
+            log[bad]["too_many_skipped_steps"] = True
+            log.status["iterations_done"] = bad
+        raise TooManySkippedStepsError(
+            f"RemoveNotFinite skipped {consecutive} steps in a row (iterations {first} to "
+            f"{bad}; max_consecutive={self.policy.max_consecutive}): their cost or step was NaN "
+            f"or infinite. Training stopped; parameters and optimizer state are those after "
+            f"iteration {first - 1} ({skipped} steps skipped in all). Look for NaN or inf in "
+            "those batches, lower the learning rate or clip steps (StepClipping), or raise "
+            "RemoveNotFinite(max_consecutive=...) (None never stops)."
+        )
+
+
+def settle(
+    state: dict[str, Any],
+    new_params: dict[str, jax.Array],
+    new_opt: Any,
+    cost: jax.Array,
+    changed: Iterable[str],
+    trained: Iterable[str],
+    rule_flags: Iterable[Any],
+    policy: SkipPolicy | None,
+) -> tuple[dict[str, jax.Array], Any, jax.Array, dict[str, jax.Array]]:
+    """Inside the compiled step: keep, skip or freeze the step just computed.
+
+    Args:
+        state: the state before the step (``params``, ``opt``, ``step`` and
+            the counters ``bad``, ``skipped``, ``consecutive``).
+        new_params, new_opt: what the step would make them.
+        cost: the step's cost.
+        changed: the parameter paths the step may change (checked for finiteness).
+        trained: the trained paths (shrunk by ``policy.scaler`` on a skip).
+        rule_flags: the traced flags of the ``RemoveNotFinite`` rules.
+        policy: the skip policy, ``None`` to freeze at the first non-finite step.
+
+    Returns:
+        ``(params, opt, ok, counters)``: ``ok`` whether the step was taken.
+    """
+    params, step = state["params"], state["step"]
+    stopped = state["bad"] >= 0
+    finite = jnp.isfinite(cost) & all_finite(new_params[k] for k in changed)
+    for flag in rule_flags:
+        finite = finite & ~flag
+    ok = finite & ~stopped
+    bad, skipped, consecutive = state["bad"], state["skipped"], state["consecutive"]
+    fallback = params
+    if policy is None:  # freeze until the host notices and stops
+        bad = jnp.where(~stopped & ~finite, step + 1, bad)
+    else:
+        skip = ~finite & ~stopped
+        skipped = skipped + skip.astype(jnp.int32)
+        consecutive = jnp.where(stopped, consecutive, jnp.where(finite, 0, consecutive + 1))
+        if policy.max_consecutive is not None:
+            bad = jnp.where(~stopped & (consecutive >= policy.max_consecutive), step + 1, bad)
+        if policy.scaler != 1.0:
+            shrink = set(trained)
+            fallback = {
+                k: jnp.where(skip, (v * policy.scaler).astype(v.dtype), v) if k in shrink else v
+                for k, v in params.items()
+            }
+
+    # A select, not lax.cond: a conditional makes XLA copy the whole state
+    # and, on GPUs, read the predicate back to the host at every step, which
+    # stalls the asynchronous dispatch.
+    def keep(new: jax.Array, old: jax.Array) -> jax.Array:
+        return jnp.where(ok, new, old)
+
+    out_params = jax.tree_util.tree_map(keep, new_params, fallback)
+    out_opt = jax.tree_util.tree_map(keep, new_opt, state["opt"])
+    return out_params, out_opt, ok, {"bad": bad, "skipped": skipped, "consecutive": consecutive}
+
+
+def initial_counters() -> dict[str, jax.Array]:
+    """``bad = -1`` (going on), no step skipped."""
+    return {
+        "bad": jnp.full((), -1, jnp.int32),
+        "skipped": jnp.zeros((), jnp.int32),
+        "consecutive": jnp.zeros((), jnp.int32),
+    }
+
+
+def flags_of(counters: dict[str, jax.Array]) -> jax.Array:
+    """The ``(bad, skipped, consecutive)`` vector a step returns to the host."""
+    return jnp.stack([counters["bad"], counters["skipped"], counters["consecutive"]])
