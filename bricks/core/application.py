@@ -28,9 +28,10 @@ import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from bricks.core.checks import describe, is_non_numeric
 from bricks.core.roles import INPUT, OUTPUT, VariableRole
 from bricks.core.tracing import annotate, current_frame
-from bricks.errors import BricksError
+from bricks.errors import BricksError, InputTypeError
 
 __all__ = ["application", "Application", "BoundApplication"]
 
@@ -238,8 +239,31 @@ class BoundApplication:
             or app._delegate is not None
         )
 
+    def _refuse_non_numeric(self, args: tuple, kwargs: dict) -> None:
+        """Strings and object arrays reach no brick: say which input it was."""
+        bad = [i for i, a in enumerate(args) if is_non_numeric(a)]
+        bad_kw = [k for k, v in kwargs.items() if is_non_numeric(v)]
+        if not bad and not bad_kw:
+            return
+        if bad_kw:
+            name, value = bad_kw[0], kwargs[bad_kw[0]]
+        else:
+            value = args[bad[0]]
+            params = list(self.application.signature.parameters.values())[1:]
+            kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            named = [p.name for p in params if p.kind in kinds]
+            inputs = self.inputs if not named else named
+            name = inputs[bad[0]] if bad[0] < len(inputs) else f"argument {bad[0]}"
+        dtype = getattr(value, "dtype", None)
+        what = f"dtype {dtype}" if dtype is not None else f"a {type(value).__name__}"
+        raise InputTypeError(
+            f"{describe(self.brick)}.{self.name}: input {name!r} is {what}; bricks compute "
+            "with arrays of numbers"
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         brick = self.brick
+        self._refuse_non_numeric(args, kwargs)
         if not brick.allocated:
             brick.allocate()
         rec = current_frame().recorder

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from bricks.core.application import application
 from bricks.core.brick import Initializable
+from bricks.core.checks import as_input, check_rank, check_size
 from bricks.core.initialization import Constant
 from bricks.core.roles import (
     BATCH_NORM_MINIBATCH_ESTIMATE,
@@ -126,6 +127,16 @@ class BatchNormalization(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        """Normalize ``(batch..., *input_dim)``; integer inputs are promoted to float."""
+        input_ = as_input(self, "input_", input_)
+        dims = self._dims
+        layout = f"(batch, {', '.join(str(d) for d in dims)})"
+        check_rank(self, "input_", input_, (len(dims) + 1, None), layout)
+        for i, d in enumerate(dims):
+            axis = i - len(dims)
+            check_size(self, "input_", input_, axis, d, f"input_dim={self.input_dim}")
+        if not jnp.issubdtype(input_.dtype, jnp.floating):
+            input_ = input_.astype(jnp.float32)
         if current_frame().extra.get(TRAINING_MODE, False):
             # read the population statistics so a graph lists them as its
             # parameters: the updates after each step write them
@@ -193,7 +204,7 @@ class BatchNormalizedMLP(MLP):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        out = input_
+        out = self._check_input(input_)
         for lin, bn, act in zip(
             self.linear_transformations, self.batch_norms, self.activations, strict=True
         ):

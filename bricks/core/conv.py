@@ -32,6 +32,7 @@ from jax import lax
 
 from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import as_input, check_rank, check_size
 from bricks.core.roles import BIAS, FILTER
 from bricks.errors import ConfigurationError, ShapeError
 
@@ -55,6 +56,11 @@ def _pair(value: Any, what: str, brick: Brick) -> tuple[int, int]:
     if len(value) != 2:
         raise ConfigurationError(f"{brick.path}: `{what}` needs 2 entries, got {value}")
     return value  # type: ignore[return-value]
+
+
+def _channels(n: int | None) -> str:
+    """The setting that decides the channels of an image input, for messages."""
+    return f"num_channels={n} for (batch, {n}, height, width) images"
 
 
 def _out_size(n: int | None, lo: int, hi: int, window: int, step: int) -> int | None:
@@ -192,11 +198,16 @@ class Convolutional(Initializable):
     def apply(self, input_: jax.Array) -> jax.Array:
         """Convolve ``(batch, num_channels, height, width)`` into
         ``(batch, num_filters, out_height, out_width)``."""
-        if input_.ndim != 4 or input_.shape[1] != self.num_channels:
-            raise ShapeError(
-                f"Convolutional {self.path} expects (batch, {self.num_channels}, height, width) "
-                f"images, got shape {input_.shape}; for extra leading axes use with_extra_dims"
-            )
+        input_ = self._check_images(input_)
+        if not self.tied_biases and self._use_bias and self.image_size is not None:
+            size = tuple(self.image_size)
+            for axis, n in zip((2, 3), size, strict=True):
+                check_size(
+                    self, "input_", input_, axis, n,
+                    f"image_size={size} (untied biases have one value per output position; "
+                    "use tied_biases=True for images of any size)",
+                    what="pixels",
+                )
         W = self.W
         dtype = jnp.result_type(input_, W)
         output = lax.conv_general_dilated(
@@ -210,6 +221,19 @@ class Convolutional(Initializable):
             b = self.b
             output = output + (b[None, :, None, None] if self.tied_biases else b[None])
         return output
+
+    def _check_images(self, input_: Any) -> jax.Array:
+        """``input_`` as ``(batch, num_channels, height, width)`` images."""
+        input_ = as_input(self, "input_", input_)
+        check_rank(
+            self, "input_", input_, 4, f"(batch, {self.num_channels}, height, width) images",
+            "for extra leading axes use with_extra_dims",
+        )
+        check_size(
+            self, "input_", input_, 1, self.num_channels, _channels(self.num_channels),
+            what="channels",
+        )
+        return input_
 
     def get_dim(self, name: str) -> Any:
         size = (None, None) if self.image_size is None else tuple(self.image_size)
@@ -369,12 +393,7 @@ class ConvolutionalTranspose(Convolutional):
     def apply(self, input_: jax.Array) -> jax.Array:
         """Transpose-convolve ``(batch, num_channels, height, width)`` into
         ``(batch, num_filters, *original_image_size)``."""
-        if input_.ndim != 4 or input_.shape[1] != self.num_channels:
-            raise ShapeError(
-                f"ConvolutionalTranspose {self.path} expects (batch, {self.num_channels}, height, "
-                f"width) images, got shape {input_.shape}; for extra leading axes use "
-                "with_extra_dims"
-            )
+        input_ = self._check_images(input_)
         image = input_.shape[2:]
         out = self._output_size(image)
         filters = _pair(self.filter_size, "filter_size", self)
@@ -495,12 +514,19 @@ class Pooling(Brick):
         )
         return h, w
 
+    def _checked(self, input_: Any) -> jax.Array:
+        """``input_`` as a float array of rank >= 2 (integer and bool images are
+        pooled as float32)."""
+        input_ = as_input(self, "input_", input_)
+        check_rank(self, "input_", input_, (2, None), "(..., height, width)")
+        if not jnp.issubdtype(input_.dtype, jnp.floating):
+            input_ = input_.astype(jnp.float32)
+        return input_
+
     def _window(self, shape: tuple[int, ...]) -> tuple[tuple, tuple, tuple]:
         """``reduce_window`` arguments for an input of ``shape``: the padding
         is the zero padding on both sides, plus (``ignore_border=False``) what
         the partial windows at the bottom and right need."""
-        if len(shape) < 2:
-            raise ShapeError(f"{type(self).__name__} {self.path} needs rank >= 2, got {len(shape)}")
         size, step, padding = self._geometry()
         pads = []
         for n, k, s, p, out in zip(
@@ -533,6 +559,7 @@ class MaxPooling(Pooling):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        input_ = self._checked(input_)
         window, steps, pads = self._window(input_.shape)
         # a Python scalar init lets lax recognise the max monoid (differentiable under jit);
         # padded cells hold the init value, so -inf
@@ -568,6 +595,7 @@ class AveragePooling(Pooling):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        input_ = self._checked(input_)
         window, steps, pads = self._window(input_.shape)
         zero = 0.0
         total = lax.reduce_window(input_, zero, lax.add, window, steps, pads)
@@ -661,7 +689,12 @@ class ConvolutionalSequence(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        out = input_
+        out = as_input(self, "input_", input_)
+        check_rank(self, "input_", out, 4, f"(batch, {self.num_channels}, height, width) images")
+        check_size(
+            self, "input_", out, 1, self.num_channels, _channels(self.num_channels),
+            what="channels",
+        )
         for app in self.application_methods:
             out = app(out)
         return out
@@ -689,4 +722,6 @@ class Flattener(Brick):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        input_ = as_input(self, "input_", input_)
+        check_rank(self, "input_", input_, (1, None), "(batch, ...)")
         return input_.reshape(input_.shape[0], -1)

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 
 from bricks.core.application import application
 from bricks.core.brick import Initializable
+from bricks.core.checks import as_input, check_integer
 from bricks.core.roles import WEIGHT
-from bricks.errors import InputTypeError
 
 __all__ = ["LookupTable"]
 
@@ -26,7 +26,9 @@ class LookupTable(Initializable):
     ``apply(indices)`` accepts integer indices of any shape and returns
     embeddings of shape ``indices.shape + (dim,)``. Indices outside
     ``[0, length)`` give NaN rows (``jnp.take``'s ``"fill"`` mode) rather
-    than silently reading another row.
+    than silently reading another row: the range cannot be checked under
+    ``jit``, but the dtype is (float or bool indices are an
+    :class:`~bricks.errors.InputTypeError`).
 
     >>> import jax.numpy as jnp
     >>> from bricks.core import Constant
@@ -53,12 +55,10 @@ class LookupTable(Initializable):
 
     @application(inputs=["indices"], outputs=["output"])
     def apply(self, indices: jax.Array) -> jax.Array:
-        indices = jnp.asarray(indices)
-        if not jnp.issubdtype(indices.dtype, jnp.integer):
-            raise InputTypeError(
-                f"LookupTable {self.path} expects integer indices, got dtype {indices.dtype} "
-                f"(shape {indices.shape}); cast with indices.astype(jnp.int32)"
-            )
+        indices = as_input(self, "indices", indices)
+        check_integer(
+            self, "indices", indices, "cast with indices.astype(jnp.int32)", what="indices"
+        )
         return jnp.take(self.W, indices, axis=0, mode="fill", fill_value=jnp.nan)
 
     def get_dim(self, name: str) -> int:

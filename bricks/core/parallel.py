@@ -20,10 +20,11 @@ import jax
 
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import as_input, check_rank, check_size, describe
 from bricks.core.roles import INPUT
 from bricks.core.simple import Linear
 from bricks.core.tracing import annotate
-from bricks.errors import BrickTreeError, ConfigurationError
+from bricks.errors import BrickTreeError, ConfigurationError, ShapeError
 
 __all__ = ["Parallel", "Fork", "Merge"]
 
@@ -159,6 +160,12 @@ class Parallel(Initializable):
         missing = [n for n in names if n not in values]
         if missing:
             raise ConfigurationError(f"{self.path}.apply: missing inputs {missing}")
+        dims = self._per_channel("input_dims", names)
+        for name, dim in zip(names, dims, strict=True):
+            values[name] = as_input(self, name, values[name])
+            if isinstance(dim, int):
+                check_rank(self, name, values[name], (1, None), f"(..., {dim})")
+                check_size(self, name, values[name], -1, dim, f"input_dims[{name!r}]={dim}")
         return [annotate(values[n], n, (INPUT,), brick=self, application="apply") for n in names]
 
     def _transform(self, inputs: Seq[jax.Array]) -> list[jax.Array]:
@@ -234,6 +241,10 @@ class Fork(Parallel):
 
     @application(inputs=["input_"])
     def apply(self, input_: jax.Array) -> Any:
+        input_ = as_input(self, "input_", input_)
+        if isinstance(self.input_dim, int):
+            check_rank(self, "input_", input_, (1, None), f"(..., {self.input_dim})")
+            check_size(self, "input_", input_, -1, self.input_dim, f"input_dim={self.input_dim}")
         outputs = self._transform([input_] * len(self.input_names))
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
@@ -294,7 +305,15 @@ class Merge(Parallel):
 
     @application(outputs=["output"])
     def apply(self, *args: jax.Array, **kwargs: jax.Array) -> jax.Array:
-        outputs = self._transform(self._gather(self.input_names, args, kwargs))
+        inputs = self._gather(self.input_names, args, kwargs)
+        leading = [tuple(x.shape[:-1]) for x in inputs]
+        if any(lead != leading[0] for lead in leading):
+            shapes = {n: tuple(x.shape) for n, x in zip(self.input_names, inputs, strict=True)}
+            raise ShapeError(
+                f"{describe(self)}: the inputs are summed after their transformations, so they "
+                f"need the same leading (batch) axes; got shapes {shapes} (nothing is broadcast)"
+            )
+        outputs = self._transform(inputs)
         return functools.reduce(operator.add, outputs)
 
     @apply.property("inputs")

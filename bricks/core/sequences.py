@@ -9,6 +9,7 @@ import jax
 
 from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import as_input, check_rank, check_size
 from bricks.core.parallel import _copies, _push_dims
 from bricks.core.simple import Linear
 from bricks.errors import BrickTreeError, ConfigurationError
@@ -143,12 +144,20 @@ class MLP(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        out = input_
+        out = self._check_input(input_)
         for lin, act in zip(self.linear_transformations, self._activation_apps, strict=True):
             out = lin.apply(out)
             if act is not None:
                 out = act(out)
         return out
+
+    def _check_input(self, input_: jax.Array) -> jax.Array:
+        """The input as an array whose last axis is ``dims[0]``."""
+        input_ = as_input(self, "input_", input_)
+        first = self.dims[0]
+        check_rank(self, "input_", input_, (1, None), f"(..., {first})")
+        check_size(self, "input_", input_, -1, first, f"dims[0]={first}")
+        return input_
 
     def get_dim(self, name: str) -> int:
         if name == "input_":

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from bricks.core._logits import remember_logits
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import as_input, check_rank, check_same_shape, check_size
 from bricks.core.roles import BIAS, WEIGHT
 from bricks.errors import ShapeError
 
@@ -74,6 +75,11 @@ class Linear(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        """``(..., input_dim)`` to ``(..., output_dim)``; integer inputs are promoted
+        to float as in numpy."""
+        input_ = as_input(self, "input_", input_)
+        check_rank(self, "input_", input_, (1, None), f"(..., {self.input_dim})")
+        check_size(self, "input_", input_, -1, self.input_dim, f"input_dim={self.input_dim}")
         output = jnp.dot(input_, self.W)
         if self._use_bias:
             output = output + _expand_as(self.b, output)
@@ -104,6 +110,9 @@ class Bias(Initializable):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        input_ = as_input(self, "input_", input_)
+        check_rank(self, "input_", input_, (1, None), f"(..., {self.dim})")
+        check_size(self, "input_", input_, -1, self.dim, f"dim={self.dim}")
         return input_ + _expand_as(self.b, input_)
 
     def get_dim(self, name: str) -> int:
@@ -121,7 +130,13 @@ class Activation(Brick):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        return self.function(input_)
+        """Element-wise on any shape; integer inputs are promoted to float where
+        the function needs it (``jnp`` semantics)."""
+        return self.function(self._checked("input_", as_input(self, "input_", input_)))
+
+    def _checked(self, name: str, x: jax.Array) -> jax.Array:
+        """Hook: check an input the function cannot take (any shape by default)."""
+        return x
 
 
 class Identity(Activation):
@@ -164,6 +179,13 @@ class Softmax(Activation):
     def function(x: jax.Array) -> jax.Array:
         return jax.nn.softmax(x, axis=-1)
 
+    def _checked(self, name: str, x: jax.Array) -> jax.Array:
+        check_rank(self, name, x, (1, None), "(..., classes)")
+        return x
+
+    def _check_scores(self, name: str, x: Any) -> jax.Array:
+        return self._checked(name, as_input(self, name, x))
+
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
         # remembered so CategoricalCrossEntropy can use the logits (exact when saturated)
@@ -171,7 +193,7 @@ class Softmax(Activation):
 
     @application(inputs=["input_"], outputs=["output"])
     def log_probabilities(self, input_: jax.Array) -> jax.Array:
-        return jax.nn.log_softmax(input_, axis=-1)
+        return jax.nn.log_softmax(self._check_scores("input_", input_), axis=-1)
 
     @application(inputs=["y", "x"], outputs=["output"])
     def categorical_cross_entropy(self, y: jax.Array, x: jax.Array) -> jax.Array:
@@ -180,9 +202,23 @@ class Softmax(Activation):
         ``y`` holds integer class indices (shape of ``x`` without the last
         axis) or a distribution of the same shape as ``x``.
         """
+        x = self._check_scores("x", x)
+        y = as_input(self, "y", y)
         log_probs = jax.nn.log_softmax(x, axis=-1)
         if y.ndim == x.ndim:
+            check_same_shape(self, ("y", y), ("x", x))
             return -jnp.sum(y * log_probs, axis=-1)
+        if y.ndim != x.ndim - 1:
+            raise ShapeError(
+                f"Softmax {self.path}: targets 'y' of shape {y.shape} must be class indices of "
+                f"shape {x.shape[:-1]} (x without its last axis) or distributions of x's shape "
+                f"{x.shape}"
+            )
+        if y.shape != x.shape[:-1]:
+            raise ShapeError(
+                f"Softmax {self.path}: class indices 'y' of shape {y.shape} need the shape of "
+                f"'x' {x.shape} without its last axis, {x.shape[:-1]} (nothing is broadcast)"
+            )
         idx = y.astype(jnp.int32)[..., None]
         return -jnp.take_along_axis(log_probs, idx, axis=-1)[..., 0]
 
@@ -211,11 +247,13 @@ class Maxout(Brick):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
+        input_ = as_input(self, "input_", input_)
+        check_rank(self, "input_", input_, (1, None), "(..., features)")
         last = input_.shape[-1]
         if last % self.num_pieces:
             raise ShapeError(
-                f"Maxout {self.path}: the last axis of the input (shape {input_.shape}) must be "
-                f"a multiple of num_pieces={self.num_pieces}"
+                f"Maxout {self.path}: input 'input_' has shape {input_.shape}: its last axis "
+                f"must be a multiple of num_pieces={self.num_pieces}"
             )
         pieces = input_.reshape(*input_.shape[:-1], last // self.num_pieces, self.num_pieces)
         return jnp.max(pieces, axis=-1)

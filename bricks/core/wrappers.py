@@ -16,7 +16,8 @@ import jax
 
 from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Brick
-from bricks.errors import ShapeError
+from bricks.core.checks import describe, is_non_numeric
+from bricks.errors import InputTypeError, ShapeError
 
 __all__ = ["with_extra_dims", "WithExtraDims"]
 
@@ -25,20 +26,24 @@ def _is_array(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "ndim")
 
 
-def with_extra_dims(fn: Callable[..., Any], extra_ndim: int) -> Callable[..., Any]:
+def with_extra_dims(
+    fn: Callable[..., Any], extra_ndim: int, where: str | None = None
+) -> Callable[..., Any]:
     """Wrap ``fn`` so its array inputs may carry ``extra_ndim`` extra leading axes.
 
     The first ``extra_ndim + 1`` axes of every array argument are merged
     into one before calling ``fn``; the first axis of every array output is
     split back into them. All array arguments must share those leading axes.
+    ``where`` (e.g. ``"WithExtraDims /wrapper"``) starts the error messages.
 
     >>> import jax.numpy as jnp
     >>> flat_only = lambda x: x.reshape(x.shape[0], -1)   # needs rank 3 in, gives rank 2
     >>> with_extra_dims(flat_only, 1)(jnp.ones((4, 5, 2, 3))).shape
     (4, 5, 6)
     """
+    prefix = f"{where}: " if where else ""
     if extra_ndim < 0:
-        raise ShapeError(f"extra_ndim must be >= 0, got {extra_ndim}")
+        raise ShapeError(f"{prefix}extra_ndim must be >= 0, got {extra_ndim}")
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if extra_ndim == 0:
@@ -47,20 +52,22 @@ def with_extra_dims(fn: Callable[..., Any], extra_ndim: int) -> Callable[..., An
 
         def fold(x: Any) -> Any:
             nonlocal leading
+            if is_non_numeric(x):
+                raise InputTypeError(f"{prefix}an input is {x!r:.40}, not an array of numbers")
             if not _is_array(x):
                 return x
             if x.ndim <= extra_ndim:
                 raise ShapeError(
-                    f"with_extra_dims({extra_ndim}) got an input of shape {x.shape}: it needs "
-                    f"more than {extra_ndim} axes"
+                    f"{prefix}with_extra_dims({extra_ndim}) got an input of shape {x.shape}: it "
+                    f"needs more than {extra_ndim} axes"
                 )
             lead = tuple(x.shape[: extra_ndim + 1])
             if leading is None:
                 leading = lead
             elif lead != leading:
                 raise ShapeError(
-                    f"with_extra_dims({extra_ndim}): inputs disagree on the leading axes: "
-                    f"{leading} and {lead}"
+                    f"{prefix}with_extra_dims({extra_ndim}): inputs disagree on the leading axes: "
+                    f"{leading} and {lead} (nothing is broadcast)"
                 )
             return x.reshape(-1, *x.shape[extra_ndim + 1 :])
 
@@ -109,7 +116,8 @@ class WithExtraDims(Brick):
 
     @application
     def apply(self, *args: Any, **kwargs: Any) -> Any:
-        return with_extra_dims(self.application_method, self.extra_ndim)(*args, **kwargs)
+        wrapped = with_extra_dims(self.application_method, self.extra_ndim, describe(self))
+        return wrapped(*args, **kwargs)
 
     @apply.delegate
     def _apply_delegate(self) -> BoundApplication:
