@@ -10,6 +10,7 @@ FinishIfNoImprovement.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -64,25 +65,46 @@ class FinishAfter(SimpleExtension):
             p.fired = bool(fired.get((p.key, p.n), False))
 
 
+def _positional_count(function: Callable[..., Any]) -> int | None:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.kind in kinds and p.default is p.empty]
+    return len(required)
+
+
 class SharedVariableModifier(SimpleExtension):
     """Set a hyperparameter from a schedule while training (Blocks' name).
 
     Args:
         parameter: a hyperparameter handle (``step_rule.learning_rate``) or
             its name in the algorithm (``"learning_rate"``).
-        function: ``function(iterations_done)`` (``num_args=1``, e.g. an optax
-            schedule) or ``function(iterations_done, old_value)``
-            (``num_args=2``) returning the new value.
+        function: ``function(iterations_done)`` (e.g. an optax schedule) or
+            ``function(iterations_done, old_value)`` returning the new value.
+        num_args: 1 or 2; by default read from ``function``'s signature (as
+            Blocks); give it for a callable whose signature cannot be read.
         **kwargs: conditions; default ``after_batch=True``.
 
     The value is changed in the optimizer state, never re-compiling.
     """
 
     def __init__(
-        self, parameter: Any, function: Callable[..., float], num_args: int = 1, **kwargs: Any
+        self,
+        parameter: Any,
+        function: Callable[..., float],
+        num_args: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        if num_args is None:
+            num_args = _positional_count(function)
         if num_args not in (1, 2):
-            raise ExtensionError(f"num_args must be 1 or 2, got {num_args!r}")
+            raise ExtensionError(
+                f"SharedVariableModifier needs function(iterations_done) or "
+                f"function(iterations_done, old_value); {function!r} takes {num_args!r} "
+                "positional arguments (pass num_args=1 or 2 if its signature cannot be read)"
+            )
         if not any(
             k in kwargs
             for k in (

@@ -182,12 +182,15 @@ class MainLoop:
                     self._run_extensions("before_training")
                     self.algorithm.initialize()
                     self._initialized = True
+                    # an extension (Load) may have restored a started run: as Blocks,
+                    # that is a resumption too
+                    restored = self.status["training_started"]
                     self.status["training_started"] = True
+                    if restored:
+                        self._mark_resumed()
+                        self._run_extensions("on_resumption")
                 else:
-                    self.status["resumed_from"] = self.status["iterations_done"]
-                    self.status["training_finish_requested"] = False
-                    self.status["epoch_interrupt_received"] = False
-                    self.status["batch_interrupt_received"] = False
+                    self._mark_resumed()
                     if not self._initialized:  # a second run() of this loop goes on as is
                         self.algorithm.initialize()
                         self._initialized = True
@@ -223,6 +226,13 @@ class MainLoop:
             self.log.close()
         finally:
             self._restore_signal_handlers()
+
+    def _mark_resumed(self) -> None:
+        """Status of a run that goes on: where it resumed, no finish or interrupt pending."""
+        self.status["resumed_from"] = self.status["iterations_done"]
+        self.status["training_finish_requested"] = False
+        self.status["epoch_interrupt_received"] = False
+        self.status["batch_interrupt_received"] = False
 
     def _write_back(self) -> None:
         write_back = getattr(self.algorithm, "write_back", None)
