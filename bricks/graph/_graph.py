@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,14 +58,55 @@ def _abstract_inputs(specs: Mapping[str, tuple], symbolic: bool) -> dict[str, ja
     }
 
 
-def _flatten_outputs(out: Any) -> tuple[list[Any], Callable[[list[Any]], Any], list[str] | None]:
+def _output_values(out: Any, keys: Sequence[str] | None, where: str) -> list[Any]:
+    """The outputs of one call of a graph function as a list, paired by name.
+
+    A dict is read **by key** in the order of ``keys`` (the names the graph
+    was traced with), never by flattening: ``jax.tree`` flattening sorts
+    dict keys, so values taken in flattening order would pair with the
+    wrong names.
+    """
     if isinstance(out, Mapping):
-        keys = list(out)
-        return [out[k] for k in keys], (lambda vals: dict(zip(keys, vals, strict=True))), keys
-    if isinstance(out, (tuple, list)):
-        kind = type(out)
-        return list(out), (lambda vals: kind(vals)), None
-    return [out], (lambda vals: vals[0]), None
+        if keys is None:
+            keys = list(out)
+        if set(out) != set(keys) or len(out) != len(keys):
+            raise GraphError(
+                f"{where} returned the outputs {list(out)}, but the graph was traced with "
+                f"{list(keys)}; a graph function must return the same names every time"
+            )
+        values = [out[k] for k in keys]
+    elif isinstance(out, (tuple, list)):
+        values = list(out)
+        if keys is not None and len(values) != len(keys):
+            raise GraphError(
+                f"{where} returned {len(values)} outputs, but the graph was traced with "
+                f"{len(keys)} ({list(keys)})"
+            )
+    else:
+        values = [out]
+    return values
+
+
+def _output_names(out: Any, fn: Callable[..., Any]) -> list[str]:
+    """Names of the outputs of ``fn`` from one (traced) result, in the order returned."""
+    where = f"the graph function {getattr(fn, '__name__', fn)!r}"
+    if isinstance(out, Mapping):
+        bad = [k for k in out if not isinstance(k, str)]
+        if bad:
+            raise GraphError(f"{where} returned a dict with non-string keys {bad}; name outputs")
+        names = list(out)
+    elif isinstance(out, (tuple, list)):
+        names = [f"output_{i}" for i in range(len(out))]
+    else:
+        fname = getattr(fn, "__name__", "output")
+        names = ["output" if fname == "<lambda>" else fname]
+    for name, value in zip(names, _output_values(out, None, where), strict=True):
+        if not (hasattr(value, "shape") or isinstance(value, (bool, int, float, complex))):
+            raise GraphError(
+                f"{where} returned {type(value).__name__} {value!r:.60} as output {name!r}; "
+                "each output must be one array (return a flat dict or tuple of arrays)"
+            )
+    return names
 
 
 def _constant_like(constant: Any, like: Any) -> Any:
@@ -159,11 +201,16 @@ class ComputationGraph:
         last_error: Exception | None = None
         for symbolic in (True, False):
             rec = Recorder(interventions=self._interventions, discovery=True)
+            returned: dict[str, list[str]] = {}
             abstract = _abstract_inputs(self._specs, symbolic)
 
-            def run(inputs: dict[str, Any], rec: Recorder = rec) -> Any:
+            def run(inputs: dict[str, Any], rec: Recorder = rec, returned: dict = returned) -> Any:
                 with use_frame(Frame(params={}, recorder=rec, extra=self._modes)):
-                    return self.fn(**inputs)
+                    out = self.fn(**inputs)
+                # the names in the order ``fn`` returned them: eval_shape's
+                # result is a re-built pytree whose dicts have sorted keys
+                returned["names"] = _output_names(out, self.fn)
+                return out
 
             try:
                 out = jax.eval_shape(run, abstract)
@@ -177,14 +224,10 @@ class ComputationGraph:
             break
         else:  # pragma: no cover
             raise GraphError(f"could not trace {self.fn!r}: {last_error}")
-        values, self._unflatten, keys = _flatten_outputs(out)
-        if keys is not None:
-            names = keys
-        elif len(values) == 1:
-            fname = getattr(self.fn, "__name__", "output")
-            names = ["output" if fname == "<lambda>" else fname]
-        else:
-            names = [f"output_{i}" for i in range(len(values))]
+        names = returned["names"]
+        self._output_keys = names if isinstance(out, Mapping) else None
+        self._output_kind = type(out) if isinstance(out, (tuple, list)) else None
+        values = _output_values(out, self._output_keys, "the graph function")
         self.outputs = [
             Variable(
                 tag=f"output:{n}", name=n, roles=(OUTPUT,), shape=tuple(v.shape), dtype=v.dtype
@@ -208,6 +251,25 @@ class ComputationGraph:
                 )
 
     # -- inspection -------------------------------------------------------------
+    def describe_shape(self, shape: Sequence[Any]) -> str:
+        """A variable's shape as text; a free size is named by the input axis it
+        comes from (``(features.shape[0], 10)``) instead of JAX's ``d0``."""
+        free: dict[str, str] = {}
+        for name, (spec, _dtype) in self._specs.items():
+            for i, d in enumerate(spec):
+                if d is None:
+                    free.setdefault(f"d{i}", f"{name}.shape[{i}]")
+        parts = [
+            str(d)
+            if isinstance(d, int)
+            else re.sub(r"\bd\d+\b", lambda m: free.get(m[0], m[0]), str(d))
+            for d in shape
+        ]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def _where(self) -> str:
+        return f"the graph function {getattr(self.fn, '__name__', self.fn)!r}"
+
     @property
     def inputs(self) -> list[str]:
         return list(self._specs)
@@ -316,7 +378,7 @@ class ComputationGraph:
         rec = Recorder(interventions=self._interventions, requested=requested, key=key)
         with use_frame(Frame(params=params, recorder=rec, extra=self._modes)):
             out = self.fn(**inputs)
-        outputs, _, _ = _flatten_outputs(out)
+        outputs = _output_values(out, self._output_keys, self._where())
         by_name = {v.tag: o for v, o in zip(self.outputs, outputs, strict=True)}
         extras = []
         for v in extra_vars:
@@ -354,7 +416,11 @@ class ComputationGraph:
         if "key" in inputs and "key" not in self._specs:
             key = inputs.pop("key")
         outputs, _ = self.compile()(self.parameter_values(), inputs, key)
-        return self._unflatten(outputs)
+        if self._output_keys is not None:
+            return dict(zip(self._output_keys, outputs, strict=True))
+        if self._output_kind is not None:
+            return self._output_kind(outputs)
+        return outputs[0]
 
     # -- transforms (each returns a new graph) -----------------------------------
     def _with_interventions(self, new: Mapping[str, Intervention]) -> ComputationGraph:
