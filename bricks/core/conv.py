@@ -189,8 +189,9 @@ class Convolutional(Initializable):
                 output = self.get_dim("output")
                 if None in output:
                     raise ConfigurationError(
-                        f"{type(self).__name__} {self.path} needs {self._output_size_from} for "
-                        "untied biases (one per output position); set it or tied_biases=True"
+                        f"Cannot infer bias size of {type(self).__name__} {self.path}: untied "
+                        f"biases (one per output position) need {self._output_size_from}; set "
+                        "it or tied_biases=True"
                     )
                 self.add_parameter("b", output, (BIAS,), "biases_init")
 
@@ -240,6 +241,10 @@ class Convolutional(Initializable):
         if name == "input_":
             return (self.num_channels, *size)
         if name == "output":
+            if self.filter_size is None:
+                if size == (None, None):  # only the channels are known
+                    return (self.num_filters, None, None)
+                self.require("filter_size")
             fh, fw = _pair(self.filter_size, "filter_size", self)
             sh, sw = _pair(self.step, "step", self)
             (t, b), (lft, r) = self.padding()
@@ -349,10 +354,26 @@ class ConvolutionalTranspose(Convolutional):
             if value is not None:
                 setattr(self, name, tuple(value))
 
+    def _allocate(self) -> None:
+        d = self.__dict__
+        if d.get("_inferred_original_size"):
+            d.pop("original_image_size", None)
+            d["_inferred_original_size"] = False
+        super()._allocate()
+        if self.original_image_size is None and self.image_size is not None:
+            # as Blocks: the inferred size is filled in (and re-inferred on reallocation)
+            d["original_image_size"] = tuple(self._output_size(tuple(self.image_size)))
+            d["_inferred_original_size"] = True
+
     def _output_size(self, image: Seq[int | None]) -> tuple[int | None, int | None]:
         """The output ``(height, width)`` for an input of ``image`` size:
         ``original_image_size``, checked against ``image`` where it is known,
         or inferred from it."""
+        # a size inferred at allocation (for image_size) is inferred again per input
+        inferred = self.__dict__.get("_inferred_original_size")
+        original = None if inferred else self.original_image_size
+        if self.filter_size is None and original is None:
+            self.require("filter_size")
         filters = _pair(self.filter_size, "filter_size", self)
         steps = _pair(self.step, "step", self)
         pads = self.padding()
@@ -361,8 +382,8 @@ class ConvolutionalTranspose(Convolutional):
             None if n is None else s * (n - 1) + k - lo - hi
             for n, k, s, (lo, hi) in zip(image, filters, steps, pads, strict=True)
         ]
-        if self.original_image_size is not None:
-            size = _pair(self.original_image_size, "original_image_size", self)
+        if original is not None:
+            size = _pair(original, "original_image_size", self)
             for axis, low, s, got in zip(("height", "width"), smallest, steps, size, strict=True):
                 if low is not None and not max(low, 1) <= got <= low + s - 1:
                     raise ConfigurationError(
@@ -557,6 +578,8 @@ class MaxPooling(Pooling):
     [[4.0, 5.0], [7.0, 8.0]]
     """
 
+    mode = "max"  # Blocks' name of the pooling operation
+
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
         input_ = self._checked(input_)
@@ -617,8 +640,9 @@ class ConvolutionalSequence(Initializable):
             bricks such as ``Rectifier()`` pass the dimensions through.
         num_channels: channels of the input images (lazy).
         image_size: ``(height, width)`` of the input images (lazy).
-        border_mode, tied_biases: pushed to every ``Convolutional`` (and
-            ``ConvolutionalTranspose``) when given.
+        border_mode, tied_biases: when given, set on every ``Convolutional``
+            (and ``ConvolutionalTranspose``), over the layers' own settings
+            (as Blocks).
         weights_init, biases_init, use_bias: pushed to the layers.
 
     Layers whose default names clash are renamed ``f"{name}_{index}"``.
@@ -653,7 +677,10 @@ class ConvolutionalSequence(Initializable):
         **kwargs: Any,
     ) -> None:
         apps = [layer if isinstance(layer, BoundApplication) else layer.apply for layer in layers]
-        bricks = [app.brick for app in apps]
+        bricks = []  # a brick applied twice (one activation) is one child
+        for app in apps:
+            if not any(app.brick is b for b in bricks):
+                bricks.append(app.brick)
         counts = Counter(b.name for b in bricks)
         for i, b in enumerate(bricks):
             if counts[b.name] > 1:
@@ -681,8 +708,12 @@ class ConvolutionalSequence(Initializable):
             self.push_to(layer, "num_channels", channels)
             self.push_to(layer, "image_size", size)
             if isinstance(layer, Convolutional):
-                self.push_to(layer, "border_mode", self.border_mode)
-                self.push_to(layer, "tied_biases", self.tied_biases)
+                # as Blocks: settings given to the sequence win over the layers' own
+                for name in ("border_mode", "tied_biases"):
+                    value = getattr(self, name)
+                    if value is not None:
+                        with layer._pushed():
+                            setattr(layer, name, value)
             out = layer.get_dim("output")
             channels = out[0]
             size = None if None in out[1:] else tuple(out[1:])

@@ -236,6 +236,10 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
             ``apply`` states are the attention's ``state_names``.
         attention: e.g. :class:`SequenceContentAttention`; its
             ``state_dims`` get the transition's dimensions.
+        add_contexts: as in Blocks, ``False`` when the transition itself
+            takes ``attended`` and ``attended_mask`` as contexts (they are
+            then passed to it, and the attention's ``attended_dim`` is the
+            transition's ``get_dim("attended")``).
         name, weights_init, biases_init: as usual.
 
     Applications:
@@ -260,13 +264,29 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
     ((6, 2, 3), (6, 2, 4), (6, 2, 7))
     """
 
-    def __init__(self, transition: Brick, attention: SequenceContentAttention, **kwargs: Any):
+    def __init__(
+        self,
+        transition: Brick,
+        attention: SequenceContentAttention,
+        add_contexts: bool = True,
+        **kwargs: Any,
+    ):
+        if not add_contexts and ATTENDED not in transition.apply.contexts:
+            raise AttentionError(
+                f"add_contexts=False: the transition {transition.path} must take "
+                f"{ATTENDED!r} (and {ATTENDED_MASK!r}) as contexts; its contexts are "
+                f"{transition.apply.contexts}. Leave add_contexts=True to add them."
+            )
+        self.add_contexts = add_contexts
         self.transition = transition
         self.attention = attention
         self.__dict__["sequence_names"] = [s for s in transition.apply.sequences if s != "mask"]
         self.__dict__["state_names"] = list(transition.apply.states)
         self.__dict__["glimpse_names"] = list(attention.take_glimpses.outputs)
-        self.__dict__["context_names"] = [ATTENDED, ATTENDED_MASK, *transition.apply.contexts]
+        # with add_contexts=False the transition itself takes attended/attended_mask
+        self.__dict__["context_names"] = [ATTENDED, ATTENDED_MASK] + [
+            c for c in transition.apply.contexts if c not in (ATTENDED, ATTENDED_MASK)
+        ]
         clash = set(self.glimpse_names) & (set(self.state_names) | set(self.sequence_names))
         if clash:
             raise AttentionError(
@@ -281,6 +301,8 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
         self.push_to(
             self.attention, "state_dims", self.transition.get_dims(self.attention.state_names)
         )
+        if ATTENDED in self.transition.apply.contexts:  # as Blocks: the transition knows it
+            self.push_to(self.attention, "attended_dim", self.transition.get_dim(ATTENDED))
         self.push_to(self.distribute, "input_dim", self.attention.get_dim("weighted_averages"))
         self.push_to(self.distribute, "output_dims", self.transition.get_dims(self.sequence_names))
 

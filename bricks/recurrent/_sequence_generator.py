@@ -437,6 +437,8 @@ class SequenceGenerator(Initializable):
             ``att_trans``) and ``attended``/``attended_mask`` become contexts.
         fork: brick that turns the feedback into the transition's sequences
             (default a :class:`~bricks.core.Fork` of ``Linear`` bricks).
+        add_contexts: passed to the :class:`AttentionRecurrent` (``False``
+            when the transition takes ``attended`` itself).
 
     Applications and methods (outputs are time-major, ``(time, batch)``
     for integer symbols):
@@ -472,10 +474,13 @@ class SequenceGenerator(Initializable):
         transition: Brick,
         attention: Brick | None = None,
         fork: Brick | None = None,
+        add_contexts: bool = True,
         **kwargs: Any,
     ) -> None:
         if attention is not None:
-            wrapped: Brick = AttentionRecurrent(transition, attention, name="att_trans")
+            wrapped: Brick = AttentionRecurrent(
+                transition, attention, add_contexts=add_contexts, name="att_trans"
+            )
         else:
             wrapped = FakeAttentionRecurrent(transition, name="with_fake_attention")
         self.readout = readout
@@ -619,8 +624,19 @@ class SequenceGenerator(Initializable):
 
     @application(outputs=["cost"], roles=[COST])
     def cost(self, outputs: jax.Array, mask: jax.Array | None = None, **kwargs: Any) -> jax.Array:
-        """Mean over the batch of the summed costs of each sequence."""
-        return jnp.mean(jnp.sum(self.cost_matrix(outputs, mask, **kwargs), axis=0))
+        """Mean over the batch of the summed costs of each sequence.
+
+        As in Blocks, the mean cost per sequence element (summed costs over
+        the number of unmasked outputs) is an auxiliary variable
+        ``per_sequence_element`` of this application.
+        """
+        costs = self.cost_matrix(outputs, mask, **kwargs)
+        if mask is None:
+            per_element = jnp.mean(costs)
+        else:
+            per_element = jnp.sum(costs) / jnp.sum(jnp.asarray(mask).astype(costs.dtype))
+        self.add_auxiliary_variable(per_element, name="per_sequence_element")
+        return jnp.mean(jnp.sum(costs, axis=0))
 
     # -- generation ---------------------------------------------------------------------
     def generate(
