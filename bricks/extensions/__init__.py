@@ -5,6 +5,8 @@ from bricks.extensions.aggregation import (
     MAX,
     MEAN,
     MIN,
+    PERPLEXITY,
+    STACK,
     Aggregation,
     MonitoredQuantity,
 )
@@ -54,5 +56,7 @@ __all__ = [
     "MIN",
     "MAX",
     "CONCATENATE",
+    "PERPLEXITY",
+    "STACK",
     "MonitoredQuantity",
 ]

@@ -30,7 +30,11 @@ __all__ = [
     "MIN",
     "MAX",
     "CONCATENATE",
+    "PERPLEXITY",
+    "STACK",
     "MonitoredQuantity",
+    "collects",
+    "join",
     "get_aggregation",
 ]
 
@@ -67,14 +71,44 @@ MAX = Aggregation(
     finalize=lambda acc: acc,
     name="max",
 )
-#: Concatenate per-batch values along axis 0 (kept on device until the end).
+#: ``exp(-mean over examples)`` (Blocks' ``Perplexity`` of a per-example log-likelihood).
+PERPLEXITY = Aggregation(
+    init=MEAN.init,
+    update=_mean_update,
+    finalize=lambda acc: jnp.exp(-acc[0] / acc[1]),
+    name="perplexity",
+)
+#: Concatenate per-batch values along axis 0 (kept on device until the end):
+#: per-example values of shape ``(batch, ...)`` become ``(examples, ...)``.
 CONCATENATE = Aggregation(init=None, update=None, finalize=None, name="concatenate")  # type: ignore[arg-type]
+#: Stack per-batch values along a new axis 0: ``(batches, ...)``. This is what
+#: Blocks' ``Concatenate`` aggregation returned.
+STACK = Aggregation(init=None, update=None, finalize=None, name="stack")  # type: ignore[arg-type]
 
-_BY_NAME = {"mean": MEAN, "min": MIN, "max": MAX, "concatenate": CONCATENATE}
+_BY_NAME = {
+    "mean": MEAN,
+    "min": MIN,
+    "max": MAX,
+    "perplexity": PERPLEXITY,
+    "concatenate": CONCATENATE,
+    "stack": STACK,
+}
+
+
+def collects(scheme: Aggregation) -> bool:
+    """Whether ``scheme`` keeps every batch's value (``CONCATENATE``, ``STACK``)."""
+    return scheme is CONCATENATE or scheme is STACK
+
+
+def join(scheme: Aggregation, values: Sequence[Any]) -> Any:
+    """The final value of a collecting scheme from the per-batch values."""
+    if scheme is STACK:
+        return jnp.stack([jnp.asarray(v) for v in values])
+    return jnp.concatenate([jnp.atleast_1d(v) for v in values])
 
 
 def get_aggregation(scheme: str | Aggregation) -> Aggregation:
-    """An :class:`Aggregation` from itself or its name (mean, min, max, concatenate)."""
+    """An :class:`Aggregation` from itself or its name (see ``_BY_NAME``)."""
     if isinstance(scheme, Aggregation):
         return scheme
     if scheme not in _BY_NAME:
@@ -102,6 +136,11 @@ class MonitoredQuantity:
     """
 
     def __init__(self, requires: Sequence[Any], name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ExtensionError(
+                f"monitored quantities must have names (they become log records); "
+                f"{type(self).__name__} got name={name!r}"
+            )
         self.requires = list(requires)
         self.name = name
 
