@@ -14,10 +14,7 @@ from ._batching import (
     Filter,
     Merge,
     MultiProcessing,
-    NGrams,
     Unpack,
-    Window,
-    bucket_by_length,
 )
 from ._converters import convert, download, read_idx, safe_unpickle
 from ._datasets import Dataset, IndexableDataset, IterableDataset
@@ -44,6 +41,7 @@ from ._schemes import (
     ShuffledScheme,
     cross_validation,
 )
+from ._sequences import NGrams, Padding, TimeMajor, Window, bucket_by_length
 from ._streams import AbstractDataStream, DataStream, EpochIterator
 from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
@@ -54,12 +52,10 @@ from ._transformers import (
     Flatten,
     ForceFloatX,
     Mapping,
-    Padding,
     Rename,
     ScaleAndShift,
     SortMapping,
     SourcewiseTransformer,
-    TimeMajor,
     ToBytes,
     Transformer,
 )

@@ -14,11 +14,10 @@ import numpy as np
 
 from bricks.errors import BatchStrictnessError, RequestError, SchemeError, SourceError
 
-from ._datasets import check_sources
 from ._prefetch import Prefetch
-from ._schemes import BatchScheme, ConstantScheme, IterationScheme
+from ._schemes import BatchScheme, IterationScheme
 from ._streams import AbstractDataStream, _Iter, _state_field, request_iterator, stack_examples
-from ._transformers import Mapping, SortMapping, Transformer
+from ._transformers import Transformer
 
 __all__ = [
     "Batch",
@@ -26,10 +25,7 @@ __all__ = [
     "Filter",
     "Merge",
     "MultiProcessing",
-    "NGrams",
     "Unpack",
-    "Window",
-    "bucket_by_length",
 ]
 
 
@@ -122,7 +118,8 @@ class Batch(Transformer):
     :class:`Padding`).
 
     >>> import numpy as np
-    >>> from bricks.data import DataStream, IndexableDataset, SequentialExampleScheme
+    >>> from bricks.data import (ConstantScheme, DataStream, IndexableDataset,
+    ...                          SequentialExampleScheme)
     >>> s = DataStream(IndexableDataset({"x": np.arange(5)}),
     ...                iteration_scheme=SequentialExampleScheme(5))
     >>> [b[0].tolist() for b in Batch(s, ConstantScheme(2)).get_epoch_iterator()]
@@ -309,81 +306,6 @@ class Unpack(_Expanding):
         return list(zip(*data, strict=True))
 
 
-class Window(_Expanding):
-    """Source and target windows slid over each sequence (for language models).
-
-    From each sequence ``x`` of ``which_source`` it gives pairs
-    ``(x[i : i + source_window], x[i + offset : i + offset + target_window])``
-    for ``i = 0, step, 2 * step, ...`` while both fit, with ``step = 1`` when
-    ``overlapping`` and ``source_window`` otherwise. An RNN language model
-    uses ``source_window == target_window`` and ``offset=1``.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IterableDataset
-    >>> s = DataStream(IterableDataset({"text": [np.arange(7)]}))
-    >>> [(a.tolist(), b.tolist()) for a, b in
-    ...  Window(s, source_window=3, target_window=3, offset=1).get_epoch_iterator()]
-    [([0, 1, 2], [1, 2, 3]), ([3, 4, 5], [4, 5, 6])]
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        source_window: int,
-        target_window: int,
-        offset: int,
-        overlapping: bool = False,
-        which_source: str | None = None,
-        target_source: str = "targets",
-    ) -> None:
-        super().__init__(data_stream, produces_examples=True)
-        if not data_stream.produces_examples:
-            raise SchemeError("Window: expected a stream of sequences (examples), found batches")
-        self.which_source = which_source or data_stream.sources[0]
-        check_sources([self.which_source], data_stream.sources, "Window")
-        self._index = data_stream.sources.index(self.which_source)
-        self.source_window, self.target_window = int(source_window), int(target_window)
-        self.offset, self.overlapping = int(offset), overlapping
-        self.sources = (self.which_source, target_source)
-
-    def expand(self, data: tuple) -> list[tuple]:
-        x = np.asarray(data[self._index])
-        step = 1 if self.overlapping else self.source_window
-        end = max(self.source_window, self.offset + self.target_window)
-        return [
-            (
-                x[i : i + self.source_window],
-                x[i + self.offset : i + self.offset + self.target_window],
-            )
-            for i in range(0, len(x) - end + 1, step)
-        ]
-
-
-class NGrams(Window):
-    """``(n previous tokens, next token)`` pairs for n-gram language models.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IterableDataset
-    >>> s = DataStream(IterableDataset({"text": [np.array([5, 6, 7, 8])]}))
-    >>> [(a.tolist(), int(b)) for a, b in NGrams(s, 2).get_epoch_iterator()]
-    [([5, 6], 7), ([6, 7], 8)]
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        ngram_order: int,
-        which_source: str | None = None,
-        target_source: str = "targets",
-    ) -> None:
-        super().__init__(
-            data_stream, ngram_order, 1, ngram_order, True, which_source, target_source
-        )
-
-    def expand(self, data: tuple) -> list[tuple]:
-        return [(a, b[0]) for a, b in super().expand(data)]
-
-
 class _CacheIter(_Iter):
     def __init__(self, t: Cache, epoch: int, state: Any) -> None:
         self.t = t
@@ -451,7 +373,7 @@ class Cache(Transformer):
     the child is appended to the cache; the request then takes what it can.
 
     >>> import numpy as np
-    >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
+    >>> from bricks.data import ConstantScheme, DataStream, IndexableDataset, SequentialScheme
     >>> s = DataStream(IndexableDataset({"x": np.arange(10)}),
     ...                iteration_scheme=SequentialScheme(10, 5))
     >>> [len(b[0]) for b in Cache(s, ConstantScheme(3)).get_epoch_iterator()]
@@ -478,35 +400,6 @@ class Cache(Transformer):
 
     def _open(self, epoch: int, state: Any) -> _Iter:
         return _CacheIter(self, epoch, state)
-
-
-def bucket_by_length(
-    data_stream: AbstractDataStream,
-    batch_size: int,
-    key_source: str | None = None,
-    sort_batches: int = 10,
-    strictness: int = 0,
-) -> AbstractDataStream:
-    """Batches of sequences of similar length (less padding).
-
-    Reads ``batch_size * sort_batches`` examples, sorts them by the length of
-    ``key_source`` (``SortMapping``), and batches them again. Resumable like
-    any composition.
-
-    Args:
-        data_stream: a stream of examples (e.g. sentences).
-        batch_size: size of the output batches.
-        key_source: the source whose length sorts (default: the first).
-        sort_batches: how many batches are sorted together.
-        strictness: as in :class:`Batch`.
-    """
-    key_source = key_source or data_stream.sources[0]
-    k = data_stream.sources.index(
-        check_sources([key_source], data_stream.sources, "bucket_by_length")[0]
-    )
-    large = Batch(data_stream, ConstantScheme(batch_size * sort_batches))
-    ordered = Mapping(large, SortMapping(lambda ex: len(ex[k])))
-    return Batch(Unpack(ordered), ConstantScheme(batch_size), strictness=strictness)
 
 
 def _check_batch_size_scheme(scheme: Any, where: str) -> None:

@@ -206,6 +206,11 @@ class TextFile(IterableDataset):
             except OSError as e:
                 raise DataFileError(f"TextFile: cannot read {path!r}: {e}") from e
 
+    @property
+    def dictionary(self) -> dict[str, int]:
+        """Token → id (Fuel's ``TextFile.dictionary``)."""
+        return dict(self.vocabulary.index)
+
     def get_iterator(self) -> Iterator[tuple]:
         """All examples of one pass, as tuples (for quick looks)."""
         handle = self.open()

@@ -4,7 +4,9 @@ This module holds the base classes (Fuel's ``Transformer``,
 ``SourcewiseTransformer``, ``AgnosticSourcewiseTransformer``,
 ``ExpectsAxisLabels``) and the one-in-one-out transformers. Batching,
 buffering and merging transformers are in :mod:`bricks.data._batching`,
-image transformers in :mod:`bricks.data._image`.
+sequence transformers (``Padding``, ``TimeMajor``, ``Window``, ``NGrams``,
+``bucket_by_length``) in :mod:`bricks.data._sequences`, image transformers
+in :mod:`bricks.data._image`.
 
 Each epoch iterator keeps a small state so that a run resumes mid-epoch
 exactly (see :mod:`bricks.data._streams`):
@@ -37,7 +39,6 @@ from bricks.errors import (
     ConfigurationError,
     DataShapeError,
     DataTypeError,
-    SchemeError,
     SourceError,
     UnsupportedLayoutError,
     did_you_mean,
@@ -54,12 +55,10 @@ __all__ = [
     "Flatten",
     "ForceFloatX",
     "Mapping",
-    "Padding",
     "Rename",
     "ScaleAndShift",
     "SortMapping",
     "SourcewiseTransformer",
-    "TimeMajor",
     "ToBytes",
     "Transformer",
 ]
@@ -509,25 +508,6 @@ class FilterSources(Transformer):
         return tuple(data[i] for i in self._index)
 
 
-class TimeMajor(AgnosticSourcewiseTransformer):
-    """Swap the batch and time axes: ``(batch, time, ...)`` → ``(time, batch, ...)``.
-
-    Recurrent bricks scan over time-major sequences with ``(time, batch)``
-    masks. By default every source of two or more axes is transposed.
-    """
-
-    def __init__(
-        self, data_stream: AbstractDataStream, which_sources: Sequence[str] | None = None
-    ) -> None:
-        super().__init__(data_stream, which_sources=which_sources)
-        if self.produces_examples:
-            raise SchemeError("TimeMajor: expected a stream of batches, found one of examples")
-
-    def transform_any_source(self, source_data: Any, source_name: str) -> Any:
-        a = np.asarray(source_data)
-        return np.ascontiguousarray(np.swapaxes(a, 0, 1)) if a.ndim >= 2 else a
-
-
 class ToBytes(SourcewiseTransformer):
     """Turn uint8 arrays into ``bytes`` (a list of them for a batch), as Fuel's ``ToBytes``.
 
@@ -548,73 +528,6 @@ class ToBytes(SourcewiseTransformer):
 
     def transform_source_batch(self, source_batch: Any, source_name: str) -> list[bytes]:
         return [self.transform_source_example(x, source_name) for x in source_batch]
-
-
-class Padding(Transformer):
-    """Pad variable-length sequences of a batch and add ``<source>_mask`` sources.
-
-    Each listed source (default: all) becomes a ``(batch, max_len, ...)``
-    array padded with zeros, followed by a ``(batch, max_len)`` mask that is
-    1 where data is. Use :class:`TimeMajor` afterwards for recurrent models.
-
-    >>> import numpy as np
-    >>> from bricks.data import DataStream, IterableDataset, Batch, ConstantScheme
-    >>> s = Batch(DataStream(IterableDataset({"w": [[1, 2, 3], [4]]})), ConstantScheme(2))
-    >>> w, mask = next(Padding(s).get_epoch_iterator())
-    >>> w.tolist(), mask.tolist()
-    ([[1, 2, 3], [4, 0, 0]], [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    """
-
-    def __init__(
-        self,
-        data_stream: AbstractDataStream,
-        mask_sources: Sequence[str] | None = None,
-        mask_dtype: Any = "float32",
-    ) -> None:
-        if data_stream.produces_examples:
-            raise SchemeError(
-                "Padding: expected a stream of batches, found one of examples; "
-                "wrap it in Batch first"
-            )
-        super().__init__(data_stream)
-        self.mask_sources = self._which(mask_sources)
-        self.mask_dtype = np.dtype(mask_dtype)
-        sources = []
-        labels = dict(self.axis_labels) if self.axis_labels else None
-        for s in data_stream.sources:
-            sources.append(s)
-            if s in self.mask_sources:
-                sources.append(s + "_mask")
-                if labels is not None:
-                    labels[s + "_mask"] = ("batch", "time")
-        self.sources = tuple(sources)
-        self.axis_labels = labels
-
-    def transform(self, data: tuple, epoch: int, count: int) -> tuple:
-        out = []
-        for s, batch in zip(self.data_stream.sources, data, strict=True):
-            if s not in self.mask_sources:
-                out.append(batch)
-                continue
-            seqs = [np.asarray(x) for x in batch]
-            if not seqs:
-                raise DataShapeError(f"Padding: source {s!r} gave an empty batch")
-            rest = seqs[0].shape[1:]
-            for i, x in enumerate(seqs):
-                if x.ndim == 0 or x.shape[1:] != rest:
-                    raise DataShapeError(
-                        f"Padding: source {s!r}, example {i} of the batch: expected shape "
-                        f"(length, {', '.join(map(str, rest))}) like example 0, found {x.shape}"
-                    )
-            lengths = [len(x) for x in seqs]
-            dtype = np.result_type(*seqs)
-            padded = np.zeros((len(seqs), max(lengths), *rest), dtype=dtype)
-            mask = np.zeros((len(seqs), max(lengths)), dtype=self.mask_dtype)
-            for i, x in enumerate(seqs):
-                padded[i, : len(x)] = x
-                mask[i, : len(x)] = 1
-            out.extend([padded, mask])
-        return tuple(out)
 
 
 def _check_bytes(example: Any, where: str) -> bytes:

@@ -9,17 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from bricks.data import (
+    AgnosticSourcewiseTransformer,
     Batch,
     Cache,
     ConstantScheme,
     DataStream,
     Filter,
+    FilterSources,
+    Flatten,
+    ForceFloatX,
     H5PYDataset,
     IndexableDataset,
     IterableDataset,
     Mapping,
     Padding,
+    Random2DRotation,
+    RandomFixedSizeCrop,
     RandomFlip,
+    Rename,
     SequentialScheme,
     ShuffledExampleScheme,
     ShuffledScheme,
@@ -41,6 +48,25 @@ def _indexable():
 def _sequences():
     rng = np.random.default_rng(0)
     return [rng.integers(0, 9, size=int(n)) for n in rng.integers(1, 8, size=N)]
+
+
+class _Negate(AgnosticSourcewiseTransformer):
+    """A transformer written the Fuel way (``transform_any_source``)."""
+
+    def transform_any_source(self, source_data, source_name):
+        return -np.asarray(source_data)
+
+
+def _images():
+    rng = np.random.default_rng(1)
+    return [
+        rng.integers(0, 255, size=(2, int(h), int(w))).astype(np.uint8)
+        for h, w in rng.integers(5, 9, size=(N, 2))
+    ]
+
+
+def _double_dict(d):
+    return {"twice": np.asarray(d["features"]) * 2}
 
 
 def make_hdf5(path):
@@ -83,6 +109,22 @@ def build(name: str, workdir: str | None = None, prefetch: str | None = None):
             lambda d: (np.asarray(d[0][0]),),
             add_sources=("id",),
         )
+    elif name == "fuel_rng_images":
+        # Fuel's spellings: rng= schemes and transformers, a list source of images
+        ds = IndexableDataset({"id": list(range(N)), "image": _images()})
+        scheme = ShuffledScheme(N, 4, rng=np.random.RandomState(3))
+        s = DataStream(ds, iteration_scheme=scheme)
+        s = RandomFixedSizeCrop(
+            s, (4, 4), which_sources=("image",), rng=np.random.RandomState(5)
+        )
+        s = Random2DRotation(s, 0.5, which_sources=("image",), seed=2)
+        s = _Negate(s, which_sources=("id",))
+    elif name == "fuel_mapping_dict":
+        s = DataStream(_indexable(), iteration_scheme=ShuffledScheme(N, 5, seed=8))
+        s = Mapping(s, _double_dict, add_sources=("twice",), mapping_accepts=dict)
+        s = Rename(s, {"features": "x"})
+        s = FilterSources(s, ("twice", "id"))
+        s = ForceFloatX(Flatten(s, which_sources=("twice",)))
     elif name == "hdf5_flip":
         path = f"{workdir}/resume.hdf5"
         ds = H5PYDataset(path, ("train",))
@@ -108,6 +150,8 @@ PIPELINES = [
     "bucket_padding",
     "window",
     "hdf5_flip",
+    "fuel_rng_images",
+    "fuel_mapping_dict",
 ]
 
 

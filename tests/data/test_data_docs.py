@@ -19,8 +19,8 @@ def test_doc_examples_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("module", ["_schemes", "_datasets", "_streams", "_transformers",
-                                    "_batching", "_image", "_named", "_hdf5", "_prefetch",
-                                    "_text"])
+                                    "_batching", "_sequences", "_image", "_named", "_hdf5",
+                                    "_prefetch", "_text"])
 def test_docstring_examples(module):
     import doctest
     import importlib

@@ -48,7 +48,8 @@ def test_resume_at_every_cut_point(name, workdir):
     full = run_epochs(stream, 2)
     assert len(full) > 4
     # every example seen exactly once per epoch (where the pipeline keeps them all)
-    if name in ("sequential", "shuffled", "examples_batch", "cache", "hdf5_flip"):
+    if name in ("sequential", "shuffled", "examples_batch", "cache", "hdf5_flip",
+                "fuel_mapping_dict"):
         first = full[: len(full) // 2]
         k = stream.sources.index("id")
         ids = sorted(i for item in first for i in np.ravel(item[k]).tolist())
@@ -81,7 +82,7 @@ def test_bad_state_is_a_clear_error():
         s.get_epoch_iterator()
 
 
-@pytest.mark.parametrize("name", ["shuffled", "hdf5_flip"])
+@pytest.mark.parametrize("name", ["shuffled", "hdf5_flip", "fuel_rng_images"])
 def test_resume_in_a_new_process(name, workdir):
     full = run_epochs(build(name, workdir), 2)
     k = len(full) // 2 - 2  # inside the first epoch
