@@ -360,8 +360,12 @@ class _Run:
             # build and restore (shape and step-rule checks) before writing anything
             self.main_loop = self._build(config, write_error=False)
             from bricks.checkpoint import restore_main_loop
+            from bricks.errors import CheckpointMismatchError
 
-            restore_main_loop(self.main_loop, resume)
+            try:
+                restore_main_loop(self.main_loop, resume)
+            except CheckpointMismatchError as error:
+                raise RunRefusedError(f"--resume of {os.fspath(run_dir)!r}: {error}") from None
         _write_json(run_dir / CONFIG_FILE, config)
         self._write_provenance(config, resume)
         print(f"run directory: {run_dir}", flush=True)

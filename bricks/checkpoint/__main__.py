@@ -2,7 +2,11 @@
 
 ``show PATH`` verifies a checkpoint (or the newest good one in a directory)
 and lists its metadata, files, arrays and state; ``list DIR`` lists every
-checkpoint of a directory with its verification result. Nothing is
+checkpoint of a directory with its verification result. ``PATH``/``DIR`` may
+also be a run directory of ``python -m experiments.run``: its
+``checkpoints/`` are used, and the run's status is printed first (a run
+whose ``summary.json`` says ``running`` but whose lock nobody holds is
+reported as died: killed, or out of memory). Nothing is
 unpickled; a crafted file is reported as refused (exit code 2), a damaged
 one as damaged (exit code 1).
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +26,42 @@ import numpy as np
 from bricks.errors import CheckpointError, UnsafeCheckpointError
 
 from ._format import read_checkpoint, verify_checkpoint
-from ._manager import _list, find_checkpoint
+from ._manager import DAMAGED_MARK, _list, find_checkpoint, lock_holder
+
+RUN_CHECKPOINTS = "checkpoints"  # experiments.run's layout (read only, never imported)
+
+
+def _resolve(path: str | Path, out: TextIO) -> Path:
+    """``path``, or ``path/checkpoints`` for a run directory (whose status is printed)."""
+    path = Path(path)
+    inner = path / RUN_CHECKPOINTS
+    if not inner.is_dir() or _list(path):
+        return path
+    summary = path / "summary.json"
+    if summary.is_file():
+        try:
+            data = json.loads(summary.read_text(encoding="utf8"))
+        except (OSError, ValueError) as error:
+            print(f"run {path}: summary.json unreadable ({error})", file=out)
+        else:
+            print(f"run {path}: {_run_status(data, inner)}", file=out)
+    return inner
+
+
+def _run_status(summary: Any, checkpoints: Path) -> str:
+    if not isinstance(summary, dict):
+        return "summary.json holds no object"
+    status = str(summary.get("status"))
+    done = summary.get("iterations_done")
+    if status != "running":
+        return f"{status}" + (f" at iteration {done}" if done is not None else "")
+    holder = lock_holder(checkpoints)
+    if holder is not None:
+        return f"running ({holder})"
+    return (
+        f"died: summary.json says running but its process (pid {summary.get('pid', '?')}) "
+        "is gone and holds no lock (killed, out of memory?); resume it with --resume"
+    )
 
 
 def _size(n: float) -> str:
@@ -34,7 +74,7 @@ def _size(n: float) -> str:
 
 def show(path: str | Path, out: TextIO = sys.stdout) -> None:
     """Print what the checkpoint at ``path`` holds (see the module docstring)."""
-    chosen, skipped = find_checkpoint(path)
+    chosen, skipped = find_checkpoint(_resolve(path, out))
     for problem in skipped:
         print(f"skipped damaged: {problem}", file=out)
     state, arrays, meta = read_checkpoint(chosen, verify=False)
@@ -82,11 +122,18 @@ def _summary(value: Any, limit: int = 60) -> str:
 
 def list_directory(path: str | Path, out: TextIO = sys.stdout) -> None:
     """Print every checkpoint of a directory with its verification result."""
-    for ckpt in _list(Path(path)):
+    directory = _resolve(path, out)
+    found = _list(directory)
+    if not found:
+        print(f"no complete checkpoint in {directory}", file=out)
+    for ckpt in found:
         problems = verify_checkpoint(ckpt)
         print(
             f"{ckpt.name}  {'ok' if not problems else 'DAMAGED: ' + '; '.join(problems)}", file=out
         )
+    if directory.is_dir():
+        for aside in sorted(p for p in directory.iterdir() if p.name.startswith(DAMAGED_MARK)):
+            print(f"{aside.name}  (moved aside as damaged)", file=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,8 @@ hook that refuses keys naming classes or callables (``__class__``,
 or called.
 
 For fault-injection tests, ``BRICKS_CHECKPOINT_FAULT=<step>`` makes the
-writer SIGKILL its own process at that step (see :data:`WRITE_STEPS`).
+writer SIGKILL its own process at that step (see :data:`WRITE_STEPS`), and
+``BRICKS_CHECKPOINT_DELAY=<step>:<seconds>`` makes it sleep there.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import math
 import os
 import secrets
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,10 +152,14 @@ _HASH_CHUNK = 1 << 22  # hashing and writing go in pieces of 4 MiB (the GIL is r
 
 
 def _fault(step: str) -> None:
-    """SIGKILL this process at ``step`` when ``BRICKS_CHECKPOINT_FAULT`` names it."""
+    """SIGKILL this process at ``step`` when ``BRICKS_CHECKPOINT_FAULT`` names it;
+    sleep there when ``BRICKS_CHECKPOINT_DELAY`` is ``<step>:<seconds>`` (a slow disk)."""
     wanted = os.environ.get("BRICKS_CHECKPOINT_FAULT")
     if wanted and wanted == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    delay = os.environ.get("BRICKS_CHECKPOINT_DELAY", "")
+    if delay.partition(":")[0] == step:
+        time.sleep(float(delay.partition(":")[2] or 0))
 
 
 # -- safe JSON -------------------------------------------------------------------

@@ -205,6 +205,24 @@ def _take_lock(directory: Path, shareable: bool) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _forget_locks_in_child() -> None:
+    """A forked child (a data worker) must neither hold nor release its parent's locks.
+
+    Closing the inherited descriptors drops the child's reference without
+    unlocking (the parent's reference keeps the ``flock``), so a worker that
+    outlives a killed trainer does not keep the run locked.
+    """
+    for fd, _count, _shareable in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 def _drop_lock(key: str) -> None:
     with _HELD_MUTEX:
         entry = _HELD.get(key)
@@ -297,7 +315,8 @@ class CheckpointManager:
 
     @property
     def _lock_fd(self) -> int | None:
-        return None if self._lock_key is None else _HELD[self._lock_key][0]
+        entry = None if self._lock_key is None else _HELD.get(self._lock_key)
+        return None if entry is None else entry[0]
 
     def release(self) -> None:
         """Release the directory lock (idempotent)."""

@@ -157,7 +157,7 @@ class Checkpoint(SimpleExtension):
         self.skipped: list[int] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._saved_at: tuple[int, str] | None = None
+        self._saved_at: tuple[Any, ...] | None = None
 
     # -- events -----------------------------------------------------------------
     def dispatch(self, callback_name: str, *args: Any) -> None:
@@ -175,8 +175,8 @@ class Checkpoint(SimpleExtension):
 
     def do(self, which_callback: str, *args: Any) -> None:
         done = int(self.main_loop.status["iterations_done"])
-        if which_callback == "after_training" and self._saved_at == (done, "on_interrupt"):
-            return  # nothing changed since the interrupt's checkpoint
+        if which_callback == "after_training" and self._saved_at == self._moment():
+            return  # nothing changed since the last checkpoint: no second state of this iteration
         if (
             self.async_save
             and self.if_busy == "skip"
@@ -191,7 +191,7 @@ class Checkpoint(SimpleExtension):
             )
             return
         self.save()
-        self._saved_at = (done, which_callback)
+        self._saved_at = self._moment()
 
     # -- saving -----------------------------------------------------------------
     def _metrics(self) -> dict[str, float]:
@@ -282,10 +282,21 @@ class Checkpoint(SimpleExtension):
     def on_save_request(self) -> None:
         """Save now, between two batches (the main loop calls it on SIGUSR1)."""
         done = int(self.main_loop.status["iterations_done"])
-        if self._saved_at is not None and self._saved_at[0] == done:
+        if self._saved_at == self._moment():
             return  # this iteration's state is saved already
+        logger.info("checkpoint requested (SIGUSR1) at iteration %d", done)
         self.save()
-        self._saved_at = (done, "on_save_request")
+        self._saved_at = self._moment()
+
+    def _moment(self) -> tuple[Any, ...]:
+        """What tells two saves of one iteration apart (an epoch end, a finish request)."""
+        status = self.main_loop.status
+        return (
+            int(status["iterations_done"]),
+            int(status["epochs_done"]),
+            bool(status["training_finish_requested"]),
+            bool(status["epoch_interrupt_received"] or status["batch_interrupt_received"]),
+        )
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a pending asynchronous save; re-raise its error, if any.
