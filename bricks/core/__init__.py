@@ -33,6 +33,7 @@ from bricks.core.initialization import (
 )
 from bricks.core.initialization import Identity as IdentityInit
 from bricks.core.lookup import LookupTable
+from bricks.core.maxout import LeakyRectifier, LinearMaxout
 from bricks.core.parallel import Fork, Merge, Parallel
 from bricks.core.roles import (
     AUXILIARY,
@@ -61,6 +62,7 @@ from bricks.core.simple import (
     Softplus,
     Tanh,
 )
+from bricks.core.spatial_bn import SpatialBatchNormalization
 from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with, scan
 from bricks.core.wrappers import WithExtraDims, with_extra_dims
 
@@ -111,6 +113,9 @@ __all__ = [
     "apply_with",
     "scan",
     "Maxout",
+    "LinearMaxout",
+    "LeakyRectifier",
+    "SpatialBatchNormalization",
     "LookupTable",
     "Parallel",
     "Fork",

@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from bricks.core.application import application
+from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Initializable
 from bricks.core.checks import as_input, check_rank, check_size
 from bricks.core.initialization import Constant
@@ -32,8 +32,10 @@ from bricks.core.roles import (
     BATCH_NORM_SHIFT_PARAMETER,
 )
 from bricks.core.sequences import MLP
+from bricks.core.sequences import Sequence as Seq_
 from bricks.core.simple import _expand_as
 from bricks.core.tracing import Frame, current_frame, use_frame
+from bricks.errors import ConfigurationError
 
 __all__ = ["BatchNormalization", "BatchNormalizedMLP", "batch_normalization", "TRAINING_MODE"]
 
@@ -59,10 +61,20 @@ class BatchNormalization(Initializable):
         broadcastable: per axis of ``input_dim``, whether the statistics are
             shared along it (``(False, True, True)`` for per-channel
             normalization of NCHW images).
+        conserve_memory: Blocks' choice between two Theano implementations
+            of the same computation; kept (and pushed by
+            :class:`BatchNormalizedMLP`) so ported code runs, but XLA plans
+            memory itself, so both values compute the same thing.
         epsilon: added to the minibatch variance.
+        scale_init, shift_init: schemes of ``scale`` and ``shift``
+            (default ``Constant(1)`` and ``Constant(0)``).
+        mean_only: only subtract the mean (lazy; no scale, no stdev).
         learn_scale, learn_shift: whether ``scale`` (gamma) and ``shift``
-            (beta) exist.
-        mean_only: only subtract the mean.
+            (beta) exist (lazy; a parent may push them).
+
+    For images in a :class:`~bricks.core.ConvolutionalSequence`,
+    ``num_channels`` and ``image_size`` are views of ``input_dim``
+    (``(num_channels, *image_size)``), so the sequence pushes them.
 
     >>> import jax.numpy as jnp
     >>> bn = BatchNormalization(3)
@@ -72,33 +84,91 @@ class BatchNormalization(Initializable):
     True
     """
 
-    allocation_config = ("input_dim", "broadcastable")
+    allocation_config = (
+        "input_dim",
+        "broadcastable",
+        "num_channels",
+        "image_size",
+        "mean_only",
+        "learn_scale",
+        "learn_shift",
+    )
+    _not_lazy = ("num_channels", "image_size", "mean_only", "learn_scale", "learn_shift")
     input_dim: Any = None
     broadcastable: Any = None
+    mean_only: bool = False
+    learn_scale: bool = True
+    learn_shift: bool = True
+    conserve_memory: bool = True
 
     def __init__(
         self,
         input_dim: int | Sequence[int] | None = None,
         broadcastable: Sequence[bool] | None = None,
+        conserve_memory: bool = True,
         epsilon: float = 1e-4,
-        learn_scale: bool = True,
-        learn_shift: bool = True,
-        mean_only: bool = False,
+        scale_init: Any = None,
+        shift_init: Any = None,
+        mean_only: bool | None = None,
+        learn_scale: bool | None = None,
+        learn_shift: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if input_dim is not None:
-            self.input_dim = input_dim
+            self.input_dim = tuple(input_dim) if isinstance(input_dim, list) else input_dim
         if broadcastable is not None:
             self.broadcastable = tuple(broadcastable)
+        self.conserve_memory = bool(conserve_memory)
         self.epsilon = epsilon
-        self.learn_scale = learn_scale
-        self.learn_shift = learn_shift
-        self.mean_only = mean_only
+        self.scale_init = Constant(1.0) if scale_init is None else scale_init
+        self.shift_init = Constant(0.0) if shift_init is None else shift_init
+        for name, value in (
+            ("mean_only", mean_only),
+            ("learn_scale", learn_scale),
+            ("learn_shift", learn_shift),
+        ):
+            if value is not None:
+                setattr(self, name, bool(value))
+
+    def _image_dims(self) -> list[Any]:
+        d = self.input_dim
+        if d is None:
+            return [None, None, None]
+        return [d] if isinstance(d, int) else list(d)
+
+    @property
+    def num_channels(self) -> int | None:
+        """The first entry of a tuple ``input_dim`` (images' channels)."""
+        d = self.input_dim
+        return None if d is None or isinstance(d, int) else d[0]
+
+    @num_channels.setter
+    def num_channels(self, value: int | None) -> None:
+        dims = self._image_dims()
+        dims[0] = value
+        self.__dict__["input_dim"] = tuple(dims)
+
+    @property
+    def image_size(self) -> tuple[Any, ...] | None:
+        """The entries of ``input_dim`` after the first (images' size)."""
+        d = self.input_dim
+        return None if d is None or isinstance(d, int) else tuple(d[1:])
+
+    @image_size.setter
+    def image_size(self, value: Sequence[int] | None) -> None:
+        if value is None:
+            return
+        self.__dict__["input_dim"] = (self._image_dims()[0], *tuple(value))
 
     @property
     def _dims(self) -> tuple[int, ...]:
         d = self.input_dim
+        if not isinstance(d, int) and None in tuple(d):
+            raise ConfigurationError(
+                f"{type(self).__name__} {self.path} needs every entry of input_dim, got "
+                f"{tuple(d)}; set input_dim (or num_channels and image_size)"
+            )
         return (int(d),) if isinstance(d, int) else tuple(int(x) for x in d)
 
     @property
@@ -109,10 +179,15 @@ class BatchNormalization(Initializable):
     def _allocate(self) -> None:
         self.require("input_dim")
         shape = self._stat_shape
+        if self.broadcastable is not None and len(self.broadcastable) != len(self._dims):
+            raise ConfigurationError(
+                f"{type(self).__name__} {self.path}: broadcastable {self.broadcastable} needs "
+                f"one entry per axis of input_dim {self.input_dim}"
+            )
         if self.learn_scale and not self.mean_only:
-            self.add_parameter("scale", shape, (BATCH_NORM_SCALE_PARAMETER,), Constant(1.0))
+            self.add_parameter("scale", shape, (BATCH_NORM_SCALE_PARAMETER,), self.scale_init)
         if self.learn_shift:
-            self.add_parameter("shift", shape, (BATCH_NORM_SHIFT_PARAMETER,), Constant(0.0))
+            self.add_parameter("shift", shape, (BATCH_NORM_SHIFT_PARAMETER,), self.shift_init)
         self.add_parameter("population_mean", shape, (BATCH_NORM_POPULATION_MEAN,), Constant(0.0))
         if not self.mean_only:
             self.add_parameter(
@@ -178,37 +253,79 @@ class BatchNormalizedMLP(MLP):
     """An :class:`MLP` with batch normalization between each linear map and
     its activation; the linear maps have no bias (the shift replaces it).
 
+    As in Blocks, each activation is wrapped in a :class:`Sequence`
+    (``activation_<i>``) of a :class:`BatchNormalization` (``batch_norm``) and
+    the activation, so ``mlp.activations[i].children[0]`` is the batch norm.
+
+    Args:
+        activations, dims: as for :class:`MLP` (``None`` for no activation).
+        conserve_memory: set on every batch norm now and whenever it is set
+            on the MLP.
+        mean_only, learn_scale, learn_shift: pushed to the batch norms at
+            allocation when given.
+
     >>> from bricks.core import Tanh, IsotropicGaussian
     >>> mlp = BatchNormalizedMLP([Tanh(), Tanh()], [4, 5, 2], weights_init=IsotropicGaussian(0.1))
     >>> mlp.initialize()
-    >>> sorted(p.split("/")[-1] for p in mlp.get_parameter_values())[:2]
-    ['batch_norm_0.population_mean', 'batch_norm_0.population_stdev']
+    >>> sorted(p.split("/", 2)[-1] for p in mlp.get_parameter_values())[:2]
+    ['activation_0/batch_norm.population_mean', 'activation_0/batch_norm.population_stdev']
     """
 
     def __init__(
-        self, activations: Sequence[Any], dims: Sequence[int] | None = None, **kwargs: Any
+        self,
+        activations: Sequence[Any],
+        dims: Sequence[int] | None = None,
+        conserve_memory: bool = True,
+        mean_only: bool | None = None,
+        learn_scale: bool | None = None,
+        learn_shift: bool | None = None,
+        **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("use_bias", False)
-        super().__init__(activations, dims, **kwargs)
-        self.batch_norms = [
-            BatchNormalization(name=f"batch_norm_{i}")
-            for i in range(len(self.linear_transformations))
+        batch_norms = [
+            BatchNormalization(conserve_memory=conserve_memory, name="batch_norm")
+            for _ in activations
         ]
-        for i, bn in enumerate(self.batch_norms):
-            self.children.insert(self.children.index(self.linear_transformations[i]) + 1, bn)
+        wrapped = []
+        for i, (bn, act) in enumerate(zip(batch_norms, activations, strict=True)):
+            apps = [bn.apply]
+            if act is not None:
+                apps.append(act if isinstance(act, BoundApplication) else act.apply)
+            wrapped.append(Seq_(apps, name=f"activation_{i}"))
+        kwargs.setdefault("use_bias", False)
+        super().__init__(wrapped, dims, **kwargs)
+        d = self.__dict__
+        d["batch_norms"] = batch_norms
+        d["_conserve_memory"] = bool(conserve_memory)
+        d["_pushed_bn_settings"] = {}
+        for name, value in (
+            ("mean_only", mean_only),
+            ("learn_scale", learn_scale),
+            ("learn_shift", learn_shift),
+        ):
+            d[name] = getattr(BatchNormalization, name) if value is None else bool(value)
+            if value is not None:
+                d["_pushed_bn_settings"][name] = bool(value)
+
+    @property
+    def conserve_memory(self) -> bool:
+        return self.__dict__["_conserve_memory"]
+
+    @conserve_memory.setter
+    def conserve_memory(self, value: bool) -> None:
+        self.__dict__["_conserve_memory"] = bool(value)
+        for bn in self.batch_norms:
+            bn.conserve_memory = bool(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("mean_only", "learn_scale", "learn_shift"):
+            self.__dict__.setdefault("_pushed_bn_settings", {})[name] = bool(value)
+            self.__dict__["allocated"] = False
+        super().__setattr__(name, value)
 
     def _push_allocation_config(self) -> None:
         super()._push_allocation_config()
         for bn, d in zip(self.batch_norms, self.dims[1:], strict=True):
             self.push_to(bn, "input_dim", d)
+            for name, value in self._pushed_bn_settings.items():
+                self.push_to(bn, name, value)
 
-    @application(inputs=["input_"], outputs=["output"])
-    def apply(self, input_: jax.Array) -> jax.Array:
-        out = self._check_input(input_)
-        for lin, bn, act in zip(
-            self.linear_transformations, self.batch_norms, self.activations, strict=True
-        ):
-            out = bn.apply(lin.apply(out))
-            if act is not None:
-                out = act.apply(out)
-        return out

@@ -38,8 +38,8 @@ class Selector:
 
     >>> from bricks.core import MLP, Tanh, Identity
     >>> mlp = MLP([Tanh(), Identity()], [3, 4, 2])
-    >>> Selector(mlp).select("/mlp/linear_*").bricks
-    [<Linear /mlp/linear_0>, <Linear /mlp/linear_1>]
+    >>> [brick.path for brick in Selector(mlp).select("/mlp/linear_*").bricks]
+    ['/mlp/linear_0', '/mlp/linear_1']
     >>> sorted(Selector(mlp).select("/mlp/*.b"))
     ['/mlp/linear_0.b', '/mlp/linear_1.b']
     >>> Selector(mlp).select("/mlp/linear_1.W")["/mlp/linear_1.W"].shape
