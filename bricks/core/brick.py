@@ -101,11 +101,12 @@ class _Children(list):
                 f"children of {self._owner.path} must be bricks, got {type(child).__name__}"
             )
         if child.parent is not None and child.parent is not self._owner:
-            raise BrickTreeError(
-                f"brick {child.name!r} already belongs to {child.parent.path}; it cannot also be "
-                f"a child of {self._owner.path}. Share a brick by applying the same object, "
-                "not by giving it two parents."
-            )
+            # a shared brick (weight sharing, as in Blocks): one set of parameters and one
+            # canonical path, through its first parent; the others list it among children
+            extra = child.__dict__.setdefault("_other_parents", [])
+            if not any(p is self._owner for p in extra):
+                extra.append(self._owner)
+            return child
         object.__setattr__(child, "parent", self._owner)
         return child
 
@@ -136,9 +137,10 @@ def _number_unnamed(children: list) -> None:
     in the order of the children. A single unnamed brick keeps its default
     name; explicitly named siblings are never renamed."""
     groups: dict[str, list[Brick]] = {}
+    owner = getattr(children, "_owner", None)
     for child in children:
         default = child.__dict__.get("_default_name")
-        if default is not None:
+        if default is not None and (owner is None or child.parent is owner):
             groups.setdefault(default, []).append(child)
     for default, members in groups.items():
         if len(members) > 1:
@@ -259,6 +261,12 @@ class Brick:
             names.append(brick.name)
             brick = brick.parent
         return "/" + "/".join(reversed(names))
+
+    @property
+    def parents(self) -> list[Brick]:
+        """Every parent: the first (which gives the path) and those sharing the brick."""
+        first = [] if self.parent is None else [self.parent]
+        return first + list(self.__dict__.get("_other_parents", ()))
 
     @property
     def root(self) -> Brick:

@@ -11,6 +11,7 @@ from bricks.core.application import application
 from bricks.core.brick import Initializable
 from bricks.core.checks import as_input, check_integer
 from bricks.core.roles import WEIGHT
+from bricks.errors import ConfigurationConflict
 
 __all__ = ["LookupTable"]
 
@@ -67,3 +68,27 @@ class LookupTable(Initializable):
         if name == "indices":
             return 0
         return super().get_dim(name)
+
+    # Blocks' feedforward interface: the input is a (0-dimensional) index, the
+    # output an embedding of size ``dim``
+    @property
+    def input_dim(self) -> int:
+        """``0``: an index has no feature axis (Blocks' feedforward interface)."""
+        return 0
+
+    @input_dim.setter
+    def input_dim(self, value: int) -> None:
+        if value != 0:
+            raise ConfigurationConflict(
+                f"LookupTable {self.path}: input_dim is 0 (it reads integer indices), got "
+                f"{value!r}; set `length` for the number of rows"
+            )
+
+    @property
+    def output_dim(self) -> int | None:
+        """The same as ``dim``."""
+        return self.dim
+
+    @output_dim.setter
+    def output_dim(self, value: int) -> None:
+        self.dim = value

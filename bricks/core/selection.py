@@ -17,7 +17,64 @@ from bricks.core.brick import Brick
 from bricks.core.tracing import Variable
 from bricks.errors import SelectionError
 
-__all__ = ["Selector"]
+__all__ = ["Selector", "Path"]
+
+
+class Path:
+    """A parsed selection path, as Blocks' ``blocks.select.Path``.
+
+    ``Path.parse("/mlp/linear_0.W").nodes`` is
+    ``(BrickName("mlp"), BrickName("linear_0"), ParameterName("W"))``;
+    paths compare and hash by their nodes.
+
+    >>> Path.parse("/brick1/brick2") == Path.parse("/brick1/brick2")
+    True
+    >>> str(Path.parse("/mlp/linear_0.W"))
+    '/mlp/linear_0.W'
+    """
+
+    class BrickName(str):
+        """A brick component of a path (``/name``)."""
+
+        def part(self) -> str:
+            return "/" + self
+
+    class ParameterName(str):
+        """The parameter component of a path (``.name``)."""
+
+        def part(self) -> str:
+            return "." + self
+
+    def __init__(self, nodes: Iterable[str]) -> None:
+        self.nodes = tuple(nodes)
+
+    @classmethod
+    def parse(cls, string: str) -> Path:
+        """Parse ``"/brick/child.parameter"`` (raises :class:`SelectionError`)."""
+        if not isinstance(string, str) or not string.startswith("/"):
+            raise SelectionError(f"a path starts with '/', like '/mlp/linear_0.W'; got {string!r}")
+        bricks, dot, parameter = string[1:].partition(".")
+        names = bricks.split("/")
+        if any(n == "" for n in names) or (dot and not parameter) or "." in parameter:
+            raise SelectionError(f"malformed path {string!r}")
+        nodes: list[str] = [cls.BrickName(n) for n in names]
+        if dot:
+            nodes.append(cls.ParameterName(parameter))
+        return cls(nodes)
+
+    def __str__(self) -> str:
+        return "".join(node.part() for node in self.nodes)
+
+    def __repr__(self) -> str:
+        return f"Path({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Path) and [(type(n), n) for n in self.nodes] == [
+            (type(n), n) for n in other.nodes
+        ]
+
+    def __hash__(self) -> int:
+        return hash(tuple((type(n).__name__, str(n)) for n in self.nodes))
 
 
 def _unique(bricks: Iterable[Brick]) -> list[Brick]:

@@ -185,9 +185,11 @@ def test_duplicate_child_names_and_two_parents():
     with pytest.raises(BrickTreeError, match="two children named 'a'"):
         parent.allocate()
     lin = Linear(2, 2)
-    Brick(name="first", children=[lin])
-    with pytest.raises(BrickTreeError, match=r"already belongs to /first"):
-        Brick(name="second", children=[lin])
+    first = Brick(name="first", children=[lin])
+    # a shared brick (issue 15): its first parent gives its one path
+    second = Brick(name="second", children=[lin])
+    assert lin.path == "/first/linear" and lin.parents == [first, second]
+    assert second.children[0] is lin
     with pytest.raises(BrickTreeError):
         lin.parent = None
 
