@@ -201,7 +201,7 @@ def main_loop_snapshot(main_loop: Any) -> PendingPayload | None:
         stream_state = main_loop.data_stream.get_state()
     state = {  # MainLoop.get_state's layout; the algorithm's part comes in result()
         "format": "bricks.main_loop/1",
-        "log": main_loop.log.get_state(),
+        "log": main_loop.log.checkpoint_state(),
         "algorithm": None,
         "data_stream": stream_state,
         "extensions": {ext.name: ext.get_state() for ext in main_loop.extensions},

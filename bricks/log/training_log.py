@@ -199,18 +199,106 @@ class TrainingLog:
             "rows": {str(i): dict(row) for i, row in self._rows.items() if row},
         }
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint stores: :meth:`get_state`, or, for a log with a
+        file, only where the file stands (its size grows with the run, the
+        checkpoint's does not).
+
+        Pending records and the status are appended and fsynced first, so the
+        file holds every row up to ``offset``; :meth:`set_state` reads them
+        back and truncates the file to that point.
+        """
+        if self.path is None:
+            return self.get_state()
+        self.flush(with_status=True)
+        assert self._file is not None
+        os.fsync(self._file.fileno())
+        status = to_jsonable(self.status)
+        epoch_ends = status.pop("epoch_ends")
+        return {
+            "status": status,
+            "epoch_ends_count": len(epoch_ends),
+            "file": {"path": os.path.abspath(self.path), "offset": self._file.tell()},
+        }
+
     def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`get_state` snapshot (nothing is re-written to the file)."""
-        self.status = _default_status()
-        self.status.update(state["status"])
+        """Restore a :meth:`get_state` or :meth:`checkpoint_state` snapshot.
+
+        For a checkpoint state the rows are read from the log file up to the
+        saved offset (this log's file, or the saved path when this log has
+        none), and this log's file is truncated back to that offset when it
+        is that same file: what was logged after the checkpoint is gone, as
+        it is from the training state.
+
+        Raises:
+            LogError: the log file is missing or shorter than the checkpoint
+                says, or does not end a line at the saved offset.
+        """
+        status = _default_status()
+        status.update(state["status"])
         self._rows = {}
-        for key, records in state.get("rows", {}).items():
-            row = self[int(key)]
-            dict.update(row, records)
         self._pending.clear()
+        if "file" in state:
+            info = state["file"]
+            saved_path, offset = str(info["path"]), int(info["offset"])
+            source = saved_path  # a moved run directory: its log is where this log writes
+            if not os.path.exists(saved_path) and self.path is not None:
+                source = self.path
+            rows, last_status = _read_file_rows(source, offset)
+            count = int(state.get("epoch_ends_count", 0))
+            ends = list((last_status or {}).get("epoch_ends", []))[:count]
+            if len(ends) != count:
+                raise LogError(
+                    f"the training log {source!r} holds {len(ends)} epoch ends before byte "
+                    f"{offset}, the checkpoint says {count}; is it the log of this run?"
+                )
+            status["epoch_ends"] = ends
+            if self.path is not None and os.path.realpath(self.path) == os.path.realpath(source):
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+                if os.path.getsize(source) > offset:
+                    os.truncate(source, offset)
+            for iteration, records in rows.items():
+                dict.update(self[iteration], records)
+        else:
+            for key, records in state.get("rows", {}).items():
+                dict.update(self[int(key)], records)
+        self.status = status
 
     def __repr__(self) -> str:
         return (
             f"TrainingLog(iterations_done={self.status['iterations_done']}, "
             f"epochs_done={self.status['epochs_done']}, rows={len(self)}, path={self.path!r})"
         )
+
+
+def _read_file_rows(
+    path: str, offset: int
+) -> tuple[dict[int, dict[str, Any]], dict[str, Any] | None]:
+    """Rows (merged by iteration) and the last status of the first ``offset``
+    bytes of a log file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(offset)
+    except OSError as error:
+        raise LogError(
+            f"the checkpoint's log rows are in {path!r}, which cannot be read ({error})"
+        ) from error
+    if len(data) < offset or (offset and not data.endswith(b"\n")):
+        raise LogError(
+            f"the training log {path!r} is {len(data)} bytes where the checkpoint expects at "
+            f"least {offset} ending a line: it was truncated or replaced since"
+        )
+    rows: dict[int, dict[str, Any]] = {}
+    status = None
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except ValueError as error:
+            raise LogError(f"{path!r} line {number} is not JSON ({error})") from None
+        if "status" in entry:
+            status = entry["status"]
+        elif "iteration" in entry:
+            rows.setdefault(int(entry["iteration"]), {}).update(entry.get("records", {}))
+    return rows, status

@@ -412,7 +412,7 @@ class MainLoop:
             stream_state = self.data_stream.get_state()
         state = {
             "format": "bricks.main_loop/1",
-            "log": self.log.get_state(),
+            "log": self.log.checkpoint_state(),  # a file-backed log: where its file stands
             "algorithm": algo_json,
             "data_stream": stream_state,
             "extensions": {ext.name: ext.get_state() for ext in self.extensions},
