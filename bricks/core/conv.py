@@ -103,8 +103,9 @@ class Convolutional(Initializable):
         border_mode: ``"valid"`` (default, no padding), ``"full"`` (pad
             ``filter - 1``), ``"half"`` (pad ``filter // 2``: same size for
             odd filters), or an int / pair of ints of zero padding per side.
-        tied_biases: one bias per filter (``True``) or one per filter and
-            output position (``False``, the Blocks default).
+        tied_biases: one bias per filter (``True``, the default, as in
+            Blocks) or one per filter and output position (``False``; needs
+            ``image_size`` and fits that image size only).
         weights_init, biases_init, use_bias: see :class:`Initializable`;
             ``W`` has role ``FILTER``, ``b`` role ``BIAS``.
 
@@ -133,7 +134,7 @@ class Convolutional(Initializable):
     image_size: tuple[int, int] | None = None
     step: tuple[int, int] = (1, 1)
     border_mode: BorderMode = "valid"
-    tied_biases: bool = False
+    tied_biases: bool = True
 
     def __init__(
         self,
@@ -294,9 +295,9 @@ class ConvolutionalTranspose(Convolutional):
             ``get_dim("output")`` (lazy).
         step, border_mode: the strides and padding of the corresponding
             convolution, as in :class:`Convolutional`.
-        tied_biases: one bias per output channel (``True``) or one per
-            output channel and position (``False``, as in
-            :class:`Convolutional`).
+        tied_biases: one bias per output channel (``True``, the default, as
+            in :class:`Convolutional` and Blocks) or one per output channel
+            and position (``False``).
         weights_init, biases_init, use_bias: see :class:`Initializable`.
 
     ``W`` (role ``FILTER``) has Blocks' layout ``(num_filters, num_channels,

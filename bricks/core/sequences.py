@@ -75,8 +75,8 @@ class MLP(Initializable):
             ``"<class name in lower case>_<i>"`` (``linear_0``, ...) that gets
             its ``input_dim``/``output_dim`` (or first and last ``dims``)
             pushed. Settings given on the prototype (``use_bias=False``, a
-            ``weights_init``) are the layers' own and win over the MLP's.
-            It must not have a parent.
+            ``weights_init``) are the layers' defaults: those given to the
+            MLP overwrite them, as in Blocks. It must not have a parent.
         weights_init, biases_init, use_bias: pushed to the linear layers
             (``use_bias`` only when given).
 
@@ -117,6 +117,10 @@ class MLP(Initializable):
         self.linear_transformations = _copies(
             self.prototype, [str(i) for i in range(len(activations))], prefix
         )
+        for layer in self.linear_transformations:
+            # the prototype's settings are defaults: what the MLP pushes (dims, use_bias,
+            # weights_init, ...) overwrites them, as Blocks' MLP does
+            layer.__dict__["_explicit"] = set()
         acts = [a for a in self.activations if a is not None]
         names = [a.name for a in acts]
         if len(set(names)) != len(names):

@@ -85,7 +85,7 @@ def test_convolutional_errors_and_grads():
     with pytest.raises(ShapeError, match=r"\(batch, 1, height, width\)"):
         conv.apply(jnp.ones((1, 2, 3, 3)))
     with pytest.raises(ConfigurationError, match="image_size"):
-        Convolutional((2, 2), 2, 1, **INITS).allocate()
+        Convolutional((2, 2), 2, 1, tied_biases=False, **INITS).allocate()
     with pytest.raises(ConfigurationError, match="border_mode 'same'"):
         Convolutional((2, 2), 2, 1, (3, 3), border_mode="same", tied_biases=True).allocate()
     x = RNG.normal(size=(1, 1, 3, 3))
@@ -217,7 +217,9 @@ def test_convolutional_transpose_in_a_sequence_restores_the_image_size():
 
 
 def test_convolutional_transpose_errors():
-    bad = ConvolutionalTranspose((3, 3), 2, 1, (12, 7), image_size=(4, 3), step=(2, 2), **INITS)
+    bad = ConvolutionalTranspose(
+        (3, 3), 2, 1, (12, 7), image_size=(4, 3), step=(2, 2), tied_biases=False, **INITS
+    )
     message = r"original_image_size \(12, 7\).*expected a height in \[9, 10\], got 12"
     with pytest.raises(ConfigurationError, match=message):
         bad.get_dim("output")
@@ -244,7 +246,7 @@ def test_convolutional_transpose_errors():
             "output"
         )
     with pytest.raises(ConfigurationError, match="original_image_size` or `image_size"):
-        ConvolutionalTranspose((2, 2), 1, 1, **INITS).allocate()
+        ConvolutionalTranspose((2, 2), 1, 1, tied_biases=False, **INITS).allocate()
     with pytest.raises(ConfigurationError, match="ConvolutionalTranspose .*border_mode 'same'"):
         ConvolutionalTranspose((2, 2), 1, 1, border_mode="same", tied_biases=True).allocate()
 

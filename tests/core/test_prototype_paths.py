@@ -39,10 +39,18 @@ def test_layers_are_named_after_the_prototype_class():
     assert "/mlp/scaledlinear_1.b" in mlp.get_parameter_values()
 
 
-def test_prototype_settings_are_the_layers_own():
-    mlp = MLP([None], [2, 2], prototype=Linear(weights_init=Constant(2.0)),
-              weights_init=Constant(1.0), biases_init=Constant(0.0))
+def test_prototype_settings_are_defaults_the_mlp_overwrites():
+    # as in Blocks: what the MLP is given is pushed over the prototype's settings
+    mlp = MLP([None], [2, 2], prototype=Linear(weights_init=Constant(2.0), use_bias=False),
+              weights_init=Constant(1.0), biases_init=Constant(0.0), use_bias=True)
     mlp.initialize()
+    values = mlp.get_parameter_values()
+    np.testing.assert_array_equal(values["/mlp/linear_0.W"], 1.0)
+    assert "/mlp/linear_0.b" in values
+    # and what the MLP is not given stays the prototype's
+    mlp = MLP([None], [2, 2], prototype=Linear(weights_init=Constant(2.0), use_bias=False))
+    mlp.initialize()
+    assert list(mlp.get_parameter_values()) == ["/mlp/linear_0.W"]
     np.testing.assert_array_equal(mlp.get_parameter_values()["/mlp/linear_0.W"], 2.0)
 
 

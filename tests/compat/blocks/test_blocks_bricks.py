@@ -398,11 +398,6 @@ def test_mlp_prototype_argument():
     assert all(lt.name == f"mylinear_{i}" for i, lt in enumerate(mlp.linear_transformations))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending issue 14 (MLP prototype): use_bias given to the MLP conflicts with the "
-    "prototype's use_bias instead of being pushed to the layers",
-)
 @pytest.mark.ported("tests/bricks/test_bricks.py::test_mlp_use_bias_pushed_when_not_explicitly_specified")
 def test_mlp_use_bias_pushed_when_not_explicitly_specified():
     mlp = MLP(

@@ -232,9 +232,6 @@ def test_untied_biases():
         conv.apply(x_val_2)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="pending issue 14 (Convolutional defaults to tied biases, as Blocks)"
-)
 @pytest.mark.ported("tests/bricks/test_conv.py::test_tied_biases")
 def test_tied_biases():
     num_channels, num_filters, batch_size, filter_size = 4, 3, 5, (3, 3)
