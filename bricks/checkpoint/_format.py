@@ -41,6 +41,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Mapping
@@ -344,7 +345,9 @@ def write_checkpoint(
         meta: JSON-able metadata (step, versions, configuration hash, metrics).
 
     Raises:
-        CheckpointWriteError: an object array or a non-JSON value.
+        CheckpointWriteError: an object array or a non-JSON value; or the
+            write failed (a full disk: the message names the directory and
+            its free space, and the temporary directory is removed at once).
     """
     directory = Path(directory)
     final = directory / name
@@ -370,28 +373,58 @@ def write_checkpoint(
         {"format": FORMAT, "meta": dict(meta or {}), "arrays": index, "state": state},
         "checkpoint state",
     )
-    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    _fault("mkdir")
-    arrays_size, arrays_sha = _write_arrays(tmp / ARRAYS_FILE, stored)
-    _fault("arrays")
-    _write_bytes(tmp / STATE_FILE, state_bytes)
-    _fault("state")
-    files = {
-        ARRAYS_FILE: {"size": arrays_size, "sha256": arrays_sha},
-        STATE_FILE: {"size": len(state_bytes), "sha256": hashlib.sha256(state_bytes).hexdigest()},
-    }
-    manifest = _dumps({"format": FORMAT, "files": files}, "manifest")
-    _write_bytes(tmp / MANIFEST_FILE, manifest, partial_step="manifest_partial")
-    _fault("manifest")
-    _fsync_dir(tmp)
-    _fault("dir_fsync")
-    os.rename(tmp, final)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        _fault("mkdir")
+        arrays_size, arrays_sha = _write_arrays(tmp / ARRAYS_FILE, stored)
+        _fault("arrays")
+        _write_bytes(tmp / STATE_FILE, state_bytes)
+        _fault("state")
+        files = {
+            ARRAYS_FILE: {"size": arrays_size, "sha256": arrays_sha},
+            STATE_FILE: {
+                "size": len(state_bytes),
+                "sha256": hashlib.sha256(state_bytes).hexdigest(),
+            },
+        }
+        manifest = _dumps({"format": FORMAT, "files": files}, "manifest")
+        _write_bytes(tmp / MANIFEST_FILE, manifest, partial_step="manifest_partial")
+        _fault("manifest")
+        _fsync_dir(tmp)
+        _fault("dir_fsync")
+        os.rename(tmp, final)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)  # at once: a full disk must not fill up more
+        needed = _aligned_end(stored) + len(state_bytes)
+        raise CheckpointWriteError(
+            f"writing checkpoint {name} into {directory} failed: {error.strerror or error} "
+            f"({_free_space(directory)} free there, this checkpoint needs about "
+            f"{_human(needed)}); the previous checkpoints are untouched"
+        ) from error
     _fault("rename")
     _fsync_dir(directory)
     _fault("committed")
     return final
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _free_space(directory: Path) -> str:
+    for candidate in (directory, *directory.parents):
+        try:
+            stats = os.statvfs(candidate)
+        except OSError:
+            continue
+        return _human(stats.f_bavail * stats.f_frsize)
+    return "unknown space"
 
 
 # -- reading ---------------------------------------------------------------------

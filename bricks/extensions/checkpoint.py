@@ -38,7 +38,12 @@ from bricks.checkpoint import (
     main_loop_snapshot,
     restore_main_loop,
 )
-from bricks.errors import CheckpointError, CheckpointNotFoundError, CheckpointWaitTimeoutError
+from bricks.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointWaitTimeoutError,
+    CheckpointWriteError,
+)
 from bricks.extensions.base import SimpleExtension
 
 __all__ = ["Checkpoint", "Load"]
@@ -107,6 +112,10 @@ class Checkpoint(SimpleExtension):
             ``"skip"`` (default) skips it, so training never waits for the
             disk (the skipped steps are in :attr:`skipped`); ``"wait"``
             waits for the previous write, then saves.
+        on_error: what a failed write (a full disk:
+            :class:`~bricks.errors.CheckpointWriteError`) does: ``"stop"``
+            (default) raises it and training stops; ``"warn"`` logs it and
+            training goes on (the previous checkpoints stay valid).
         exit_wait_s: how long the end of training (and an error) waits for
             a pending asynchronous write before giving up with
             :class:`~bricks.errors.CheckpointWaitTimeoutError` (the previous
@@ -134,6 +143,7 @@ class Checkpoint(SimpleExtension):
         async_save: bool = False,
         if_busy: str = "skip",
         exit_wait_s: float = 600.0,
+        on_error: str = "stop",
         name: str | None = None,
         **conditions: Any,
     ) -> None:
@@ -152,6 +162,10 @@ class Checkpoint(SimpleExtension):
                 f"exit_wait_s must be a positive number of seconds, got {exit_wait_s!r}"
             )
         self.exit_wait_s = float(exit_wait_s)
+        if on_error not in ("stop", "warn"):
+            raise CheckpointError(f"on_error must be 'stop' or 'warn', got {on_error!r}")
+        self.on_error = on_error
+        self.failures: list[str] = []
         self.last_path: Path | None = None
         self.save_times: list[float] = []
         self.skipped: list[int] = []
@@ -243,8 +257,18 @@ class Checkpoint(SimpleExtension):
         self.save_times.append(time.perf_counter() - start)
         if self._error is not None:
             error, self._error = self._error, None
+            if self._tolerated(error):
+                return None
             raise error
         return self.last_path
+
+    def _tolerated(self, error: BaseException) -> bool:
+        """With ``on_error="warn"``, a failed write is logged and training goes on."""
+        if self.on_error != "warn" or not isinstance(error, CheckpointWriteError):
+            return False
+        logger.warning("checkpoint not written, training goes on (on_error='warn'): %s", error)
+        self.failures.append(str(error))
+        return True
 
     def _write_pending(
         self, step: int, pending: PendingPayload, metrics: Mapping[str, float]
@@ -327,6 +351,10 @@ class Checkpoint(SimpleExtension):
                 )
         if self._error is not None:
             error, self._error = self._error, None
+            if self._tolerated(error):
+                return
+            if isinstance(error, CheckpointWriteError):
+                raise error
             raise CheckpointError(
                 f"writing a checkpoint into {self.path} failed: {error}"
             ) from error
