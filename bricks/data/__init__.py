@@ -3,9 +3,11 @@
 Datasets with named sources, iteration schemes with Fuel's request
 sequences, streams and transformers whose epoch iterators save and restore
 a small JSON state, HDF5 files in Fuel's layout, text datasets, background
-prefetching with threads or worker processes, and converters for MNIST,
-CIFAR-10 and a text corpus. See ``docs/data.md`` and
-:mod:`bricks.data._streams` for the state contract.
+prefetching with threads or worker processes, converters for MNIST,
+CIFAR-10 and a text corpus and dataset classes over their files (with
+Fuel's ``default_transformers``), and Fuel's image transformers (Pillow).
+Fuel's own tests pass against it (``tests/compat/fuel``). See
+``docs/data.md`` and :mod:`bricks.data._streams` for the state contract.
 """
 
 from ._batching import (
