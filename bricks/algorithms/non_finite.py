@@ -175,6 +175,9 @@ class FlagReader:
                 "RemoveNotFinite() last in the step rule to skip such steps."
             )
         first = bad - consecutive + 1
+        kept = f"those after iteration {first - 1}"
+        if self.policy.scaler != 1.0:
+            kept += f", each skipped step multiplying the parameters by {self.policy.scaler}"
         if log is not None:
             log[bad]["skipped_steps"] = skipped
             log[bad]["too_many_skipped_steps"] = True
@@ -182,8 +185,8 @@ class FlagReader:
         raise TooManySkippedStepsError(
             f"RemoveNotFinite skipped {consecutive} steps in a row (iterations {first} to "
             f"{bad}; max_consecutive={self.policy.max_consecutive}): their cost or step was NaN "
-            f"or infinite. Training stopped; parameters and optimizer state are those after "
-            f"iteration {first - 1} ({skipped} steps skipped in all). Look for NaN or inf in "
+            f"or infinite. Training stopped; parameters and optimizer state are {kept} "
+            f"({skipped} steps skipped in all). Look for NaN or inf in "
             "those batches, lower the learning rate or clip steps (StepClipping), or raise "
             "RemoveNotFinite(max_consecutive=...) (None never stops)."
         )

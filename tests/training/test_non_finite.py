@@ -107,6 +107,10 @@ def test_a_skipped_step_with_scaler_shrinks_the_parameters_and_keeps_the_optimiz
     for name in before:
         if name.startswith("opt_state/"):
             np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    stopping = _algorithm(CompositeRule([Scale(0.1), RemoveNotFinite(0.5, max_consecutive=1)]))
+    stopping.process_batch(_batch(1, bad=True))
+    with pytest.raises(TooManySkippedStepsError, match="multiplying the parameters by 0.5"):
+        stopping.check_finite()
 
 
 class _Stream:
