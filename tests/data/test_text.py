@@ -40,6 +40,7 @@ def test_word_vocabulary_and_text_file(tmp_path):
     assert lines == [[1] + v.encode("the cat sat") + [2], [1] + v.encode("the dog") + [2]]
     with pytest.raises(DataFileError, match="missing.txt"):
         TextFile([tmp_path / "missing.txt"], v)
+    assert ds.dictionary["the"] == 3 and ds.dictionary["<UNK>"] == 0  # Fuel's attribute
 
 
 def test_char_level_language_model_stream():
