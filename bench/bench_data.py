@@ -65,7 +65,7 @@ def rss_tree_kb(pid: int) -> int:
 def reader_throughput(path: str, n: int, n_batches: int, repeats: int) -> tuple[float, float]:
     scheme = ShuffledScheme(n, BATCH, seed=0)
     requests = list(scheme.get_request_iterator(0))[:n_batches]
-    ds = H5PYDataset(path, "train", sources=("features",))
+    ds = H5PYDataset(path, ("train",), sources=("features",))
     best_raw = best_ours = 0.0
     with h5py.File(path, "r") as f:
         dset = f["features"]
@@ -135,7 +135,7 @@ def main() -> None:
 
     scheme = ShuffledScheme(n, BATCH, seed=0)
     memory = DataStream(IndexableDataset({"features": x, "targets": y}), iteration_scheme=scheme)
-    hdf5 = Prefetch(DataStream(H5PYDataset(path, "train"), iteration_scheme=scheme),
+    hdf5 = Prefetch(DataStream(H5PYDataset(path, ("train",)), iteration_scheme=scheme),
                     workers=args.workers, processes=True, buffer_size=8)
     epoch_time(memory)  # warm up BLAS and the forkserver
     epoch_time(hdf5)
@@ -146,7 +146,7 @@ def main() -> None:
     print(f"MLP epoch: from memory {min(t_mem):.2f} s, from HDF5 + Prefetch(processes, "
           f"workers={args.workers}) {min(t_h5):.2f} s, ratio {min(t_h5) / min(t_mem):.3f}")
 
-    stream = Prefetch(DataStream(H5PYDataset(path, "train"), iteration_scheme=scheme),
+    stream = Prefetch(DataStream(H5PYDataset(path, ("train",)), iteration_scheme=scheme),
                       workers=2, processes=True, buffer_size=8)
     rss = {}
     for e in range(1, mem_epochs + 1):
