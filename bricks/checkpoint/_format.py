@@ -166,8 +166,8 @@ def _fault(step: str) -> None:
 # -- safe JSON -------------------------------------------------------------------
 
 
-def _refuse_classes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    for key, value in pairs:
+def _refuse_classes(mapping: dict[str, Any]) -> None:
+    for key, value in mapping.items():
         if key in _FORBIDDEN_KEYS:
             raise UnsafeCheckpointError(
                 f"checkpoint metadata holds the key {key!r}, which names a class or callable "
@@ -178,7 +178,33 @@ def _refuse_classes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise UnsafeCheckpointError(
                 f"checkpoint metadata value of {key!r} is a YAML python tag {value[:40]!r}; refused"
             )
-    return dict(pairs)
+
+
+#: Caps on what a checkpoint may declare, checked before anything is parsed or allocated.
+MAX_JSON_BYTES = 256 << 20  # state.json / manifest.json
+MAX_JSON_DEPTH = 200  # nesting of lists and objects
+MAX_INDEX_ENTRIES = 50_000  # arrays in one checkpoint
+MAX_NDIM = 32
+MAX_DIM = 1 << 48
+
+
+def _check_tree(value: Any) -> bool:
+    """Refuse class-naming keys (raises); whether ``value`` nests at most
+    :data:`MAX_JSON_DEPTH` deep. Iterative: no recursion on hostile input."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            _refuse_classes(item)
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
 def safe_json_loads(text: str | bytes, where: str = "checkpoint metadata") -> Any:
@@ -193,12 +219,24 @@ def safe_json_loads(text: str | bytes, where: str = "checkpoint metadata") -> An
             ``py/object``, ``_target_`` ...).
         CheckpointCorruptError: the text is not JSON.
     """
+    if len(text) > MAX_JSON_BYTES:
+        raise CheckpointCorruptError(
+            f"{where}: {len(text)} bytes of JSON, more than the cap of {MAX_JSON_BYTES}"
+        )
     try:
-        return json.loads(text, object_pairs_hook=_refuse_classes)
+        value = json.loads(text)  # plain data only: dicts, lists, strings, numbers
+        ok = _check_tree(value)
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(f"{where}: {error}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointCorruptError(f"{where}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointCorruptError(
+            f"{where}: JSON nested deeper than Python can parse (cap {MAX_JSON_DEPTH})"
+        ) from None
+    if not ok:
+        raise CheckpointCorruptError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH}")
+    return value
 
 
 def _dumps(value: Any, what: str) -> bytes:
@@ -431,13 +469,30 @@ def _free_space(directory: Path) -> str:
 
 
 def _read_json_file(path: Path, checkpoint: Path) -> Any:
+    return safe_json_loads(
+        _read_json_bytes(path, checkpoint), where=f"checkpoint {checkpoint}: {path.name}"
+    )
+
+
+def _read_json_bytes(path: Path, checkpoint: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_JSON_BYTES:
+                raise CheckpointCorruptError(
+                    f"checkpoint {checkpoint}: {path.name} is {size} bytes, more than the cap "
+                    f"of {MAX_JSON_BYTES}"
+                )
+            data = f.read()
     except FileNotFoundError:
         raise CheckpointCorruptError(
             f"checkpoint {checkpoint}: file {path.name} is missing"
         ) from None
-    return safe_json_loads(data, where=f"checkpoint {checkpoint}: {path.name}")
+    except IsADirectoryError:
+        raise CheckpointCorruptError(
+            f"checkpoint {checkpoint}: {path.name} is a directory, not a file"
+        ) from None
+    return data
 
 
 def verify_checkpoint(path: str | os.PathLike) -> list[str]:
@@ -454,8 +509,10 @@ def verify_checkpoint(path: str | os.PathLike) -> list[str]:
     except (CheckpointCorruptError, UnsafeCheckpointError) as error:
         return [str(error)]
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if manifest.get("format") != FORMAT or not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("format") != FORMAT:
         return [f"{path / MANIFEST_FILE}: not a {FORMAT} manifest"]
+    if len(files) > 16:
+        return [f"{path / MANIFEST_FILE}: lists {len(files)} files; a checkpoint has 3"]
     problems = []
     for required in (ARRAYS_FILE, STATE_FILE):
         if required not in files:
@@ -469,7 +526,7 @@ def verify_checkpoint(path: str | os.PathLike) -> list[str]:
             problems.append(f"{fpath}: missing")
             continue
         size = fpath.stat().st_size
-        if size != entry.get("size"):
+        if size != entry.get("size") or not isinstance(entry.get("sha256"), str):
             problems.append(
                 f"{fpath}: size {size} bytes, manifest says {entry.get('size')} (truncated?)"
             )
@@ -482,7 +539,14 @@ def verify_checkpoint(path: str | os.PathLike) -> list[str]:
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``state.json`` of a checkpoint (no arrays loaded, no checks)."""
     path = Path(path)
-    doc = _read_json_file(path / STATE_FILE, path)
+    data = _read_json_bytes(path / STATE_FILE, path)
+    entries = data.count(b'"offset"')  # counted before parsing: cheap on hostile sizes
+    if entries > MAX_INDEX_ENTRIES:
+        raise CheckpointCorruptError(
+            f"checkpoint {path}: {STATE_FILE} indexes about {entries} arrays, more than the "
+            f"cap of {MAX_INDEX_ENTRIES}"
+        )
+    doc = safe_json_loads(data, where=f"checkpoint {path}: {STATE_FILE}")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise CheckpointCorruptError(
@@ -490,6 +554,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         )
     if not isinstance(doc.get("arrays"), dict):
         raise CheckpointCorruptError(f"checkpoint {path}: {STATE_FILE} lacks the array index")
+    if len(doc["arrays"]) > MAX_INDEX_ENTRIES:
+        raise CheckpointCorruptError(
+            f"checkpoint {path}: {STATE_FILE} indexes {len(doc['arrays'])} arrays, more than "
+            f"the cap of {MAX_INDEX_ENTRIES}"
+        )
     return doc
 
 
@@ -503,7 +572,8 @@ def _read_array(f: Any, size: int, entry: Any, where: str) -> np.ndarray:
     shape, offset, nbytes = entry.get("shape"), entry.get("offset"), entry.get("nbytes")
     if (
         not isinstance(shape, list)
-        or not all(isinstance(n, int) and n >= 0 for n in shape)
+        or len(shape) > MAX_NDIM
+        or not all(isinstance(n, int) and 0 <= n <= MAX_DIM for n in shape)
         or not isinstance(offset, int)
         or not isinstance(nbytes, int)
         or offset < len(ARRAYS_MAGIC)
@@ -575,4 +645,7 @@ def read_checkpoint(
     state = doc.get("state")
     if not isinstance(state, dict):
         raise CheckpointCorruptError(f"checkpoint {path}: {STATE_FILE} has no state object")
-    return state, arrays, dict(doc.get("meta") or {})
+    meta = doc.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointCorruptError(f"checkpoint {path}: {STATE_FILE} has no meta object")
+    return state, arrays, dict(meta)
