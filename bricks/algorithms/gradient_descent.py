@@ -33,6 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bricks.algorithms.checks import (
+    check_cost,
+    check_monitorable,
+    flat_monitored,
+    pending_output,
+    resolve_outputs,
+)
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.live import LiveParameters, StateSnapshot, device_copy
 from bricks.algorithms.non_finite import (
@@ -155,6 +162,7 @@ class GradientDescent:
                 f"cost must be a ComputationGraph or a function, got {type(cost).__name__}"
             )
         self.graph = cost
+        check_cost(cost, "GradientDescent")
         self.step_rule = step_rule if step_rule is not None else Scale()
         if not (hasattr(self.step_rule, "init") and hasattr(self.step_rule, "update")):
             raise StepRuleError(
@@ -202,6 +210,7 @@ class GradientDescent:
             for k in chosen
         }
         self._monitors: list[list[Variable]] = []
+        self._discovered = False
         self._state: dict[str, Any] | None = None
         self._step_fn: Callable | None = None
         self._multi_fn: Callable | None = None
@@ -276,6 +285,9 @@ class GradientDescent:
         for v in self.quantities:
             if v.name == variable or v.tag == variable:
                 return v
+        if isinstance(variable, str) and not getattr(self.graph, "outputs_known", True):
+            # a name of a dict the cost function returns: known at the first batch
+            return pending_output(variable)
         names = [v.name for v in self.quantities]
         raise AlgorithmError(
             f"nothing named {variable!r} to monitor{did_you_mean(variable, names)}; "
@@ -289,11 +301,28 @@ class GradientDescent:
         a later call re-compiles the step.
         """
         resolved = [self.resolve(v) for v in variables]
+        check_monitorable(self.graph, resolved, "monitoring during training")
         self._monitors.append(resolved)
         if self._state is not None:
             self._state["acc"] = self._state["acc"] + (self._zero_acc(len(self._monitors) - 1),)
             self._step_fn = self._multi_fn = None
         return len(self._monitors) - 1
+
+    def _discover(self, inputs: Mapping[str, Any]) -> None:
+        """Before the first step: learn a cost function's outputs from the batch
+        and resolve the monitored names that only they define."""
+        if self._discovered or not hasattr(self.graph, "discover"):
+            return
+        state = self._require_state()
+        self.graph.discover(state["params"], {n: inputs[n] for n in self.graph.inputs})
+        check_cost(self.graph, "GradientDescent")
+        for i, slot in enumerate(self._monitors):
+            self._monitors[i] = resolve_outputs(self.graph, slot, self.quantities)
+            size = sum(self._sizes(i)) + 1
+            if state["acc"][i].shape != (size,):
+                state["acc"] = state["acc"][:i] + (self._zero_acc(i),) + state["acc"][i + 1 :]
+        self._discovered = True
+        self._step_fn = self._multi_fn = None
 
     def _sizes(self, slot: int) -> list[int]:
         return _sizes_of(tuple(tuple(v.shape or ()) for v in self._monitors[slot]))
@@ -454,7 +483,7 @@ class GradientDescent:
             acc = tuple(
                 a
                 + jnp.concatenate(
-                    [jnp.ravel(values[v.tag]).astype(jnp.float32) for v in slot]
+                    [flat_monitored(values[v.tag], v) for v in slot]
                     + [jnp.ones(1, jnp.float32)]
                 )
                 for a, slot in zip(state["acc"], monitors, strict=True)
@@ -516,9 +545,10 @@ class GradientDescent:
     def process_batch(self, batch: Mapping[str, Any]) -> None:
         """Run one training step on ``batch`` (asynchronously: nothing is read back)."""
         state = self._require_state()
+        inputs = self._inputs(batch)
+        self._discover(inputs)
         if self._step_fn is None:
             self._compile()
-        inputs = self._inputs(batch)
         self._live.forget()
         self._state, flags = self._step_fn(state, inputs, self._base_key)
         self._flags.called(flags)
@@ -536,6 +566,7 @@ class GradientDescent:
                 self.process_batch(b)
             return
         state = self._require_state()
+        self._discover(inputs[0])
         if self._multi_fn is None:
             self._compile()
         stacked = {k: np.stack([np.asarray(b[k]) for b in inputs]) for k in inputs[0]}
@@ -705,9 +736,14 @@ class GradientDescent:
                     "was it saved with another step rule?"
                 )
             new_leaves.append(jnp.asarray(arrays[name], jnp.asarray(old).dtype))
+        # a slot's sums are restored only where the saved slot monitored the
+        # same names, so restored sums are never reported under other names
+        saved = list(meta.get("monitors", []))
         acc = tuple(
             jnp.asarray(arrays[f"accumulators/{i}"], jnp.float32)
             if f"accumulators/{i}" in arrays
+            and i < len(saved)
+            and saved[i] == [v.name for v in self._monitors[i]]
             else self._zero_acc(i)
             for i in range(len(self._monitors))
         )

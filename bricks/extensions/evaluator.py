@@ -14,16 +14,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bricks.errors import ExtensionError, did_you_mean
+from bricks.algorithms.checks import describe_shape, is_fixed_shape
+from bricks.errors import ExtensionError, RecordNameError, did_you_mean
 from bricks.extensions.aggregation import (
-    CONCATENATE,
     MEAN,
     Aggregation,
     MonitoredQuantity,
+    collects,
     get_aggregation,
+    join,
 )
 
 __all__ = ["DatasetEvaluator"]
+
+
+def _outputs_known(graph: Any) -> bool:
+    return bool(getattr(graph, "outputs_known", True))
 
 
 def _resolve(graph: Any, variable: Any) -> Any:
@@ -37,6 +43,43 @@ def _resolve(graph: Any, variable: Any) -> Any:
     raise ExtensionError(
         f"the graph has no variable named {variable!r}{did_you_mean(variable, names)}"
     )
+
+
+def _source(entry: Any) -> tuple[str, str]:
+    """``(record name, where it comes from)`` of a monitored entry."""
+    if isinstance(entry, MonitoredQuantity):
+        return entry.name, f"MonitoredQuantity {type(entry).__name__}"
+    if isinstance(entry, str):
+        name = entry.removeprefix("output:")
+        return name, f"output {name!r}"
+    return entry.name, f"variable {entry.tag}"
+
+
+def unique_records(entries: Sequence[Any], where: str) -> dict[str, str]:
+    """``{record name: source}`` of monitored entries (Variables, names,
+    :class:`MonitoredQuantity`); two different quantities with one name are refused.
+
+    Raises:
+        RecordNameError: two entries would be recorded under one name.
+    """
+    records: dict[str, str] = {}
+    tags: dict[str, Any] = {}
+    for entry in entries:
+        name, source = _source(entry)
+        ident = entry if isinstance(entry, MonitoredQuantity) else source
+        if name in records and tags[name] != ident:
+            raise RecordNameError(
+                f"{where}: two monitored quantities are both named {name!r}: "
+                f"{records[name]} and {source}; one would silently replace the other in the "
+                "log. Rename one, e.g. dataclasses.replace(variable, name='...')"
+            )
+        records[name], tags[name] = source, ident
+    return records
+
+
+def _is_source(graph: Any, name: Any) -> bool:
+    """Whether ``name`` is one of the graph's inputs (a batch source), not a variable."""
+    return isinstance(name, str) and name in list(graph.inputs)
 
 
 def _epoch_iterator(stream: Any) -> Any:
@@ -59,6 +102,12 @@ class DatasetEvaluator:
         aggregation: ``{name: scheme}`` overriding the default mean over
             examples; scheme is ``"mean"``, ``"min"``, ``"max"``,
             ``"concatenate"`` or an :class:`Aggregation`.
+        where: who evaluates (``"DataStreamMonitoring 'valid'"``), for messages.
+
+    Raises:
+        RecordNameError: two monitored quantities have one name.
+        ExtensionError: an unknown name, or a quantity whose shape changes
+            with the batch aggregated by other than ``"concatenate"``.
     """
 
     def __init__(
@@ -66,30 +115,65 @@ class DatasetEvaluator:
         variables: Sequence[Any],
         graph: Any,
         aggregation: Mapping[str, str | Aggregation] | None = None,
+        where: str = "DatasetEvaluator",
     ) -> None:
         self.graph = graph
+        self.where = where
+        self.entries = list(variables)
         self.quantities = [v for v in variables if isinstance(v, MonitoredQuantity)]
-        plain = [_resolve(graph, v) for v in variables if not isinstance(v, MonitoredQuantity)]
+        self.aggregation = dict(aggregation or {})
+        self._fn = None
+        self._ready = False
+        if _outputs_known(graph):
+            self._setup()
+        else:  # names of a cost function's dict, resolved at the first batch
+            self.records = unique_records(self.entries, where)
+
+    def _setup(self) -> None:
+        """Resolve names to the graph's variables (once its outputs are known)."""
+        graph = self.graph
+        plain = [_resolve(graph, v) for v in self.entries if not isinstance(v, MonitoredQuantity)]
         needed = list(plain)
         for q in self.quantities:
             for r in q.requires:
+                if _is_source(graph, r):  # a batch source: read from the batch itself
+                    continue
                 r = _resolve(graph, r)
                 if r not in needed:
                     needed.append(r)
         self.variables = plain
         self.needed = needed
-        aggregation = dict(aggregation or {})
+        self.records = unique_records(plain + self.quantities, self.where)
         names = [v.name for v in plain]
-        for key in aggregation:
+        for key in self.aggregation:
             if key not in names:
                 raise ExtensionError(
                     f"aggregation given for {key!r}, which is not monitored"
                     f"{did_you_mean(key, names)}"
                 )
-        self.schemes = [get_aggregation(aggregation.get(v.name, MEAN)) for v in plain]
+        self.schemes = [get_aggregation(self.aggregation.get(v.name, MEAN)) for v in plain]
+        for v, scheme in zip(plain, self.schemes, strict=True):
+            if not collects(scheme) and not is_fixed_shape(v.shape):
+                raise ExtensionError(
+                    f"{v.name!r} ({v.tag}) has shape {describe_shape(graph, v.shape)}, which "
+                    f"changes with the batch, so its {scheme.name} over batches is undefined: "
+                    f"monitor its `.mean()` (the mean over examples), or pass "
+                    f"aggregation={{{v.name!r}: 'concatenate'}} to collect every value"
+                )
         outputs = {v.tag: i for i, v in enumerate(graph.outputs)}
         self._extra = [v for v in needed if v.tag not in outputs]
-        self._fn = None
+        self._ready = True
+
+    def _check_shape(self, i: int, value: Any) -> None:
+        """At trace time: a value aggregated over batches keeps its first shape."""
+        first = tuple(self._shapes[i].shape)
+        if tuple(jnp.shape(value)) != first:
+            v = self.variables[i]
+            raise ExtensionError(
+                f"{v.name!r} ({v.tag}) has shape {tuple(jnp.shape(value))} in this batch but "
+                f"{first} in the first one; its {self.schemes[i].name} over batches needs one "
+                "shape — monitor its `.mean()`, or aggregate it with 'concatenate'"
+            )
 
     def _compile(self) -> None:
         graph, needed, extra, schemes = self.graph, self.needed, self._extra, self.schemes
@@ -97,30 +181,32 @@ class DatasetEvaluator:
 
         def values_of(params, inputs, key):
             outs, extras = graph.evaluate(params, inputs, key=key, extra=extra)
-            by_tag = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
+            by_tag = {v.tag: x for v, x in zip(graph.outputs, outs, strict=True)}
             by_tag.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
             return [by_tag[v.tag] for v in needed]
 
         def step(params, accs, inputs, n, key):
             values = values_of(params, inputs, key)
             new = []
-            for acc, scheme, value in zip(accs, schemes, values[:n_plain], strict=True):
-                new.append(value if scheme is CONCATENATE else scheme.update(acc, value, n))
+            for i, (acc, scheme, value) in enumerate(
+                zip(accs, schemes, values[:n_plain], strict=True)
+            ):
+                if not collects(scheme):
+                    self._check_shape(i, value)
+                new.append(value if collects(scheme) else scheme.update(acc, value, n))
             return tuple(new), values
 
         self._fn = jax.jit(step)
 
     def evaluate(self, data_stream: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         """``{variable name: aggregated value}`` over one epoch of ``data_stream``."""
-        if self._fn is None:
-            self._compile()
         key = jax.random.key(0) if getattr(self.graph, "needs_key", False) else None
-        accs: list[Any] = [None] * len(self.variables)
-        concatenated: list[list] = [[] for _ in self.variables]
         for q in self.quantities:
             q.initialize()
         inputs_names = list(self.graph.inputs)
         seen = False
+        accs: list[Any] = []
+        concatenated: list[list] = []
         for batch in _epoch_iterator(data_stream):
             missing = [n for n in inputs_names if n not in batch]
             if missing:
@@ -128,13 +214,21 @@ class DatasetEvaluator:
                     f"the monitoring stream lacks source(s) {missing}; it has {list(batch)}"
                 )
             inputs = {n: batch[n] for n in inputs_names}
-            n = np.shape(inputs[inputs_names[0]])[0] if inputs_names else 1
+            # examples in this batch; a stream of scalar examples has one per batch
+            n = np.shape(inputs[inputs_names[0]])[:1] if inputs_names else ()
+            n = n[0] if n else 1
             if not seen:
+                if not self._ready:  # a cost function's outputs: learned from this batch
+                    self.graph.discover(params, inputs)
+                    self._setup()
+                if self._fn is None:
+                    self._compile()
                 accs = self._init_accs(params, inputs, key)
+                concatenated = [[] for _ in self.variables]
                 seen = True
             new, host_values = self._fn(params, tuple(accs), inputs, np.float32(n), key)
             for i, scheme in enumerate(self.schemes):
-                if scheme is CONCATENATE:
+                if collects(scheme):
                     concatenated[i].append(new[i])
                 else:
                     accs[i] = new[i]
@@ -143,14 +237,21 @@ class DatasetEvaluator:
                     zip([v.tag for v in self.needed], jax.device_get(host_values), strict=True)
                 )
                 for q in self.quantities:
-                    q.aggregate(*[by_tag[_resolve(self.graph, r).tag] for r in q.requires])
+                    q.aggregate(
+                        *[
+                            np.asarray(batch[r])
+                            if _is_source(self.graph, r)
+                            else by_tag[_resolve(self.graph, r).tag]
+                            for r in q.requires
+                        ]
+                    )
         if not seen:
             raise ExtensionError("the monitoring stream yielded no batches")
         results: dict[str, Any] = {}
         finals = []
         for i, scheme in enumerate(self.schemes):
-            if scheme is CONCATENATE:
-                finals.append(jnp.concatenate([jnp.atleast_1d(x) for x in concatenated[i]]))
+            if collects(scheme):
+                finals.append(join(scheme, concatenated[i]))
             else:
                 finals.append(scheme.finalize(accs[i]))
         for v, value in zip(self.variables, jax.device_get(finals), strict=True):
@@ -165,13 +266,13 @@ class DatasetEvaluator:
 
         def shapes_of(params, inputs, key):
             outs, extras = graph.evaluate(params, inputs, key=key, extra=extra)
-            by_tag = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
+            by_tag = {v.tag: x for v, x in zip(graph.outputs, outs, strict=True)}
             by_tag.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
             return [by_tag[v.tag] for v in self.variables]
 
         if not hasattr(self, "_shapes"):
             self._shapes = jax.eval_shape(shapes_of, params, inputs, key)
         return [
-            None if scheme is CONCATENATE else scheme.init(tuple(s.shape), s.dtype)
+            None if collects(scheme) else scheme.init(tuple(s.shape), s.dtype)
             for scheme, s in zip(self.schemes, self._shapes, strict=True)
         ]

@@ -9,19 +9,68 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bricks.errors import ExtensionError
-from bricks.extensions.aggregation import Aggregation
-from bricks.extensions.base import SimpleExtension
-from bricks.extensions.evaluator import DatasetEvaluator
+import numpy as np
 
-__all__ = ["TrainingDataMonitoring", "DataStreamMonitoring"]
+from bricks.errors import ExtensionError, RecordNameError
+from bricks.extensions.aggregation import Aggregation, MonitoredQuantity
+from bricks.extensions.base import SimpleExtension
+from bricks.extensions.evaluator import DatasetEvaluator, unique_records
+
+__all__ = ["MonitoringExtension", "TrainingDataMonitoring", "DataStreamMonitoring"]
 
 
 def _record(prefix: str, name: str) -> str:
     return f"{prefix}_{name}" if prefix else name
 
 
-class TrainingDataMonitoring(SimpleExtension):
+def _claim_records(ext: Any, sources: Mapping[str, str]) -> None:
+    """Register the log records ``ext`` writes (``{name: source}``, unprefixed);
+    refuse a record another monitoring extension of the main loop already writes.
+
+    Two extensions writing one record (``train_cost`` after every batch and
+    after every epoch) would replace each other's values in the same row.
+    """
+    mine = {ext._record_name(name): source for name, source in sources.items()}
+    for other in getattr(ext.main_loop, "extensions", []):
+        theirs = getattr(other, "_records", None)
+        if other is ext or not theirs:
+            continue
+        for record, source in mine.items():
+            if record in theirs:
+                raise RecordNameError(
+                    f"the log record {record!r} would be written by both "
+                    f"{type(other).__name__} {other.name!r} ({theirs[record]}) and "
+                    f"{type(ext).__name__} {ext.name!r} ({source}); one would silently "
+                    "replace the other. Give one of them another prefix="
+                )
+    ext._records = mine
+
+
+class MonitoringExtension(SimpleExtension):
+    """Base of the monitoring extensions: how a quantity's log record is named (Blocks).
+
+    The record of ``name`` is ``prefix + SEPARATOR + name + SEPARATOR +
+    suffix``, leaving out an empty prefix or suffix.
+
+    Args:
+        prefix, suffix: around every record name (default none).
+        **kwargs: name and conditions, see :class:`SimpleExtension`.
+    """
+
+    SEPARATOR = "_"
+
+    def __init__(self, prefix: str = "", suffix: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefix, self.suffix = prefix or "", suffix or ""
+
+    def _record_name(self, name: str) -> str:
+        """The log record of the quantity ``name``."""
+        if not isinstance(name, str):
+            raise ExtensionError("record name must be a string")
+        return self.SEPARATOR.join(part for part in (self.prefix, name, self.suffix) if part)
+
+
+class TrainingDataMonitoring(MonitoringExtension):
     """Monitor quantities of the training steps, aggregated on the device.
 
     Every training step adds the variables' values (computed in the step's
@@ -33,8 +82,12 @@ class TrainingDataMonitoring(SimpleExtension):
 
     Args:
         variables: graph Variables, names (``"cost"``), or the algorithm's
-            ``total_gradient_norm`` / ``total_step_norm``.
-        prefix: record prefix (default ``"train"``).
+            ``total_gradient_norm`` / ``total_step_norm``, and
+            :class:`~bricks.extensions.MonitoredQuantity` objects. A
+            quantity's ``requires`` are batch sources or monitorable names;
+            it reads their values back after every batch and reports what
+            it aggregated since the previous report.
+        prefix: record prefix (default ``"train"``); ``suffix=`` also works.
         **kwargs: conditions (``after_batch``, ``every_n_batches``,
             ``after_epoch`` ...); default ``after_epoch=True``.
 
@@ -51,29 +104,68 @@ class TrainingDataMonitoring(SimpleExtension):
             raise ExtensionError("TrainingDataMonitoring needs at least one variable")
         self.variables = list(variables)
         self.prefix = prefix
+        self.quantities = [v for v in self.variables if isinstance(v, MonitoredQuantity)]
         self.slot: int | None = None
+        self._quantity_slot: int | None = None
+        self._required: list[str] = []
 
     def set_main_loop(self, main_loop: Any) -> None:
         super().set_main_loop(main_loop)
-        add = getattr(main_loop.algorithm, "add_monitor", None)
+        algorithm = main_loop.algorithm
+        add = getattr(algorithm, "add_monitor", None)
         if add is None:
             raise ExtensionError(
                 "TrainingDataMonitoring needs an algorithm with add_monitor() (GradientDescent)"
             )
-        self.slot = add(self.variables)
+        resolve = getattr(algorithm, "resolve", lambda v: v)
+        resolved = [resolve(v) for v in self.variables if not isinstance(v, MonitoredQuantity)]
+        where = f"TrainingDataMonitoring {self.name!r}"
+        _claim_records(self, unique_records(resolved + self.quantities, where))
+        self.slot = add(resolved) if resolved else None
+        sources = set(getattr(algorithm, "inputs", []))
+        required = [r for q in self.quantities for r in q.requires if r not in sources]
+        self._required = list(dict.fromkeys(getattr(r, "name", r) for r in required))
+        if self._required:
+            self._quantity_slot = add([resolve(r) for r in self._required])
+        for q in self.quantities:
+            q.initialize()
+
+    def dispatch(self, callback_name: str, *args: Any) -> None:
+        if callback_name == "after_batch" and self.quantities:
+            self._aggregate_quantities(args[0] if args else {})
+        super().dispatch(callback_name, *args)
+
+    def _aggregate_quantities(self, batch: Mapping[str, Any]) -> None:
+        """Hand this batch's values (read back now) to each MonitoredQuantity."""
+        values: dict[str, Any] = {}
+        if self._quantity_slot is not None:
+            values = self.main_loop.algorithm.read_monitor(self._quantity_slot, self.main_loop.log)
+        for q in self.quantities:
+            args = []
+            for r in q.requires:
+                key = getattr(r, "name", r)
+                args.append(np.asarray(batch[key]) if key in batch else values[key])
+            q.aggregate(*args)
 
     def do(self, which_callback: str, *args: Any) -> None:
         log = self.main_loop.log
-        values = self.main_loop.algorithm.read_monitor(self.slot, log)
+        values = {}
+        if self.slot is not None:
+            values = self.main_loop.algorithm.read_monitor(self.slot, log)
         row = log.current_row
         for name, value in values.items():
-            row[_record(self.prefix, name)] = value
+            row[self._record_name(name)] = value
+        for q in self.quantities:
+            row[self._record_name(q.name)] = q.get_aggregated_value()
+            q.initialize()
 
     def batches_until_needed(self, iterations_done: int) -> int | None:
+        if self.quantities:  # they read every batch's values
+            return 1
         return super().batches_until_needed(iterations_done)
 
 
-class DataStreamMonitoring(SimpleExtension):
+class DataStreamMonitoring(MonitoringExtension):
     """Monitor variables over a whole data stream (validation, test).
 
     Args:
@@ -113,6 +205,23 @@ class DataStreamMonitoring(SimpleExtension):
         self.aggregation = aggregation
         self._evaluator: DatasetEvaluator | None = None
 
+    def set_main_loop(self, main_loop: Any) -> None:
+        super().set_main_loop(main_loop)
+        if self.graph is None and not hasattr(main_loop.algorithm, "graph"):
+            model = getattr(main_loop, "model", None)
+            if model is None or not hasattr(model, "evaluate"):
+                return  # no graph to resolve names in yet; done at the first report
+        self._evaluator = self._make_evaluator()
+        _claim_records(self, self._evaluator.records)
+
+    def _make_evaluator(self) -> DatasetEvaluator:
+        return DatasetEvaluator(
+            self.variables,
+            self._graph(),
+            self.aggregation,
+            where=f"DataStreamMonitoring {self.name!r}",
+        )
+
     def _graph(self) -> Any:
         if self.graph is not None:
             return self.graph
@@ -124,7 +233,8 @@ class DataStreamMonitoring(SimpleExtension):
     def do(self, which_callback: str, *args: Any) -> None:
         graph = self._graph()
         if self._evaluator is None:
-            self._evaluator = DatasetEvaluator(self.variables, graph, self.aggregation)
+            self._evaluator = self._make_evaluator()
+            _claim_records(self, self._evaluator.records)
         algorithm = self.main_loop.algorithm
         if hasattr(algorithm, "current_parameters"):
             params = algorithm.current_parameters()
@@ -135,4 +245,4 @@ class DataStreamMonitoring(SimpleExtension):
         values = self._evaluator.evaluate(self.data_stream, params)
         row = self.main_loop.log.current_row
         for name, value in values.items():
-            row[_record(self.prefix, name)] = value
+            row[self._record_name(name)] = value
