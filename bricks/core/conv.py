@@ -756,4 +756,7 @@ class Flattener(Brick):
     def apply(self, input_: jax.Array) -> jax.Array:
         input_ = as_input(self, "input_", input_)
         check_rank(self, "input_", input_, (1, None), "(batch, ...)")
-        return input_.reshape(input_.shape[0], -1)
+        features = 1
+        for n in input_.shape[1:]:
+            features *= n
+        return input_.reshape(input_.shape[0], features)  # not -1: the batch may be empty

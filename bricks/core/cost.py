@@ -54,7 +54,10 @@ class Cost(Brick):
 
     @application(inputs=["y", "y_hat"], outputs=["cost"], roles=[COST])
     def apply(self, y: jax.Array, y_hat: jax.Array) -> jax.Array:
-        return jnp.mean(self.cost_per_example(jnp.asarray(y), jnp.asarray(y_hat)))
+        y_hat = jnp.asarray(y_hat)
+        if not jnp.issubdtype(y_hat.dtype, jnp.inexact):  # integer predictions cost as float32
+            y_hat = y_hat.astype(jnp.float32)
+        return jnp.mean(self.cost_per_example(jnp.asarray(y), y_hat))
 
 
 class SquaredError(Cost):

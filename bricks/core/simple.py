@@ -130,9 +130,12 @@ class Activation(Brick):
 
     @application(inputs=["input_"], outputs=["output"])
     def apply(self, input_: jax.Array) -> jax.Array:
-        """Element-wise on any shape; integer inputs are promoted to float where
-        the function needs it (``jnp`` semantics)."""
-        return self.function(self._checked("input_", as_input(self, "input_", input_)))
+        """Element-wise on any shape; integer and bool inputs are computed as
+        float32 (except by :class:`Identity`, which returns its input)."""
+        input_ = self._checked("input_", as_input(self, "input_", input_))
+        if self.promotes_integers and not jnp.issubdtype(input_.dtype, jnp.inexact):
+            input_ = input_.astype(jnp.float32)
+        return self.function(input_)
 
     def _checked(self, name: str, x: jax.Array) -> jax.Array:
         """Hook: check an input the function cannot take (any shape by default)."""
@@ -141,6 +144,9 @@ class Activation(Brick):
 
 class Identity(Activation):
     """Returns its input."""
+
+    #: whether integer and bool inputs are cast to float32 before :meth:`function`
+    promotes_integers: bool = True
 
     @staticmethod
     def function(x: jax.Array) -> jax.Array:
@@ -174,6 +180,8 @@ class Softplus(Activation):
 class Softmax(Activation):
     """Softmax over the last axis, with a stable log-probability and
     categorical cross-entropy computed from the pre-softmax input."""
+
+    promotes_integers = False
 
     @staticmethod
     def function(x: jax.Array) -> jax.Array:

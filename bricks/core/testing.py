@@ -51,6 +51,8 @@ __all__ = [
     "register",
     "missing_from_registry",
     "check_conformance",
+    "BAD_INPUTS",
+    "check_bad_input",
 ]
 
 #: ``() -> (brick, inputs)`` or ``() -> (brick, inputs, keyword_inputs)``.
@@ -196,6 +198,199 @@ def check_conformance(example: Example) -> None:
         raise AssertionError(
             f"{name}: parameters recorded {sorted(recorder.parameters)} != {sorted(params)}"
         )
+
+
+# -- bad inputs (issue 14) ----------------------------------------------------------------
+
+#: The kinds of bad input :func:`check_bad_input` makes from an example's inputs.
+BAD_INPUTS = (
+    "extra_axis",  # every input gets a new leading axis of size 2
+    "missing_batch",  # every input loses its batch axis (the first example is kept)
+    "empty_batch",  # every input gets a batch of 0
+    "fewer_axes",  # one input loses its last axis
+    "wrong_features",  # one input gets one more entry on its last axis
+    "integers",  # one float input is rounded to int32
+    "strings",  # one input becomes an array of strings
+    "objects",  # one input becomes an array of Python objects
+)
+_ONE_INPUT = ("fewer_axes", "wrong_features", "integers", "strings", "objects")
+
+
+def _leaves(example_inputs: tuple) -> tuple[list[str], list[Any], Any]:
+    """Names, arrays and treedef of ``(args, kwargs)``."""
+    args, kwargs = example_inputs
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path((tuple(args), dict(kwargs)))
+    names = []
+    for path, _ in with_paths:
+        key = path[1]
+        names.append(str(key.key) if hasattr(key, "key") else f"[{key.idx}]")
+    return names, [np.asarray(x) for _, x in with_paths], treedef
+
+
+def _make_bad(
+    kind: str, arrays: list[np.ndarray], which: int, axes: list[int]
+) -> list[Any] | None:
+    """The inputs with bad input ``kind``, or ``None`` where it does not apply."""
+    out: list[Any] = list(arrays)
+    x = arrays[which]
+    if kind == "extra_axis":
+        return [np.stack([a, a]) for a in arrays]
+    if kind == "missing_batch":
+        if any(a.ndim <= ax for a, ax in zip(arrays, axes, strict=True)):
+            return None
+        return [np.take(a, 0, axis=ax) for a, ax in zip(arrays, axes, strict=True)]
+    if kind == "empty_batch":
+        if any(a.ndim <= ax for a, ax in zip(arrays, axes, strict=True)):
+            return None
+        return [np.take(a, [], axis=ax) for a, ax in zip(arrays, axes, strict=True)]
+    if kind == "fewer_axes":
+        if x.ndim < 2:
+            return None
+        out[which] = x[..., 0]
+    elif kind == "wrong_features":
+        if x.ndim < 1 or x.shape[-1] < 1:
+            return None
+        out[which] = np.concatenate([x, x[..., :1]], axis=-1)
+    elif kind == "integers":
+        if not np.issubdtype(x.dtype, np.floating):
+            return None
+        out[which] = np.round(x * 2).astype(np.int32)
+    elif kind == "strings":
+        out[which] = np.full(x.shape, "x")
+    elif kind == "objects":
+        out[which] = np.empty(x.shape, dtype=object)
+        out[which].fill(None)
+    else:
+        raise ValueError(f"unknown bad input {kind!r}; the kinds are {BAD_INPUTS}")
+    return out
+
+
+def check_bad_input(
+    example: Example,
+    kind: str,
+    which: int = 0,
+    *,
+    made: tuple[Any, ...] | None = None,
+    batch_axis: Callable[[str], int] | None = None,
+    output_batch_axis: int = 0,
+    documented: Iterable[str] = (),
+    values: bool = True,
+) -> str:
+    """Feed the example a bad input of ``kind`` (see :data:`BAD_INPUTS`) and
+    check what happens (raises ``AssertionError``).
+
+    Allowed outcomes: a :class:`~bricks.errors.BricksError` whose message
+    names the brick's path, or a result whose every non-scalar output has the
+    batch size of the (bad) input on ``output_batch_axis`` and — for
+    ``extra_axis``, ``missing_batch``, ``empty_batch`` and ``integers``,
+    unless ``kind`` is in ``documented`` — equals what the good input gives
+    (stacked twice, its first example, its empty batch, the same values as
+    floats). A raw JAX, numpy or Python error is a failure.
+
+    Args:
+        example: the registry entry.
+        kind: the kind of bad input.
+        which: the input (in flattening order: positional, then keyword)
+            that one-input kinds spoil (modulo the number of inputs).
+        made: ``example.make()``, to reuse a brick across calls.
+        batch_axis: the batch axis of an input, by name (default 0).
+        output_batch_axis: the batch axis of the outputs.
+        documented: kinds whose result has another documented meaning (a
+            Flattener reads the first axis as the batch; the channels of a
+            Parallel are independent): only a raw error is a failure then.
+        values: also compare values (not only shapes) with the reference.
+
+    Returns:
+        ``"error"``, ``"works"`` or ``"not applicable"``.
+    """
+    from bricks.errors import BricksError
+
+    brick, args, *keyword_inputs = made if made is not None else example.make()
+    app = getattr(brick, example.application)
+    kwargs = dict(keyword_inputs[0]) if keyword_inputs else {}
+    names, arrays, treedef = _leaves((args, kwargs))
+    if not arrays:
+        return "not applicable"
+    declared = list(app.inputs)
+    names = [declared[int(n[1:-1])] if n.startswith("[") and int(n[1:-1]) < len(declared)
+             else n for n in names]
+    axes = [(batch_axis or (lambda _: 0))(n) for n in names]
+    which %= len(arrays)
+    bad = _make_bad(kind, arrays, which, axes)
+    if bad is None:
+        return "not applicable"
+
+    def call(xs: list[Any]) -> Any:
+        a, kw = jax.tree_util.tree_unflatten(treedef, list(xs))
+        return app(*a, **kw)
+
+    what = f"{example.cls.__name__} with {kind} (input {names[which]!r})"
+    try:
+        shapes = jax.eval_shape(lambda: call(bad))
+    except BricksError as exc:
+        if brick.path not in str(exc):
+            raise AssertionError(f"{what}: the error does not name {brick.path}: {exc}") from exc
+        return "error"
+    except Exception as exc:  # noqa: BLE001 - any other error is what this check finds
+        raise AssertionError(
+            f"{what}: raised {type(exc).__name__}, not a bricks error: {exc}"
+        ) from exc
+    if kind in documented:
+        return "works"
+    outputs = [o for o in jax.tree_util.tree_leaves(shapes) if len(o.shape) > 0]
+    bad_axes = [0] * len(axes) if kind == "extra_axis" else axes
+    sizes = {
+        b.shape[ax]
+        for i, (b, ax) in enumerate(zip(bad, bad_axes, strict=True))
+        # an input that lost an axis no longer says where its batch is
+        if np.ndim(b) > ax and not (kind == "fewer_axes" and i == which)
+    }
+    if kind == "missing_batch":
+        sizes = set()  # the batch axis is gone: the reference decides
+    for out in outputs:
+        axis = 0 if kind == "extra_axis" else output_batch_axis
+        if sizes and (out.ndim <= axis or out.shape[axis] not in sizes):
+            raise AssertionError(
+                f"{what}: an output of shape {out.shape} lost the batch size {sorted(sizes)} "
+                f"of the input on axis {axis} (a broadcast?)"
+            )
+    if kind not in ("extra_axis", "missing_batch", "empty_batch", "integers"):
+        return "works"
+    good_shapes = jax.eval_shape(lambda: call(arrays))
+    pairs = list(zip(jax.tree_util.tree_leaves(good_shapes), jax.tree_util.tree_leaves(shapes),
+                     strict=True))
+    for good, got in pairs:
+        if len(good.shape) == 0:
+            continue  # a mean over the batch: no reference
+        want = list(good.shape)
+        if kind == "extra_axis":
+            want = [2, *want]
+        elif kind == "missing_batch":
+            del want[output_batch_axis]
+        elif kind == "empty_batch":
+            want[output_batch_axis] = 0
+        if list(got.shape) != want:
+            raise AssertionError(
+                f"{what}: an output has shape {got.shape}, expected {tuple(want)} (from the good "
+                f"input's {good.shape})"
+            )
+    if values and kind != "empty_batch":
+        good_out, got_out = call(arrays), call(bad)
+        if kind == "integers":
+            as_float = list(bad)
+            as_float[which] = np.asarray(bad[which], np.float32)
+            good_out = call(as_float)
+        for good, got in zip(jax.tree_util.tree_leaves(good_out),
+                             jax.tree_util.tree_leaves(got_out), strict=True):
+            good, got = np.asarray(good), np.asarray(got)
+            if good.ndim == 0 and kind != "integers":
+                continue
+            if kind == "extra_axis":
+                good = np.stack([good, good])
+            elif kind == "missing_batch":
+                good = np.take(good, 0, axis=output_batch_axis)
+            np.testing.assert_allclose(got, good, rtol=1e-4, atol=1e-5, err_msg=what)
+    return "works"
 
 
 # -- the core entries --------------------------------------------------------------------
