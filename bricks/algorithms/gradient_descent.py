@@ -446,7 +446,7 @@ class GradientDescent:
                 name: jnp.asarray(call_update(fn, params, batch), params[name].dtype)
                 for name, fn in user_updates
             }
-            values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=False)}
+            values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=True)}
             values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
             for path in train_paths:
                 values[f"algorithm:gradient:{path}"] = grads[path]
