@@ -79,12 +79,23 @@ class GraphError(BricksError, ValueError):
     """A computation graph was built, selected or evaluated with bad arguments."""
 
 
+class GraphTypeError(GraphError, TypeError):
+    """A graph function got an argument of the wrong type (a bare role where a
+    list of roles goes); also a ``TypeError``, as Blocks raised."""
+
+
 # --- recurrent ---------------------------------------------------------------
 
 
 class RecurrentError(BricksError, ValueError):
     """A recurrent application was declared or called inconsistently (a state
     that is not an output, sequences of different lengths, a bad mask ...)."""
+
+
+class SequenceShapeError(RecurrentError, ShapeError):
+    """A sequence, state or mask of a recurrent application has the wrong shape:
+    a missing batch axis (sequences are time-major ``(time, batch, features)``),
+    a feature size that is not the brick's, batches that disagree."""
 
 
 class InitialStateError(RecurrentError, KeyError):
@@ -200,6 +211,16 @@ class CostShapeError(AlgorithmError, TypeError):
 
 class NonFiniteCostError(BricksError, FloatingPointError):
     """The cost (or a step) became NaN or infinite while training without RemoveNotFinite."""
+
+
+class CostSpikeError(NonFiniteCostError):
+    """A monitored cost jumped above ``spike_factor`` times its running median
+    (``RollbackOnNonFinite(spike_factor=...)``); handled like a non-finite cost."""
+
+
+class RollbackLimitError(NonFiniteCostError):
+    """Training diverged again after ``RollbackOnNonFinite`` had rolled back
+    ``max_rollbacks`` times; the message lists every rollback."""
 
 
 class TooManySkippedStepsError(NonFiniteCostError):

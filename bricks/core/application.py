@@ -262,6 +262,11 @@ class BoundApplication:
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Apply; ``call_id="..."`` (unless the method takes one) tags this
+        call's inputs and outputs for ``VariableFilter(call_id=...)``."""
+        call_id = None
+        if "call_id" in kwargs and "call_id" not in self.application.signature.parameters:
+            call_id = kwargs.pop("call_id")
         brick = self.brick
         self._refuse_non_numeric(args, kwargs)
         if not brick.allocated:
@@ -277,28 +282,26 @@ class BoundApplication:
             bound = app.signature.bind(brick, *args, **kwargs)
         except TypeError as exc:
             raise ApplicationError(f"{brick.path}.{self.name}: {exc}") from None
+        def tag(value: Any, name: str, roles: Any) -> Any:
+            return annotate(
+                value, name, roles, brick=brick, application=self.name, call_id=call_id
+            )
+
         # every array argument is an input, as in Blocks: named ones by their
         # name, ``*args`` entries as ``args_0``..., ``**kwargs`` entries by key
         for name, value in list(bound.arguments.items()):
             kind = app.signature.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
                 bound.arguments[name] = tuple(
-                    annotate(v, f"{name}_{i}", (INPUT,), brick=brick, application=self.name)
-                    if _is_array(v)
-                    else v
+                    tag(v, f"{name}_{i}", (INPUT,)) if _is_array(v) else v
                     for i, v in enumerate(value)
                 )
             elif kind is inspect.Parameter.VAR_KEYWORD:
                 bound.arguments[name] = {
-                    k: annotate(v, k, (INPUT,), brick=brick, application=self.name)
-                    if _is_array(v)
-                    else v
-                    for k, v in value.items()
+                    k: tag(v, k, (INPUT,)) if _is_array(v) else v for k, v in value.items()
                 }
             elif _is_array(value):
-                bound.arguments[name] = annotate(
-                    value, name, (INPUT,), brick=brick, application=self.name
-                )
+                bound.arguments[name] = tag(value, name, (INPUT,))
         with _calling(brick, self.name):
             result = app.fn(*bound.args, **bound.kwargs)
 
@@ -314,12 +317,12 @@ class BoundApplication:
                     f"{len(result)} values"
                 )
             annotated = [
-                annotate(v, n, roles, brick=brick, application=self.name) if _is_array(v) else v
+                tag(v, n, roles) if _is_array(v) else v
                 for v, n in zip(result, names, strict=True)
             ]
             return type(result)(annotated)
         if _is_array(result):
-            return annotate(result, names[0], roles, brick=brick, application=self.name)
+            return tag(result, names[0], roles)
         return result
 
 

@@ -43,10 +43,24 @@ TRAINING_MODE = "batch_norm_training"
 
 
 @contextlib.contextmanager
-def batch_normalization(training: bool = True) -> Iterator[None]:
-    """Run eager code with batch normalization in training (or inference) mode."""
+def batch_normalization(*bricks: Any, training: bool = True) -> Iterator[None]:
+    """Run code with batch normalization in training (or inference) mode.
+
+    ``batch_normalization()`` (or ``batch_normalization(True)``) switches
+    every :class:`BatchNormalization`; ``batch_normalization(mlp, ...)``, as
+    Blocks spelled it, only those in the given bricks' subtrees. It works in
+    eager code and inside a graph function (a graph may then apply a brick
+    in both modes).
+    """
+    if bricks and all(isinstance(b, bool) for b in bricks) and len(bricks) == 1:
+        training, bricks = bricks[0], ()
     frame = current_frame()
-    extra = {**frame.extra, TRAINING_MODE: training}
+    mode: Any = training
+    if bricks and training:
+        ids = {id(b) for brick in bricks for b in brick.iter_bricks()}
+        outer = frame.extra.get(TRAINING_MODE)
+        mode = True if outer is True else ids | (outer if isinstance(outer, set) else set())
+    extra = {**frame.extra, TRAINING_MODE: mode}
     with use_frame(Frame(params=frame.params, recorder=frame.recorder, extra=extra)):
         yield
 
@@ -212,7 +226,8 @@ class BatchNormalization(Initializable):
             check_size(self, "input_", input_, axis, d, f"input_dim={self.input_dim}")
         if not jnp.issubdtype(input_.dtype, jnp.floating):
             input_ = input_.astype(jnp.float32)
-        if current_frame().extra.get(TRAINING_MODE, False):
+        mode = current_frame().extra.get(TRAINING_MODE, False)
+        if mode is True or (isinstance(mode, set) and id(self) in mode):
             # read the population statistics so a graph lists them as its
             # parameters: the updates after each step write them
             self.parameter("population_mean")

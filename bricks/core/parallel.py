@@ -313,8 +313,18 @@ class Merge(Parallel):
                 f"{describe(self)}: the inputs are summed after their transformations, so they "
                 f"need the same leading (batch) axes; got shapes {shapes} (nothing is broadcast)"
             )
-        outputs = self._transform(inputs)
+        outputs = self.transform(*inputs)
         return functools.reduce(operator.add, outputs)
+
+    @application
+    def transform(self, *inputs: jax.Array) -> tuple[jax.Array, ...]:
+        """The transformed inputs before they are summed, one output per input
+        name (in Blocks these were the outputs of ``Parallel.apply``)."""
+        return tuple(self._transform(inputs))
+
+    @transform.property("outputs")
+    def _transform_outputs(self) -> list[str]:
+        return list(self.input_names)
 
     @apply.property("inputs")
     def _merge_inputs(self) -> list[str]:

@@ -31,6 +31,8 @@ __all__ = [
     "BATCH_NORM_MINIBATCH_ESTIMATE",
     "BATCH_NORM_SHIFT_PARAMETER",
     "BATCH_NORM_SCALE_PARAMETER",
+    "COLLECTED",
+    "COLLECTOR",
     "DROPOUT",
     "NOISE",
 ]
@@ -123,6 +125,14 @@ class BatchNormMinibatchEstimateRole(AuxiliaryRole):
     """A minibatch mean or standard deviation computed in training mode."""
 
 
+class CollectedRole(VariableRole):
+    """A parameter replaced by a slice of a collector (``collect_parameters``)."""
+
+
+class CollectorRole(ParameterRole):
+    """The one flat parameter that ``collect_parameters`` gathers others into."""
+
+
 class DropoutRole(VariableRole):
     """A variable that had dropout applied to it."""
 
@@ -146,5 +156,7 @@ BATCH_NORM_POPULATION_STDEV = BatchNormPopulationStdevRole()
 BATCH_NORM_MINIBATCH_ESTIMATE = BatchNormMinibatchEstimateRole()
 BATCH_NORM_SHIFT_PARAMETER = BatchNormShiftParameterRole()
 BATCH_NORM_SCALE_PARAMETER = BatchNormScaleParameterRole()
+COLLECTED = CollectedRole()
+COLLECTOR = CollectorRole()
 DROPOUT = DropoutRole()
 NOISE = NoiseRole()

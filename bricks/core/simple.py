@@ -16,6 +16,7 @@ from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
 from bricks.core.checks import as_input, check_rank, check_same_shape, check_size
 from bricks.core.roles import BIAS, WEIGHT
+from bricks.core.tracing import current_frame
 from bricks.errors import ShapeError
 
 __all__ = [
@@ -80,10 +81,20 @@ class Linear(Initializable):
         input_ = as_input(self, "input_", input_)
         check_rank(self, "input_", input_, (1, None), f"(..., {self.input_dim})")
         check_size(self, "input_", input_, -1, self.input_dim, f"input_dim={self.input_dim}")
+        self._add_norms()
         output = jnp.dot(input_, self.W)
         if self._use_bias:
             output = output + _expand_as(self.b, output)
         return output
+
+    def _add_norms(self) -> None:
+        """As Blocks: the L2 norms of ``W`` and ``b`` are auxiliary variables
+        ``W_norm`` and ``b_norm`` of the brick (only computed for a graph)."""
+        if current_frame().recorder is None:
+            return
+        self.add_auxiliary_variable(jnp.sqrt(jnp.sum(jnp.square(self.W))), name="W_norm")
+        if self._use_bias:
+            self.add_auxiliary_variable(jnp.sqrt(jnp.sum(jnp.square(self.b))), name="b_norm")
 
     def get_dim(self, name: str) -> int:
         if name == "input_":

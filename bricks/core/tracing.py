@@ -69,6 +69,8 @@ class Variable:
         shape: shape (for scan-inner variables: stacked over time, time first).
         dtype: dtype.
         scan_scope: tag of the enclosing scan, or ``None`` at top level.
+        call_id: the ``call_id=`` given to the application call that made
+            it (Blocks' ``brick.apply(x, call_id=...)``), or ``None``.
     """
 
     tag: str
@@ -80,6 +82,7 @@ class Variable:
     shape: tuple[int, ...] | None = None
     dtype: Any = None
     scan_scope: str | None = None
+    call_id: str | None = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Variable) and other.tag == self.tag
@@ -108,6 +111,9 @@ class Intervention:
     fn: Callable[[Any, Any], Any]
     stochastic: bool = False
     per_step: bool = True
+    #: on a parameter: the parameter is no longer one of the graph's (its value is
+    #: computed from others, as by ``collect_parameters``)
+    replaces_parameter: bool = False
 
 
 def _crc(text: str) -> int:
@@ -147,6 +153,7 @@ class Recorder:
         if _parent is None:
             self.bricks: dict[int, Any] = {}
             self.parameters: dict[str, Variable] = {}
+            self.scans: list[str] = []
 
     # -- tags ---------------------------------------------------------------
     def new_tag(self, base: str) -> str:
@@ -163,7 +170,21 @@ class Recorder:
         return key
 
     def register_brick(self, brick: Any) -> None:
-        self.root.bricks.setdefault(id(brick), brick)
+        bricks = self.root.bricks
+        if id(brick) in bricks:
+            return
+        root = brick.root
+        default = root.__dict__.get("_default_name")
+        if default is not None:
+            # two unnamed top-level bricks of one graph (two SimpleRecurrent()) get
+            # distinct paths, as their siblings would: the later one is numbered
+            taken = {b.root.name for b in bricks.values() if b.root is not root}
+            if root.name in taken:
+                k = 1
+                while f"{default}_{k}" in taken:
+                    k += 1
+                root.__dict__["name"] = f"{default}_{k}"
+        bricks[id(brick)] = brick
 
     # -- recording -----------------------------------------------------------
     def _intervene(self, tag: str, value: Any) -> Any:
@@ -202,6 +223,7 @@ class Recorder:
         roles: Sequence[VariableRole],
         brick: Any = None,
         application: str | None = None,
+        call_id: str | None = None,
     ) -> Any:
         tag = self.new_tag(base)
         value = self._intervene(tag, value)
@@ -214,6 +236,7 @@ class Recorder:
             shape=tuple(jnp.shape(value)),
             dtype=jnp.result_type(value),
             scan_scope=None,
+            call_id=call_id,
         )
         if tag in self.requested:
             self.collected[tag] = value
@@ -221,6 +244,9 @@ class Recorder:
 
     def record_parameter(self, value: Any, *, path: str, name: str, roles, brick) -> Any:
         value = self._intervene(path, value)
+        iv = self.interventions.get(path)
+        if iv is not None and iv.replaces_parameter:
+            return value
         if path not in self.root.parameters:
             self.root.parameters[path] = Variable(
                 tag=path,
@@ -294,6 +320,7 @@ def annotate(
     brick: Any = None,
     application: str | None = None,
     base: str | None = None,
+    call_id: str | None = None,
 ) -> Any:
     """Tag ``value`` so a computation graph can find, monitor and replace it.
 
@@ -313,7 +340,13 @@ def annotate(
     else:
         base = name
     return rec.record(
-        value, base=base, name=name, roles=roles, brick=brick, application=application
+        value,
+        base=base,
+        name=name,
+        roles=roles,
+        brick=brick,
+        application=application,
+        call_id=call_id,
     )
 
 
@@ -356,6 +389,7 @@ def scan(
         return jax.lax.scan(fn, init, (xs, steps), length=length, reverse=reverse, unroll=unroll)
 
     scope = rec.new_tag(name) + "/"
+    rec.root.scans.append(scope[:-1])
     inner_requested = {t for t in rec.requested if t.startswith(scope)}
     inner_vars: dict[str, Variable] = {}
 

@@ -24,20 +24,23 @@ def apply_batch_normalization(graph: ComputationGraph) -> ComputationGraph:
 
 
 def get_batch_normalization_updates(
-    graph: ComputationGraph, alpha: float = 0.1
+    graph: ComputationGraph, alpha: float = 0.1, allow_duplicates: bool = False
 ) -> list[tuple[str, Variable, Callable[[Any, Any], Any]]]:
-    """Population-statistics updates of a training-mode graph.
+    """Population-statistics updates of the training-mode applications of a graph.
 
     Returns ``(path, minibatch_variable, fn)`` triples with
     ``fn(population, minibatch) = (1 - alpha) * population + alpha * minibatch``;
     hand them to :meth:`ComputationGraph.add_updates` so the training step
-    applies them after every update.
+    applies them after every update. A graph may also hold inference-mode
+    applications (only training-mode ones have minibatch estimates).
+
+    Raises:
+        GraphError: (a ``ValueError``) when no batch normalization of the
+            graph is in training mode, or, unless ``allow_duplicates``, when
+            one is applied more than once in training mode (which of its
+            minibatch statistics should update the population is ambiguous;
+            with ``allow_duplicates`` each gives an update).
     """
-    if not graph._modes.get(TRAINING_MODE):
-        raise GraphError(
-            "get_batch_normalization_updates needs a graph in training mode; call "
-            "apply_batch_normalization(graph) first"
-        )
     targets = {"batch_mean": "population_mean", "batch_stdev": "population_stdev"}
     updates = []
     for var in graph.variables:
@@ -49,4 +52,18 @@ def get_batch_normalization_updates(
         ):
             path = f"{var.brick.path}.{targets[var.name]}"
             updates.append((path, var, lambda old, new, a=alpha: (1 - a) * old + a * new))
+    if not updates:
+        raise GraphError(
+            "get_batch_normalization_updates: no batch normalization of this graph is in "
+            "training mode; call apply_batch_normalization(graph) first (or apply the bricks "
+            "inside `with batch_normalization(...)`)"
+        )
+    paths = [path for path, _, _ in updates]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice and not allow_duplicates:
+        raise GraphError(
+            f"get_batch_normalization_updates: {twice} would be updated more than once (a batch "
+            "normalization applied several times in training mode); pass allow_duplicates=True "
+            "to update from every application"
+        )
     return updates

@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bricks.core.application import BoundApplication
-from bricks.core.roles import VariableRole
+from bricks.core.application import Application, BoundApplication
+from bricks.core.roles import AUXILIARY, VariableRole
 from bricks.core.tracing import Variable
-from bricks.errors import GraphError
+from bricks.errors import GraphError, GraphTypeError
 
 __all__ = ["VariableFilter"]
 
@@ -25,14 +25,24 @@ class VariableFilter:
             variables must have all of them.
         bricks: brick classes (matches instances of subclasses too) or brick
             instances.
-        applications: bound applications (``mlp.apply``) whose inputs and
-            outputs to keep.
+        applications: applications whose inputs and outputs to keep: bound
+            (``mlp.apply``: that brick's) or unbound (``Linear.apply``: those
+            of every brick of that class).
         name: exact variable name (``"output"``, ``"W"``).
         name_regex: a regular expression matched (``re.match``) against names.
         path_regex: a regular expression searched in the tag (brick path,
             application, name, scan scope), e.g. ``r"^/lstm"``.
         scan: ``True`` keeps only variables computed inside scans, ``False``
             only those outside; ``None`` both.
+        call_id: the ``call_id=`` of an application call (Blocks'
+            ``brick.apply(x, call_id="...")``).
+        theano_name, theano_name_regex: Blocks matched Theano's own variable
+            names, the names users gave; here those are the names given with
+            :func:`~bricks.core.annotate` outside any brick.
+
+    ``roles``, ``bricks`` and ``applications`` must be lists (a bare role or
+    application is a :class:`~bricks.errors.GraphTypeError`, a ``TypeError``,
+    as in Blocks).
 
     >>> from bricks.core import WEIGHT, Linear
     >>> f = VariableFilter(roles=[WEIGHT], bricks=[Linear])
@@ -48,7 +58,16 @@ class VariableFilter:
         applications: Sequence[BoundApplication] | None = None,
         path_regex: str | None = None,
         scan: bool | None = None,
+        call_id: str | None = None,
+        theano_name: str | None = None,
+        theano_name_regex: str | None = None,
     ) -> None:
+        for what, value in (("roles", roles), ("bricks", bricks), ("applications", applications)):
+            if value is not None and not isinstance(value, (list, tuple, set)):
+                raise GraphTypeError(
+                    f"VariableFilter({what}=...) takes a list, got {type(value).__name__} "
+                    f"{value!r}; write {what}=[...]"
+                )
         if roles is not None and not all(isinstance(r, VariableRole) for r in roles):
             raise GraphError(f"roles must be role constants such as WEIGHT, got {roles!r}")
         self.roles = list(roles) if roles is not None else None
@@ -59,6 +78,11 @@ class VariableFilter:
         self.applications = list(applications) if applications is not None else None
         self.path_regex = re.compile(path_regex) if path_regex is not None else None
         self.scan = scan
+        self.call_id = call_id
+        self.theano_name = theano_name
+        self.theano_name_regex = (
+            re.compile(theano_name_regex) if theano_name_regex is not None else None
+        )
 
     def matches(self, var: Variable) -> bool:
         if self.roles is not None:
@@ -74,8 +98,20 @@ class VariableFilter:
             )
             if not ok:
                 return False
-        if self.applications is not None and not any(
-            var.brick is app.brick and var.application == app.name for app in self.applications
+        if self.applications is not None and (
+            var.has_role(AUXILIARY)
+            or not any(_is_of(var, app) for app in self.applications)
+        ):
+            return False
+        if self.call_id is not None and var.call_id != self.call_id:
+            return False
+        if (self.theano_name is not None or self.theano_name_regex is not None) and (
+            var.brick is not None
+            or (self.theano_name is not None and var.name != self.theano_name)
+            or (
+                self.theano_name_regex is not None
+                and not self.theano_name_regex.match(var.name)
+            )
         ):
             return False
         if self.name is not None and var.name != self.name:
@@ -90,3 +126,16 @@ class VariableFilter:
 
     def __call__(self, variables: Iterable[Variable]) -> list[Variable]:
         return [v for v in variables if self.matches(v)]
+
+
+def _is_of(var: Variable, app: Any) -> bool:
+    """Whether ``var`` is an input or output of ``app`` (bound or unbound)."""
+    if isinstance(app, BoundApplication):
+        return var.brick is app.brick and var.application == app.name
+    if isinstance(app, Application):
+        owner = app.owner if app.owner is not None else object
+        return isinstance(var.brick, owner) and var.application == app.name
+    raise GraphTypeError(
+        f"VariableFilter(applications=[...]) takes applications (brick.apply or "
+        f"Linear.apply), got {type(app).__name__}"
+    )

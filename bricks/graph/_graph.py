@@ -238,7 +238,11 @@ class ComputationGraph:
         self._intermediates: dict[str, Variable] = dict(rec.variables)
         self.variables: list[Variable] = list(rec.variables.values()) + self.parameters
         self.bricks = list(rec.bricks.values())
-        unknown = set(self._interventions) - set(self._intermediates) - set(rec.parameters)
+        self.scans: list[str] = list(rec.scans)
+        replaced = {t for t, iv in self._interventions.items() if iv.replaces_parameter}
+        unknown = (
+            set(self._interventions) - set(self._intermediates) - set(rec.parameters) - replaced
+        )
         if unknown:
             raise GraphError(f"transformed variables not found in the graph: {sorted(unknown)}")
         paths: dict[str, Any] = {}
@@ -430,21 +434,34 @@ class ComputationGraph:
             interventions[tag] = _compose(interventions[tag], iv) if tag in interventions else iv
         return self._derive(interventions=interventions)
 
-    def replace(self, replacements: Mapping[Any, Any]) -> ComputationGraph:
+    def replace(self, replacements: Any) -> ComputationGraph:
         """A new graph in which each variable is replaced.
 
         Args:
-            replacements: ``{variable or tag: value}`` where value is an
-                array of the variable's shape or a function ``old -> new``.
+            replacements: ``{variable or tag: value}`` (or ``(variable,
+                value)`` pairs, as Blocks took them) where value is an array
+                of the variable's shape or a function ``old -> new``. A
+                variable may be an intermediate, a parameter, an output
+                (``graph.outputs[0]``) or an input, by name (``"x"``: every
+                use of it sees the new value).
+
+        As in Blocks, a variable that is not part of this graph is a warning
+        (its replacement is left out), and so is replacing an auxiliary
+        variable (nothing computed from it changes, unless it is an output).
         """
-        new = {}
-        for var, value in replacements.items():
-            tag = self.get_variable(var).tag
-            if callable(value):
-                new[tag] = Intervention(lambda v, k, f=value: f(v))
-            else:
-                new[tag] = Intervention(lambda v, k, c=value: _constant_like(c, v))
-        return self._with_interventions(new)
+        from ._extras import replace
+
+        return replace(self, replacements)
+
+    @property
+    def scan_variables(self) -> list[Variable]:
+        """The variables computed inside the scans of :attr:`scans`."""
+        return [v for v in self.variables if v.scan_scope is not None]
+
+    def get_snapshot(self, data: Mapping[str, Any], key: Any = None) -> dict[Variable, Any]:
+        """The value of every variable (and parameter) for the inputs ``data``."""
+        _, values = self.evaluate(self.parameter_values(), data, key, extra=self.variables)
+        return dict(zip(self.variables, values, strict=True))
 
     def with_modes(self, **modes: Any) -> ComputationGraph:
         """A new graph traced with extra frame modes (e.g. batch-norm training)."""

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bricks.core.tracing import Frame, current_frame, scan, use_frame
 from bricks.errors import SequenceGeneratorError
@@ -50,6 +51,25 @@ class BeamSearchResult(NamedTuple):
     mask: jax.Array
     costs: jax.Array
     finished: jax.Array
+
+    def as_lists(self) -> tuple[list[list[list[int]]], list[list[float]]]:
+        """Blocks' default result: per batch element, per beam (best first),
+        the output symbols up to and including ``eos`` as a list, and the costs.
+
+        >>> import numpy as np
+        >>> r = BeamSearchResult(np.array([[[3]], [[0]], [[0]]]), np.array([[[1.0]], [[1]], [[0]]]),
+        ...                      np.array([[0.5]]), np.array([[True]]))
+        >>> r.as_lists()
+        ([[[3, 0]]], [[0.5]])
+        """
+        outputs, mask = np.asarray(self.outputs), np.asarray(self.mask)
+        costs = np.asarray(self.costs)
+        lengths = mask.sum(axis=0).astype(int)  # (batch, beam)
+        sequences = [
+            [outputs[: lengths[b, j], b, j].tolist() for j in range(outputs.shape[2])]
+            for b in range(outputs.shape[1])
+        ]
+        return sequences, costs.tolist()
 
 
 def _repeat(x: jax.Array, times: int, axis: int) -> jax.Array:
@@ -161,6 +181,18 @@ class BeamSearch:
             )
             self._compiled[signature] = fn
         return fn(params, contexts)
+
+    @staticmethod
+    def _smallest(matrix: Any, k: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """The ``k`` smallest entries of ``matrix``, ascending: their indices
+        (one array per axis, as ``numpy.unravel_index``) and their values."""
+        flat = np.asarray(matrix).ravel()
+        if flat.size > k:
+            candidates = np.argpartition(flat, k - 1)[:k]
+        else:
+            candidates = np.arange(flat.size)
+        order = candidates[np.argsort(flat[candidates], kind="stable")]
+        return np.unravel_index(order, np.shape(matrix)), flat[order]
 
     def _batch_axis(self, name: str, value: jax.Array) -> int:
         """Axis of ``value`` that holds the batch: 0 for states, 1 for time-major contexts."""
