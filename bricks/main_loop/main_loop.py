@@ -47,7 +47,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bricks.errors import MainLoopError, MissingAttributeError
+from bricks.errors import MainLoopError, MissingAttributeError, NonFiniteCostError
 from bricks.log import TrainingLog
 
 __all__ = ["MainLoop", "TrainingFinish"]
@@ -196,7 +196,7 @@ class MainLoop:
                         self._initialized = True
                     self._run_extensions("on_resumption")
                 self.log.flush(with_status=True)
-                while self._run_epoch():
+                while self._run_epoch_or_roll_back():
                     pass
                 self._finish_check()
             except TrainingFinish:
@@ -262,6 +262,49 @@ class MainLoop:
             "data_stream must have get_epoch_iterator() or be iterable, "
             f"got {type(stream).__name__}"
         )
+
+    def _run_epoch_or_roll_back(self) -> bool:
+        """One epoch; a non-finite cost is offered to extensions with an
+        ``on_nonfinite(error)`` method
+        (:class:`~bricks.extensions.rollback.RollbackOnNonFinite`):
+        one that returns a callable has it restore an earlier state, and training
+        goes on from there."""
+        try:
+            return self._run_epoch()
+        except NonFiniteCostError as error:
+            for ext in self.extensions:
+                handler = getattr(ext, "on_nonfinite", None)
+                restore = handler(error) if callable(handler) else None
+                if restore is not None:
+                    restore()
+                    return True
+            raise
+
+    def skip_batches(self, count: int) -> list[Any]:
+        """Draw ``count`` batches from the data stream without training on them.
+
+        Used after restoring a state (a rollback) to leave out the batches
+        that followed it. Returns the stream's ``get_state()`` before each
+        skipped batch (``None`` for a stream without one): what identifies
+        it. Stops early at the end of an epoch.
+        """
+        if not self.status["epoch_started"]:
+            self._epoch_iterator = self._new_epoch_iterator()
+            self.status["epoch_started"] = True
+            self.status["received_first_batch"] = False
+            self._run_extensions("before_epoch")
+        elif self._epoch_iterator is None:
+            self._epoch_iterator = self._new_epoch_iterator()
+        getter = getattr(self.data_stream, "get_state", None)
+        where: list[Any] = []
+        for _ in range(int(count)):
+            state = getter() if callable(getter) else None
+            try:
+                self._next_batch()
+            except StopIteration:
+                break
+            where.append(state)
+        return where
 
     def _run_epoch(self) -> bool:
         if not self.status["epoch_started"]:

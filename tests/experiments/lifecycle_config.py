@@ -37,6 +37,7 @@ def get_config() -> dict[str, Any]:
         "batch_sleep_s": 0.0,
         "startup_sleep_s": 0.0,
         "save_delay_s": 0.0,
+        "poison": False,  # a NaN in the data (for --debug-nans)
     }
 
 
@@ -62,6 +63,8 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
         return SquaredError().apply(y, linear.apply(x).sum(axis=1, keepdims=True))
 
     x = np.linspace(-1, 1, 40, dtype=np.float32)[:, None]
+    if config["poison"]:
+        x[13] = np.nan
     data = IndexableDataset({"x": x, "y": 3 * x + 1})
     cg = ComputationGraph(cost, x=(None, 1), y=(None, 1))
     rule = Adam(config["learning_rate"]) if config["step_rule"] == "adam" else Scale(

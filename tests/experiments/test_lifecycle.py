@@ -236,3 +236,12 @@ def test_a_build_error_is_recorded_as_error(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     summary = read_json(tmp_path / "r" / "summary.json")
     assert summary["status"] == "error" and "build()" in summary["error"], summary
+
+
+def test_debug_nans_names_the_primitive(tmp_path: Path) -> None:
+    plain = run(tmp_path / "plain", "--set", "poison=True", "--set", "every_n_batches=0")
+    assert plain.returncode == 1 and "NonFiniteCostError" in plain.stderr
+    debug = run(tmp_path / "debug", "--set", "poison=True", "--debug-nans")
+    assert debug.returncode == 1
+    assert "FloatingPointError" in debug.stderr and "nan" in debug.stderr.lower()
+    assert "NonFiniteCostError" not in debug.stderr.splitlines()[-1]
