@@ -33,6 +33,27 @@ after_n_epochs=N     once, after the first epoch with ``epochs_done >= N``
 fired is part of the extension state, so a run resumed past ``N`` does not
 fire them again, and a run resumed before ``N`` still does.
 
+**Default conditions.** An extension may have defaults (``Printing`` prints
+after every epoch, ``Timing`` starts its clock before the first epoch). A
+condition the user gives *replaces* the defaults of its kind instead of being
+added to them, so ``Printing(every_n_epochs=10)`` prints every tenth epoch,
+not every epoch, and ``Timing(every_n_epochs=2)`` fires once per two epochs.
+The kinds are: the batch schedule (``after_batch``, ``every_n_batches``,
+``after_n_batches``); the epoch schedule (``after_epoch``,
+``every_n_epochs``, ``after_n_epochs``); the start of epochs
+(``before_epoch``, ``before_first_epoch``); and each other keyword on its
+own. An extension that acts on one schedule (``TrackTheBest``, the early
+stopping extensions: :attr:`SimpleExtension.single_schedule`) has batch and
+epoch schedules as one kind, so ``TrackTheBest(every_n_batches=100)`` no
+longer runs after every epoch; a reporting extension keeps both
+(``Printing(every_n_batches=100)`` also prints after every epoch, as in
+Blocks). ``False`` given for a keyword removes the defaults of its kind (e.g.
+``Printing(on_interrupt=False)``); ``None`` counts as not given. Blocks
+added the user's conditions to the defaults, so there
+``Printing(every_n_epochs=10)`` still printed after every epoch and
+``Timing(every_n_epochs=2)`` fired twice at even epochs, overwriting its
+records with the time of nothing; ``docs/porting.md`` lists the difference.
+
 >>> class Hello(SimpleExtension):
 ...     def do(self, which_callback, *args):
 ...         print(which_callback, self.main_loop.log.status["iterations_done"])
@@ -44,11 +65,17 @@ fire them again, and a run resumed before ``N`` still does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bricks.errors import ExtensionError, did_you_mean
 
-__all__ = ["TrainingExtension", "SimpleExtension", "CALLBACKS", "CONDITION_KEYWORDS"]
+__all__ = [
+    "TrainingExtension",
+    "SimpleExtension",
+    "CALLBACKS",
+    "CONDITION_KEYWORDS",
+    "merge_conditions",
+]
 
 CALLBACKS = (
     "before_training",
@@ -75,6 +102,31 @@ BOOLEAN_TRIGGERS = (
 )
 INTEGER_TRIGGERS = ("every_n_batches", "every_n_epochs", "after_n_batches", "after_n_epochs")
 CONDITION_KEYWORDS = BOOLEAN_TRIGGERS + INTEGER_TRIGGERS
+
+# which defaults a condition the user gives replaces (see "Default conditions" above)
+_KIND = {
+    **{key: key for key in CONDITION_KEYWORDS},
+    **dict.fromkeys(("after_batch", "every_n_batches", "after_n_batches"), "batches"),
+    **dict.fromkeys(("after_epoch", "every_n_epochs", "after_n_epochs"), "epochs"),
+    "before_first_epoch": "before_epoch",
+}
+
+
+def merge_conditions(
+    defaults: dict[str, Any], given: dict[str, Any], single_schedule: bool = False
+) -> dict[str, Any]:
+    """The conditions an extension runs under: ``given`` replaces the defaults
+    of each kind it names (see the module docstring); ``None`` is not given.
+    With ``single_schedule`` batch and epoch schedules are one kind."""
+
+    def kind(key: str) -> str:
+        found = _KIND.get(key, key)
+        return "schedule" if single_schedule and found in ("batches", "epochs") else found
+
+    given = {key: value for key, value in given.items() if value is not None}
+    replaced = {kind(key) for key in given}
+    kept = {key: v for key, v in defaults.items() if kind(key) not in replaced}
+    return {**kept, **given}
 
 Predicate = Callable[[Any], bool]
 
@@ -175,15 +227,27 @@ class SimpleExtension(TrainingExtension):
 
     Args:
         name: see :class:`TrainingExtension`.
+        default_conditions: the subclass's defaults, e.g.
+            ``{"after_epoch": True}``; the user's conditions replace those of
+            their kind (see "Default conditions" in the module docstring).
         **conditions: the keywords of the module table (``after_epoch=True``,
-            ``every_n_batches=10`` ...). Subclasses give defaults by passing
-            ``kwargs.setdefault(...)`` before calling ``super().__init__``.
+            ``every_n_batches=10`` ...).
     """
 
-    def __init__(self, name: str | None = None, **conditions: Any) -> None:
+    #: whether batch and epoch schedules given replace each other's defaults
+    #: (an extension that acts on one schedule, like ``TrackTheBest``)
+    single_schedule: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str | None = None,
+        default_conditions: dict[str, Any] | None = None,
+        **conditions: Any,
+    ) -> None:
         super().__init__(name)
         self.conditions: list[tuple[str, Predicate | None, tuple]] = []
-        self.set_conditions(**conditions)
+        merged = merge_conditions(dict(default_conditions or {}), conditions, self.single_schedule)
+        self.set_conditions(**merged)
 
     def set_conditions(self, **conditions: Any) -> SimpleExtension:
         """Replace all conditions by those given as keywords; returns ``self``."""

@@ -20,23 +20,20 @@ class Printing(SimpleExtension):
     """Print the status and the records of the current row.
 
     Default conditions (Blocks'): ``before_first_epoch``, ``on_resumption``,
-    ``after_epoch``, ``after_training``, ``on_interrupt``. Add
-    ``every_n_batches=N`` to print more often.
+    ``after_epoch``, ``after_training``, ``on_interrupt``. An epoch schedule
+    given replaces ``after_epoch`` (``every_n_epochs=10`` prints every tenth
+    epoch only); ``every_n_batches=N`` prints every ``N`` batches as well
+    (``after_epoch=False`` to print only then); see
+    :mod:`bricks.extensions.base`.
 
     Args:
         file: where to print (default ``sys.stdout``).
     """
 
     def __init__(self, file: TextIO | None = None, **kwargs: Any) -> None:
-        for key in (
-            "before_first_epoch",
-            "on_resumption",
-            "after_epoch",
-            "after_training",
-            "on_interrupt",
-        ):
-            kwargs.setdefault(key, True)
-        super().__init__(**kwargs)
+        events = ("before_first_epoch", "on_resumption", "after_epoch", "after_training")
+        defaults = dict.fromkeys((*events, "on_interrupt"), True)
+        super().__init__(default_conditions=defaults, **kwargs)
         self.file = file
 
     def do(self, which_callback: str, *args: Any) -> None:

@@ -38,6 +38,8 @@ class FinishIfNoImprovementAfter(FinishAfter):
         **kwargs: conditions; default ``after_epoch=True``.
     """
 
+    single_schedule = True  # a schedule given (batches or epochs) replaces the default
+
     def __init__(
         self,
         notification_name: str,
@@ -57,8 +59,7 @@ class FinishIfNoImprovementAfter(FinishAfter):
         self.patience_log_record = patience_log_record or f"{notification_name}_patience_{unit}"
         self.last_best_iter: int | None = None
         self.last_best_epoch: int | None = None
-        kwargs.setdefault("after_epoch", True)
-        super().__init__(**kwargs)
+        super().__init__(default_conditions={"after_epoch": True}, **kwargs)
 
     def update_best(self) -> None:
         """Note a new best when the notification is in the current row."""
@@ -126,7 +127,7 @@ class EarlyStopping(CompositeExtension):
             notification_name = record_name + "_best_so_far"
         self.notification_name = notification_name
         name = kwargs.pop("name", None)
-        kwargs.setdefault("after_epoch", True)
+        # both parts default to after_epoch; conditions given replace that default in both
         tracking = TrackTheBest(
             record_name, notification_name, choose_best=choose_best, **kwargs
         )

@@ -25,13 +25,15 @@ class Timing(SimpleExtension):
     "train" is the host time of the step call: the step is asynchronous, so
     it shows compute time only where the device is the bottleneck.
     The main loop keeps the running totals, so Timing needs no per-batch
-    control. Default conditions: ``before_first_epoch``, ``after_epoch``.
+    control. Default conditions: ``before_first_epoch``, ``after_epoch``;
+    an epoch schedule given replaces ``after_epoch``: with
+    ``every_n_epochs=N`` the ``*_this_epoch`` records cover the ``N`` epochs
+    since it last fired.
     """
 
     def __init__(self, prefix: str = "", **kwargs: Any) -> None:
-        kwargs.setdefault("before_first_epoch", True)
-        kwargs.setdefault("after_epoch", True)
-        super().__init__(**kwargs)
+        defaults = {"before_first_epoch": True, "after_epoch": True}
+        super().__init__(default_conditions=defaults, **kwargs)
         self.prefix = prefix + "_" if prefix else ""
         self._epoch_marks = (0.0, 0.0, 0.0)
 
@@ -65,14 +67,16 @@ class Timestamp(SimpleExtension):
     Args:
         log_record: the record name (default :attr:`DEFAULT_LOG_RECORD`).
         separator: between date and time (``"2026-01-31 12:00:00.000001"``).
-        **kwargs: conditions; without any, Blocks' defaults:
-            ``before_training``, ``after_epoch``, ``on_error``,
-            ``on_interrupt``, ``on_resumption`` and ``after_training``.
+        **kwargs: conditions; they replace the defaults of their kind
+            (Blocks' defaults: ``before_training``, ``after_epoch``,
+            ``on_error``, ``on_interrupt``, ``on_resumption`` and
+            ``after_training``; see :mod:`bricks.extensions.base`).
 
     Override :meth:`get_timestamp` to write something else.
     """
 
     DEFAULT_LOG_RECORD = "timestamp"
+    single_schedule = True  # a batch schedule given replaces the after_epoch default
     DEFAULT_TRIGGERS = (
         "before_training",
         "after_epoch",
@@ -85,9 +89,8 @@ class Timestamp(SimpleExtension):
     def __init__(
         self, log_record: str = DEFAULT_LOG_RECORD, separator: str = " ", **kwargs: Any
     ) -> None:
-        if not any(k != "name" for k in kwargs):
-            kwargs.update(dict.fromkeys(self.DEFAULT_TRIGGERS, True))
-        super().__init__(**kwargs)
+        defaults = dict.fromkeys(self.DEFAULT_TRIGGERS, True)
+        super().__init__(default_conditions=defaults, **kwargs)
         self.log_record, self.separator = log_record, separator
 
     def get_timestamp(self) -> str:

@@ -139,6 +139,8 @@ class TrackTheBest(SimpleExtension):
     writes the record, so list it after that monitor.
     """
 
+    single_schedule = True  # a schedule given (batches or epochs) replaces after_epoch
+
     def __init__(
         self,
         record_name: str,
@@ -146,9 +148,7 @@ class TrackTheBest(SimpleExtension):
         choose_best: Callable[[list], Any] = min,
         **kwargs: Any,
     ) -> None:
-        if not any(k in kwargs for k in ("after_batch", "every_n_batches", "every_n_epochs")):
-            kwargs.setdefault("after_epoch", True)
-        super().__init__(**kwargs)
+        super().__init__(default_conditions={"after_epoch": True}, **kwargs)
         self.record_name = record_name
         self.notification_name = notification_name or record_name + "_best_so_far"
         self.best_name = "best_" + record_name
@@ -177,6 +177,8 @@ class FinishIfNoImprovement(SimpleExtension):
             ``notification_name + "_patience_epochs"`` / ``"_iterations"``).
     """
 
+    single_schedule = True  # a schedule given (batches or epochs) replaces the default
+
     def __init__(
         self,
         notification_name: str,
@@ -189,11 +191,8 @@ class FinishIfNoImprovement(SimpleExtension):
             raise ExtensionError(
                 "FinishIfNoImprovement needs exactly one of iterations= or epochs="
             )
-        if epochs is not None:
-            kwargs.setdefault("after_epoch", True)
-        else:
-            kwargs.setdefault("after_batch", True)
-        super().__init__(**kwargs)
+        default = {"after_epoch": True} if epochs is not None else {"after_batch": True}
+        super().__init__(default_conditions=default, **kwargs)
         if not notification_name.endswith("_best_so_far"):
             notification_name += "_best_so_far"
         self.notification_name = notification_name

@@ -103,9 +103,6 @@ def test_save_the_best(tmp_path):
 
 
 @ported("tests/extensions/test_timing.py::test_timing")
-@pytest.mark.xfail(
-    strict=True, reason="pending issue 14: conditions a user gives replace Timing's defaults"
-)
 def test_timing():
     epochs = 2
     main_loop = mock_main_loop(
