@@ -263,6 +263,16 @@ class BatchNormalization(Initializable):
             return self.input_dim
         return super().get_dim(name)
 
+    def __enter__(self) -> BatchNormalization:
+        """Blocks' ``with bn:``: this brick in training mode inside the block."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(batch_normalization(self))
+        self.__dict__.setdefault("_training_contexts", []).append(stack)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.__dict__["_training_contexts"].pop().close()
+
 
 class BatchNormalizedMLP(MLP):
     """An :class:`MLP` with batch normalization between each linear map and

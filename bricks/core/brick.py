@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bricks.core.rng import RNGMixin
 from bricks.core.roles import AUXILIARY, VariableRole
 from bricks.core.tracing import Variable, annotate, current_frame
 from bricks.core.values import ValueStore
@@ -604,17 +605,16 @@ class Brick:
         )
 
 
-class Initializable(Brick):
+class Initializable(RNGMixin, Brick):
     """A brick with ``weights_init``/``biases_init`` schemes and ``use_bias``.
 
     ``use_bias`` is pushed to children only when it was given on the parent.
+    ``seed`` and ``rng`` are Blocks' (see :class:`~bricks.core.rng.RNGMixin`).
     """
 
     initialization_config = ("weights_init", "biases_init")
     allocation_config = ("use_bias",)
     _not_lazy = ("use_bias",)
-    #: draws the default seed of each new brick, as Blocks' ``RNGMixin.seed_rng``
-    seed_rng: ClassVar[np.random.RandomState] = np.random.RandomState(DEFAULT_SEED)
     weights_init: Any = None
     biases_init: Any = None
     use_bias: bool | None = None
@@ -638,46 +638,9 @@ class Initializable(Brick):
         if use_bias is not None:
             self.use_bias = use_bias
 
-    @property
-    def seed(self) -> int:
-        """The seed of :attr:`rng` and, when given to the constructor, the
-        default seed of :meth:`initialize`. Drawn from :attr:`seed_rng` when
-        not given, so two bricks get different seeds (as in Blocks)."""
-        d = self.__dict__
-        if d.get("_seed") is None:
-            d["_seed"] = int(self.seed_rng.randint(np.iinfo(np.int32).max))
-        return d["_seed"]
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        d = self.__dict__
-        if d.get("_seed") is not None and d.get("_seed") != value:
-            raise ConfigurationConflict(
-                f"{self.path}: seed is already {d['_seed']}; it can be set only once"
-            )
-        d["_seed"] = int(value)
-        d.setdefault("_explicit", set()).add("seed")
-
-    @property
-    def rng(self) -> np.random.RandomState:
-        """A ``numpy.random.RandomState`` for host-side randomness of ported
-        code (Blocks' ``brick.rng``); a parent pushes its own to its children
-        at :meth:`push_initialization_config`. Parameter values do not use
-        it: they come from the JAX key of :meth:`initialize`."""
-        d = self.__dict__
-        if d.get("_rng") is None:
-            d["_rng"] = np.random.RandomState(self.seed)
-        return d["_rng"]
-
-    @rng.setter
-    def rng(self, value: np.random.RandomState) -> None:
-        self.__dict__["_rng"] = value
-
     def _push_initialization_config(self) -> None:
         super()._push_initialization_config()
-        for child in self.children:
-            if isinstance(child, Initializable) and not child.is_explicit("seed"):
-                child.rng = self.rng
+        self._push_rng(self.children)
 
     @property
     def _use_bias(self) -> bool:

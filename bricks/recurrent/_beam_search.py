@@ -121,6 +121,13 @@ class BeamSearch:
     def __init__(
         self, beam_size: int, generator: SequenceGenerator, early_stop: bool = True
     ) -> None:
+        if not isinstance(beam_size, (int, np.integer)):
+            raise SequenceGeneratorError(
+                f"BeamSearch(beam_size, generator) takes the number of beams first, got "
+                f"{type(beam_size).__name__}; Blocks' BeamSearch(samples) is "
+                "BeamSearch(beam_size, generator) here, and search() takes the contexts "
+                "(attended=...) by name"
+            )
         if int(beam_size) < 1:
             raise SequenceGeneratorError(f"BeamSearch needs beam_size >= 1, got {beam_size}")
         if not isinstance(generator.readout.emitter, SoftmaxEmitter):

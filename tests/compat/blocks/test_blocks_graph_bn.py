@@ -187,3 +187,18 @@ def test_get_batch_normalization_updates_allow_duplicates():
     graph = _twice(mlp)
     updates = get_batch_normalization_updates(graph, allow_duplicates=True)
     simple_assertions(mlp, graph, updates, num_bricks=2, num_updates=8)
+
+
+def test_with_brick_is_training_mode():
+    """Blocks' ``with bn:`` spelling: training mode for that brick only."""
+    bn = BatchNormalization(input_dim=3)
+    other = BatchNormalization(input_dim=3)
+    bn.initialize()
+    other.initialize()
+    x_ = np.random.RandomState(0).uniform(size=(6, 3)).astype(F32)
+    with bn:
+        y = np.asarray(bn.apply(x_))
+        z = np.asarray(other.apply(x_))
+    assert_allclose(y.mean(axis=0), 0.0, atol=1e-5)
+    assert_allclose(z, x_, rtol=1e-5)  # inference mode: the identity at initialization
+    assert_allclose(bn.apply(x_), x_, rtol=1e-5)  # and back to inference mode after

@@ -15,6 +15,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from bricks.core import Initializable, IsotropicGaussian, LookupTable, Tanh, application
+from bricks.errors import SequenceGeneratorError
 from bricks.recurrent import (
     BeamSearch,
     LookupFeedback,
@@ -105,3 +106,9 @@ def test_beam_search():
     for i in range(len(results2)):
         assert results2[i] == list(results.T[i, : int(mask.T[i].sum())])
     assert_allclose(costs2, costs)
+
+
+def test_blocks_spelling_of_beam_search_says_what_to_write():
+    gen = SimpleGenerator(4, 5).generator
+    with pytest.raises(SequenceGeneratorError, match=r"BeamSearch\(beam_size, generator\)"):
+        BeamSearch(object(), gen)
