@@ -719,7 +719,12 @@ class GradientDescent:
         return meta, arrays
 
     def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
-        """Restore :meth:`get_state`'s output exactly."""
+        """Restore :meth:`get_state`'s output exactly.
+
+        The graph's bricks are bound to the restored parameters, so they
+        show them at once (also after :meth:`write_back`); a value written
+        into a brick before the restore is not trained from.
+        """
         state = self._require_state()
         params = {}
         for path, old in state["params"].items():
@@ -760,6 +765,7 @@ class GradientDescent:
             self._base_key = jnp.asarray(arrays["rng_key"], jnp.uint32)
         self._live.forget()
         self._flags.reset(int(meta.get("skipped", 0)))
+        self._bind(adopt=False)  # the bricks show what was restored (Load, resume)
 
 
 def _inject_hyperparams(tree: Any, path: tuple) -> list[tuple[str, tuple]]:

@@ -178,3 +178,19 @@ def test_bricks_read_through_inside_jit_and_copies_are_unbound():
     algorithm.process_batch(data[1])
     np.testing.assert_array_equal(np.asarray(twin.children[0].W), before[W0])
     np.testing.assert_array_equal(np.asarray(mlp.children[0].W), algorithm.parameter_values()[W0])
+
+
+def test_a_restore_after_the_loop_ended_is_what_the_bricks_show_and_train_from():
+    mlp, cg = _model()
+    data = _stream(3)
+    algorithm = GradientDescent(cost=cg, step_rule=Scale(0.5))
+    algorithm.process_batch(data[0])
+    meta, arrays = algorithm.get_state()
+    saved = np.array(arrays[f"params/{W0}"], copy=True)
+    algorithm.process_batch(data[1])
+    algorithm.write_back()  # the end of a run: bricks unbound
+    mlp.children[0].set_parameter_values({W0: np.zeros((3, 4), np.float32)})
+    algorithm.set_state(meta, arrays)  # what Load does
+    np.testing.assert_array_equal(np.asarray(mlp.children[0].W), saved)
+    algorithm.initialize()  # the next run() keeps the restored values
+    np.testing.assert_array_equal(algorithm.parameter_values()[W0], saved)

@@ -53,7 +53,6 @@ def setup(tmp_path):
 
 
 @ported(ORIG + "test_save_and_load")
-@pytest.mark.xfail(strict=True, reason="pending issue 14: Load restores what the bricks see")
 def test_save_and_load(setup):
     old_value = setup.W()
     assert not np.allclose(old_value, 1.0)  # trained: the bricks show the trained values
