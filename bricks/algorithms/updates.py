@@ -192,7 +192,7 @@ class UpdatesAlgorithm:
     def initialize(self) -> None:
         """Read the initial values onto the device (once)."""
         if self._values is None:
-            self._values = {k: jnp.array(v) for k, v in self._initial.items()}
+            self._values = jax.device_put(dict(self._initial))
 
     def _compile(self) -> None:
         updates, outputs, monitors = list(self._updates), dict(self.outputs), self._monitors
@@ -235,7 +235,7 @@ class UpdatesAlgorithm:
             )
         if self._step_fn is None:
             self._compile()
-        inputs = {n: jnp.asarray(batch[n]) for n in names}
+        inputs = {n: np.asarray(batch[n]) for n in names}  # jit moves them: no eager op
         self._values, self._acc = self._step_fn(self._values, list(self._acc), inputs)
 
     def parameter_values(self) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,13 @@ from bricks.checkpoint import (
     restore_main_loop,
 )
 from bricks.errors import (
+    CheckpointCorruptError,
     CheckpointError,
     CheckpointNotFoundError,
     CheckpointWaitTimeoutError,
     CheckpointWriteError,
 )
+from bricks.extensions._separately import check_separately, write_separately
 from bricks.extensions.base import SimpleExtension
 
 __all__ = ["Checkpoint", "Load"]
@@ -112,6 +114,10 @@ class Checkpoint(SimpleExtension):
             ``"skip"`` (default) skips it, so training never waits for the
             disk (the skipped steps are in :attr:`skipped`); ``"wait"``
             waits for the previous write, then saves.
+        save_separately: also write these into the checkpoint directory, in
+            open formats, at every save: ``"parameters"`` (``parameters.npz``
+            for inference), ``"model"``, ``"log"`` (see
+            :mod:`bricks.extensions._separately`).
         on_error: what a failed write (a full disk:
             :class:`~bricks.errors.CheckpointWriteError`) does: ``"stop"``
             (default) raises it and training stops; ``"warn"`` logs it and
@@ -123,7 +129,12 @@ class Checkpoint(SimpleExtension):
         name: the extension's name.
         **conditions: when to save (``every_n_batches=...``,
             ``every_n_epochs=...``, ...); ``after_training`` and
-            ``on_interrupt`` default to ``True``.
+            ``on_interrupt`` default to ``True``. A condition added with a
+            destination argument (``add_condition(["after_batch"],
+            OnLogRecord("valid_cost_best_so_far"), ("best/",))``) saves
+            into that directory instead (synchronously, keeping its newest
+            checkpoint only). Every save appends its directory to the log
+            record ``saved_to`` of the row (Blocks' record).
 
     Attributes:
         manager: the :class:`~bricks.checkpoint.CheckpointManager`.
@@ -145,6 +156,7 @@ class Checkpoint(SimpleExtension):
         exit_wait_s: float = 600.0,
         on_error: str = "stop",
         name: str | None = None,
+        save_separately: Sequence[str] = (),
         **conditions: Any,
     ) -> None:
         if if_busy not in ("skip", "wait"):
@@ -153,6 +165,8 @@ class Checkpoint(SimpleExtension):
         conditions.setdefault("on_interrupt", True)
         super().__init__(name=name, **conditions)
         self.path = Path(path)
+        self.save_separately = list(save_separately)
+        self._destinations: dict[str, CheckpointManager] = {}
         self.metric = metric
         self.manager = CheckpointManager(path, keep_last, keep_best, metric, mode)
         self.async_save = bool(async_save)
@@ -186,8 +200,15 @@ class Checkpoint(SimpleExtension):
                 finally:
                     if self._thread is None:  # a write past exit_wait_s keeps the lock
                         self.manager.release()
+                    for manager in self._destinations.values():
+                        manager.release()
 
     def do(self, which_callback: str, *args: Any) -> None:
+        _, destination = self.parse_args(which_callback, args)
+        if destination:
+            self.save_to(destination[0])
+            return
+        check_separately(self.main_loop, self.save_separately)
         done = int(self.main_loop.status["iterations_done"])
         if which_callback == "after_training" and self._saved_at == self._moment():
             return  # nothing changed since the last checkpoint: no second state of this iteration
@@ -206,6 +227,35 @@ class Checkpoint(SimpleExtension):
             return
         self.save()
         self._saved_at = self._moment()
+        if self.save_separately:
+            write_separately(self.main_loop, self.save_separately, self.path)
+        self._note_saved_to(self.path)
+
+    def _note_saved_to(self, path: str | os.PathLike) -> None:
+        row = self.main_loop.log.current_row
+        row["saved_to"] = list(row.get("saved_to", [])) + [str(path)]
+
+    def save_to(self, destination: str | os.PathLike) -> Path:
+        """Write a checkpoint into the directory ``destination`` now, keeping only it there.
+
+        Used by conditions given a destination argument (e.g. the best
+        model so far); synchronous, with ``save_separately`` written too.
+        """
+        check_separately(self.main_loop, self.save_separately)
+        key = str(destination)
+        manager = self._destinations.get(key)
+        if manager is None:
+            manager = self._destinations[key] = CheckpointManager(destination, keep_last=1)
+            manager.acquire()
+        self.wait()
+        state, arrays, meta = main_loop_payload(self.main_loop)
+        meta["extension"] = self.name
+        with _signals_deferred():
+            path = manager.save(int(meta["iterations_done"]), state, arrays, meta, {})
+        if self.save_separately:
+            write_separately(self.main_loop, self.save_separately, Path(destination))
+        self._note_saved_to(destination)
+        return path
 
     # -- saving -----------------------------------------------------------------
     def _metrics(self) -> dict[str, float]:
@@ -365,8 +415,11 @@ class Load(SimpleExtension):
 
     Put it first among the extensions. It restores the newest good
     checkpoint under ``path`` in ``before_training``; training then goes on
-    with the very next batch. ``MainLoop.run(resume=path)`` does the same
-    and also dispatches ``on_resumption``.
+    with the very next batch, after ``on_resumption`` (as Blocks, and as
+    ``MainLoop.run(resume=path)``). The log is restored as saved; the main
+    loop then sets ``resumed_from`` and clears the finish and interrupt
+    flags. A path that is a file (not a checkpoint directory) raises
+    :class:`~bricks.errors.CheckpointCorruptError` even with ``missing_ok``.
 
     Args:
         path: a checkpoint or a directory of them.
@@ -387,16 +440,16 @@ class Load(SimpleExtension):
         self.loaded_from: Path | None = None
 
     def do(self, which_callback: str, *args: Any) -> None:
+        if self.path.is_file():  # never "no checkpoint yet": a file is not a checkpoint
+            raise CheckpointCorruptError(
+                f"cannot load {self.path}: it is a file, not a checkpoint directory "
+                "(bricks checkpoints are directories written by Checkpoint; Blocks' "
+                ".tar pickles are not read)"
+            )
         try:
+            # the log comes back as saved; MainLoop.run marks the resumption
+            # (resumed_from, finish and interrupt flags) as Blocks' log.resume() did
             self.loaded_from = restore_main_loop(self.main_loop, self.path, strict=self.strict)
-            status = self.main_loop.status
-            status["resumed_from"] = status["iterations_done"]
-            for flag in (
-                "training_finish_requested",
-                "epoch_interrupt_received",
-                "batch_interrupt_received",
-            ):
-                status[flag] = False
         except CheckpointNotFoundError:
             if not self.missing_ok:
                 raise
