@@ -1,6 +1,7 @@
 """Training extensions: stopping, monitoring, printing, progress, timing, checkpoints, plots."""
 
 from bricks.extensions.aggregation import (
+    BATCH_MEAN,
     CONCATENATE,
     MAX,
     MEAN,
@@ -53,6 +54,7 @@ __all__ = [
     "DatasetEvaluator",
     "Aggregation",
     "MEAN",
+    "BATCH_MEAN",
     "MIN",
     "MAX",
     "CONCATENATE",

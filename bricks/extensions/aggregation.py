@@ -3,8 +3,15 @@
 An :class:`Aggregation` is three pure functions, small like an optax
 transform: ``init(value_shape, dtype) -> acc``, ``update(acc, value,
 batch_size) -> acc`` (jitted, on device) and ``finalize(acc) -> value``.
-Blocks' default for a dataset is the **mean over examples**: per-batch means
-weighted by batch size.
+
+bricks' default for a dataset is :data:`MEAN`, the **mean over examples**:
+per-batch values weighted by batch size, so a per-example mean (a cost)
+gives its exact mean over the dataset whatever the batch sizes. This differs
+from Blocks: its ``DatasetEvaluator`` gave a variable without an aggregation
+scheme ``Mean(variable, 1.0)``, the plain average of the per-batch values,
+which differs when batches differ in size (a smaller last batch).
+:data:`BATCH_MEAN` (``"batch_mean"``) is that average (``docs/porting.md``
+lists the difference).
 
 >>> import jax.numpy as jnp
 >>> acc = MEAN.init((), jnp.float32)
@@ -12,6 +19,9 @@ weighted by batch size.
 >>> acc = MEAN.update(acc, jnp.float32(3.0), 1)
 >>> float(MEAN.finalize(acc))
 1.5
+>>> acc = BATCH_MEAN.update(BATCH_MEAN.init((), jnp.float32), jnp.float32(1.0), 3)
+>>> float(BATCH_MEAN.finalize(BATCH_MEAN.update(acc, jnp.float32(3.0), 1)))
+2.0
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from bricks.errors import ExtensionError, did_you_mean
 __all__ = [
     "Aggregation",
     "MEAN",
+    "BATCH_MEAN",
     "MIN",
     "MAX",
     "CONCATENATE",
@@ -59,6 +70,14 @@ MEAN = Aggregation(
     finalize=lambda acc: acc[0] / acc[1],
     name="mean",
 )
+#: The plain average of the per-batch values, each batch weighing 1 (Blocks'
+#: ``Mean(variable, 1.0)``, its default for a dataset).
+BATCH_MEAN = Aggregation(
+    init=MEAN.init,
+    update=lambda acc, value, n: (acc[0] + jnp.asarray(value, jnp.float32), acc[1] + 1.0),
+    finalize=MEAN.finalize,
+    name="batch_mean",
+)
 MIN = Aggregation(
     init=lambda shape, dtype: jnp.full(shape, jnp.inf, jnp.float32),
     update=lambda acc, value, n: jnp.minimum(acc, jnp.asarray(value, jnp.float32)),
@@ -87,6 +106,7 @@ STACK = Aggregation(init=None, update=None, finalize=None, name="stack")  # type
 
 _BY_NAME = {
     "mean": MEAN,
+    "batch_mean": BATCH_MEAN,
     "min": MIN,
     "max": MAX,
     "perplexity": PERPLEXITY,
