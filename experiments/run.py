@@ -363,7 +363,9 @@ class _Run:
             from bricks.errors import CheckpointMismatchError
 
             try:
-                restore_main_loop(self.main_loop, resume)
+                restore_main_loop(
+                    self.main_loop, resume, allow_step_rule_change=args.allow_config_change
+                )
             except CheckpointMismatchError as error:
                 raise RunRefusedError(f"--resume of {os.fspath(run_dir)!r}: {error}") from None
         _write_json(run_dir / CONFIG_FILE, config)

@@ -238,6 +238,29 @@ def _check_shapes(main_loop: Any, arrays: Mapping[str, np.ndarray], where: Path)
         )
 
 
+def _check_step_rule(main_loop: Any, arrays: Mapping[str, np.ndarray], where: Path) -> None:
+    """The optimizer state's structure (names, shapes) must be the one saved."""
+    get_state = getattr(main_loop.algorithm, "get_state", None)
+    if get_state is None:
+        return
+    _, current = get_state()
+    now = {k: tuple(np.shape(v)) for k, v in current.items() if k.startswith("opt_state/")}
+    saved = {
+        k[len("algorithm/") :]: tuple(v.shape)
+        for k, v in arrays.items()
+        if k.startswith(OPT_PREFIX)
+    }
+    if now != saved:
+        missing, extra = sorted(set(now) - set(saved)), sorted(set(saved) - set(now))
+        shapes = sorted(k for k in set(now) & set(saved) if now[k] != saved[k])
+        raise CheckpointMismatchError(
+            f"checkpoint {where} was written with another step rule: its optimizer state "
+            f"differs (the model's step rule has {missing[:5]} that the checkpoint lacks, the "
+            f"checkpoint has {extra[:5]} that it lacks, shapes differ at {shapes[:5]}); resume "
+            "with the step rule it was saved with, or pass allow_step_rule_change=True"
+        )
+
+
 def read_resume_state(
     path: str | os.PathLike, strict: bool = False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
@@ -251,17 +274,34 @@ def read_resume_state(
     return state, arrays, chosen
 
 
-def restore_main_loop(main_loop: Any, path: str | os.PathLike, strict: bool = False) -> Path:
+def restore_main_loop(
+    main_loop: Any,
+    path: str | os.PathLike,
+    strict: bool = False,
+    allow_step_rule_change: bool = False,
+) -> Path:
     """Restore a main loop from a checkpoint (or the newest good one in a directory).
 
-    The next :meth:`MainLoop.run` continues with the very next batch.
+    The next :meth:`MainLoop.run` continues with the very next batch. A
+    library-version change since the checkpoint is logged as a warning.
+
+    Args:
+        main_loop: the main loop to restore into.
+        path: a checkpoint or a directory of them.
+        strict: do not fall back to an older checkpoint when the newest is damaged.
+        allow_step_rule_change: accept an optimizer state of another
+            structure (another step rule); the model's step rule keeps what
+            it can read.
 
     Raises:
-        CheckpointMismatchError: a parameter's shape differs (both are named).
+        CheckpointMismatchError: a parameter's shape differs (both are named),
+            or the optimizer state is another step rule's.
         CheckpointNotFoundError, CheckpointCorruptError: see :func:`find_checkpoint`.
     """
     state, arrays, chosen = read_resume_state(path, strict=strict)
     _check_shapes(main_loop, arrays, chosen)
+    if not allow_step_rule_change:
+        _check_step_rule(main_loop, arrays, chosen)
     main_loop.set_state(state, arrays)
     logger.info("resumed from %s at iteration %s", chosen, main_loop.status.get("iterations_done"))
     return chosen
