@@ -52,7 +52,13 @@ from bricks.algorithms.non_finite import (
 )
 from bricks.algorithms.rules import RemoveNotFinite, Scale, l2_norm
 from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
-from bricks.algorithms.updates import as_update_pairs, call_update, function_inputs
+from bricks.algorithms.updates import (
+    BlocksUpdates,
+    as_update_pairs,
+    call_update,
+    gradient_variables,
+    gradients_only_cost,
+)
 from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
 from bricks.core.values import bind_values, unbind_values
@@ -79,7 +85,7 @@ def _quantity(name: str) -> Variable:
     return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
 
 
-class GradientDescent:
+class GradientDescent(BlocksUpdates):
     """Minimize ``cost`` by gradient descent with a step rule (Blocks' GradientDescent).
 
     Args:
@@ -130,30 +136,7 @@ class GradientDescent:
             )
         self._gradient_fns = dict(as_update_pairs(gradients, "gradients"))
         self._updates: list[tuple[str, Callable[..., Any]]] = []
-        if cost is None and not self._gradient_fns:
-            raise AlgorithmError(
-                "no cost: give cost= (a ComputationGraph or a function cost(params, **batch)) "
-                "or gradients= {parameter: fn(params, **batch)}"
-            )
-        if (cost is None or callable(cost)) and not hasattr(cost, "evaluate"):
-            if not isinstance(parameters, Mapping) or not parameters:
-                raise AlgorithmError(
-                    "no parameters: a cost function or gradients= without a graph need "
-                    "parameters= as a non-empty {name: initial value} dict, got "
-                    f"{type(parameters).__name__}"
-                )
-        if cost is None:
-            values = parameters
-            unknown = [k for k in self._gradient_fns if k not in values]  # type: ignore[operator]
-            if unknown:
-                raise AlgorithmError(
-                    f"gradients given for {unknown}, which have no value in parameters= "
-                    f"(names: {list(values)}){did_you_mean(unknown[0], values)}"  # type: ignore[arg-type]
-                )
-            cost = FunctionGraph(
-                lambda params: jnp.zeros((), jnp.float32), values, outputs=["no_cost"]
-            )
-            parameters = list(self._gradient_fns)
+        cost, parameters = gradients_only_cost(cost, parameters, self._gradient_fns)
         if callable(cost) and not hasattr(cost, "evaluate"):
             cost = FunctionGraph(cost, parameters)  # type: ignore[arg-type]
             parameters = None
@@ -193,22 +176,7 @@ class GradientDescent:
         if not chosen:
             raise AlgorithmError("no parameters to train: the cost reads no PARAMETER variable")
         self.parameter_paths: list[str] = chosen
-        untrained = [k for k in self._gradient_fns if k not in chosen]
-        if untrained:
-            raise AlgorithmError(
-                f"gradients given for {untrained}, which are not trained parameters "
-                f"(trained: {chosen})"
-            )
-        shapes = {p.path: tuple(p.shape or ()) for p in self.graph.parameters}
-        self.gradients: dict[str, Variable] = {
-            k: Variable(
-                tag=f"algorithm:gradient:{k}",
-                name=f"{k}_gradient",
-                roles=(AUXILIARY,),
-                shape=shapes.get(k, ()),
-            )
-            for k in chosen
-        }
+        self.gradients = gradient_variables(self.graph, chosen, self._gradient_fns)
         self._monitors: list[list[Variable]] = []
         self._discovered = False
         self._state: dict[str, Any] | None = None
@@ -218,54 +186,6 @@ class GradientDescent:
         self.compilations = 0
         if updates is not None:
             self.add_updates(updates)
-
-    # -- Blocks' attributes ----------------------------------------------------
-    @property
-    def parameters(self) -> list[str]:
-        """The paths of the trained parameters, in order (Blocks' ``parameters``)."""
-        return list(self.parameter_paths)
-
-    @property
-    def inputs(self) -> list[str]:
-        """The batch sources one step reads: the cost's, then the gradients' and updates'."""
-        names = list(self.graph.inputs)
-        for fn in list(self._gradient_fns.values()) + [fn for _, fn in self._updates]:
-            names.extend(n for n in function_inputs(fn) if n not in names)
-        return names
-
-    @property
-    def updates(self) -> list[tuple[str, Any]]:
-        """What a step writes, as Blocks listed it: ``(path, step_rule)`` for each
-        trained parameter, then the ``(name, fn)`` pairs of :meth:`add_updates`."""
-        return [(k, self.step_rule) for k in self.parameter_paths] + list(self._updates)
-
-    def add_updates(self, updates: Any) -> None:
-        """Also set untrained values every step (Blocks' ``add_updates``).
-
-        Args:
-            updates: ``{name: fn}`` or ``[(name, fn)]``; ``fn(params,
-                **sources)`` returns the new value of parameter ``name``,
-                computed from the values before the step.
-
-        Raises:
-            AlgorithmError: for an unknown name or a trained parameter (its
-                value is the step rule's to write).
-        """
-        pairs = as_update_pairs(updates)
-        known = [p.path for p in self.graph.parameters]
-        for name, _ in pairs:
-            if name not in known:
-                raise AlgorithmError(
-                    f"an update writes {name!r}, which is not a parameter of the cost"
-                    f"{did_you_mean(name, known)}; known: {known}"
-                )
-            if name in self.parameter_paths:
-                raise AlgorithmError(
-                    f"an update writes {name!r}, which is trained by the step rule; "
-                    "leave it out of the trained parameters to update it by hand"
-                )
-        self._updates.extend(pairs)
-        self._step_fn = self._multi_fn = None
 
     # -- monitoring requests -------------------------------------------------
     @property

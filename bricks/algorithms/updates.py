@@ -27,11 +27,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bricks.algorithms.function_graph import FunctionGraph
 from bricks.core.roles import AUXILIARY
 from bricks.core.tracing import Variable
 from bricks.errors import AlgorithmError, did_you_mean
 
-__all__ = ["UpdatesAlgorithm", "as_update_pairs", "function_inputs"]
+__all__ = [
+    "UpdatesAlgorithm",
+    "BlocksUpdates",
+    "as_update_pairs",
+    "function_inputs",
+    "gradient_variables",
+    "gradients_only_cost",
+]
 
 UpdatePair = tuple[str, Callable[..., Any]]
 
@@ -83,6 +91,131 @@ def as_update_pairs(updates: Any, what: str = "updates") -> list[UpdatePair]:
 def call_update(fn: Callable[..., Any], values: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
     """``fn(values, **the sources it reads)``."""
     return fn(dict(values), **{n: batch[n] for n in function_inputs(fn)})
+
+
+def gradients_only_cost(
+    cost: Any, parameters: Any, gradient_fns: Mapping[str, Callable[..., Any]]
+) -> tuple[Any, Any]:
+    """``(cost, parameters)`` for :class:`GradientDescent` given Blocks' ``gradients=``.
+
+    Without a cost, the values come from ``parameters`` (a ``{name: initial
+    value}`` mapping), the graph has no cost to monitor (its only output is
+    named ``no_cost``) and the trained parameters are the gradients' keys.
+
+    Raises:
+        AlgorithmError: no cost and no gradients ("no cost"), a cost function
+            or gradients without values ("no parameters"), or a gradient for
+            a name without a value.
+    """
+    if cost is None and not gradient_fns:
+        raise AlgorithmError(
+            "no cost: give cost= (a ComputationGraph or a function cost(params, **batch)) "
+            "or gradients= {parameter: fn(params, **batch)}"
+        )
+    if (cost is None or callable(cost)) and not hasattr(cost, "evaluate"):
+        if not isinstance(parameters, Mapping) or not parameters:
+            raise AlgorithmError(
+                "no parameters: a cost function or gradients= without a graph need "
+                "parameters= as a non-empty {name: initial value} dict, got "
+                f"{type(parameters).__name__}"
+            )
+    if cost is not None:
+        return cost, parameters
+    unknown = [k for k in gradient_fns if k not in parameters]
+    if unknown:
+        raise AlgorithmError(
+            f"gradients given for {unknown}, which have no value in parameters= "
+            f"(names: {list(parameters)}){did_you_mean(unknown[0], parameters)}"
+        )
+    graph = FunctionGraph(
+        lambda params: jnp.zeros((), jnp.float32), parameters, outputs=["no_cost"]
+    )
+    return graph, list(gradient_fns)
+
+
+def gradient_variables(
+    graph: Any, trained: Sequence[str], gradient_fns: Mapping[str, Any]
+) -> dict[str, Variable]:
+    """``{path: Variable}`` of each trained parameter's gradient, to monitor.
+
+    Raises:
+        AlgorithmError: a gradient function was given for an untrained parameter.
+    """
+    untrained = [k for k in gradient_fns if k not in trained]
+    if untrained:
+        raise AlgorithmError(
+            f"gradients given for {untrained}, which are not trained parameters "
+            f"(trained: {list(trained)})"
+        )
+    shapes = {p.path: tuple(p.shape or ()) for p in graph.parameters}
+    return {
+        k: Variable(
+            tag=f"algorithm:gradient:{k}",
+            name=f"{k}_gradient",
+            roles=(AUXILIARY,),
+            shape=shapes.get(k, ()),
+        )
+        for k in trained
+    }
+
+
+class BlocksUpdates:
+    """Blocks' ``parameters``, ``inputs``, ``updates`` and ``add_updates`` of a
+    :class:`GradientDescent` (which sets ``graph``, ``parameter_paths``,
+    ``step_rule``, ``_gradient_fns`` and ``_updates``)."""
+
+    graph: Any
+    parameter_paths: list[str]
+    step_rule: Any
+    _gradient_fns: dict[str, Callable[..., Any]]
+    _updates: list[UpdatePair]
+
+    @property
+    def parameters(self) -> list[str]:
+        """The paths of the trained parameters, in order (Blocks' ``parameters``)."""
+        return list(self.parameter_paths)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The batch sources one step reads: the cost's, then the gradients' and updates'."""
+        names = list(self.graph.inputs)
+        for fn in list(self._gradient_fns.values()) + [fn for _, fn in self._updates]:
+            names.extend(n for n in function_inputs(fn) if n not in names)
+        return names
+
+    @property
+    def updates(self) -> list[tuple[str, Any]]:
+        """What a step writes, as Blocks listed it: ``(path, step_rule)`` for each
+        trained parameter, then the ``(name, fn)`` pairs of :meth:`add_updates`."""
+        return [(k, self.step_rule) for k in self.parameter_paths] + list(self._updates)
+
+    def add_updates(self, updates: Any) -> None:
+        """Also set untrained values every step (Blocks' ``add_updates``).
+
+        Args:
+            updates: ``{name: fn}`` or ``[(name, fn)]``; ``fn(params,
+                **sources)`` returns the new value of parameter ``name``,
+                computed from the values before the step.
+
+        Raises:
+            AlgorithmError: for an unknown name or a trained parameter (its
+                value is the step rule's to write).
+        """
+        pairs = as_update_pairs(updates)
+        known = [p.path for p in self.graph.parameters]
+        for name, _ in pairs:
+            if name not in known:
+                raise AlgorithmError(
+                    f"an update writes {name!r}, which is not a parameter of the cost"
+                    f"{did_you_mean(name, known)}; known: {known}"
+                )
+            if name in self.parameter_paths:
+                raise AlgorithmError(
+                    f"an update writes {name!r}, which is trained by the step rule; "
+                    "leave it out of the trained parameters to update it by hand"
+                )
+        self._updates.extend(pairs)
+        self._step_fn = self._multi_fn = None
 
 
 class UpdatesAlgorithm:

@@ -20,6 +20,10 @@ MODULES = [
     "bricks.extensions.timing",
     "bricks.extensions.aggregation",
     "bricks.extensions.monitoring",
+    "bricks.algorithms.updates",
+    "bricks.extensions.predicates",
+    "bricks.extensions.composite",
+    "bricks.extensions.stopping",
 ]
 
 
