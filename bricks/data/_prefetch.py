@@ -18,7 +18,12 @@ reopens by process id). Everything a worker needs (the dataset, or the
 stream) is pickled to it; lambdas need ``start_method="fork"`` and then no
 HDF5 file may be open in the parent. A worker that raises or dies makes the
 main process raise :class:`~bricks.errors.WorkerError` within ``poll``
-seconds; nothing hangs.
+seconds; nothing hangs. Each worker process watches the trainer and exits
+within a second when it is gone, even after a SIGKILL, so neither the
+workers nor the resource tracker and its ``/dev/shm`` semaphores outlive
+it. An object that cannot be pickled, and a full ``/dev/shm``, are
+:class:`~bricks.errors.WorkerError` messages that name the worker, the
+object and the fix.
 
 The state of a ``Prefetch`` is the state of the stream it wraps after the
 last item *delivered* (not read ahead), so a run resumes at the next batch,
@@ -27,9 +32,13 @@ with or without workers.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
+import os
+import pickle
 import queue
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -54,7 +63,41 @@ def _context(start_method: str) -> Any:
 # --- worker bodies (module level: picklable) --------------------------------------
 
 
-def _read_worker(dataset: Any, requests: Any, results: Any, stop: Any) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead: nobody reaped it yet
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+def _watch_trainer(trainer: int | None, every: float = 0.5) -> None:
+    """In a worker process: exit at once when the trainer is gone (even by SIGKILL).
+
+    A worker blocked on a queue would otherwise live on forever, and with it
+    the resource tracker and the ``/dev/shm`` semaphores of its queues.
+    """
+    if trainer is None or trainer == os.getpid():
+        return  # a thread worker
+
+    def watch() -> None:
+        while _alive(trainer):
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="bricks-prefetch-watchdog", daemon=True).start()
+
+
+def _read_worker(
+    dataset: Any, requests: Any, results: Any, stop: Any, trainer: int | None = None
+) -> None:
+    _watch_trainer(trainer)
     handle = None
     try:
         handle = dataset.open()
@@ -71,8 +114,14 @@ def _read_worker(dataset: Any, requests: Any, results: Any, stop: Any) -> None:
 
 
 def _stream_worker(
-    stream: AbstractDataStream, epoch: int, state: Any, results: Any, stop: Any
+    stream: AbstractDataStream,
+    epoch: int,
+    state: Any,
+    results: Any,
+    stop: Any,
+    trainer: int | None = None,
 ) -> None:
+    _watch_trainer(trainer)
     try:
         inner = stream._open(epoch, state)
         for item in inner:
@@ -107,16 +156,18 @@ class _ParallelReadIter(_Iter):
             make_event, make_queue, make_worker = ctx.Event, ctx.Queue, ctx.Process
         else:
             make_event, make_queue, make_worker = threading.Event, queue.Queue, threading.Thread
-        self.stop = make_event()
+        trainer = os.getpid() if t.processes else None
+        self.stop = _shm(make_event, "the stop event")
         for k in range(n):
-            inq, outq = make_queue(), make_queue(depth)
+            who = f"Prefetch worker {k}"
+            inq, outq = _shm(make_queue, who), _shm(lambda: make_queue(depth), who)
             worker = make_worker(
                 target=_read_worker,
-                args=(t.data_stream.dataset, inq, outq, self.stop),
+                args=(t.data_stream.dataset, inq, outq, self.stop, trainer),
                 daemon=True,
                 name=f"bricks-prefetch-{k}",
             )
-            worker.start()
+            _start(worker, t.data_stream.dataset, "the dataset", who)
             self.workers.append(worker)
             self.inqs.append(inq)
             self.outqs.append(outq)
@@ -184,11 +235,11 @@ class _ReadAheadIter(_Iter):
         self._state = state
         if t.processes:
             ctx = _context(t.start_method)
-            self.queue = ctx.Queue(t.buffer_size)
-            self.stop = ctx.Event()
+            self.queue = _shm(lambda: ctx.Queue(t.buffer_size), "Prefetch worker")
+            self.stop = _shm(ctx.Event, "Prefetch worker")
             self.worker = ctx.Process(
                 target=_stream_worker,
-                args=(t.data_stream, epoch, state, self.queue, self.stop),
+                args=(t.data_stream, epoch, state, self.queue, self.stop, os.getpid()),
                 daemon=True,
                 name="bricks-prefetch",
             )
@@ -201,7 +252,7 @@ class _ReadAheadIter(_Iter):
                 daemon=True,
                 name="bricks-prefetch",
             )
-        self.worker.start()
+        _start(self.worker, t.data_stream, "the stream", "Prefetch worker")
         self.done = False
 
     def __next__(self) -> tuple:
@@ -239,6 +290,59 @@ class _ReadAheadIter(_Iter):
             self.queue.cancel_join_thread()
             self.queue.close()
         self.worker = None
+
+
+def _shm(make: Any, who: str) -> Any:
+    """Make a queue or event; a full ``/dev/shm`` becomes a WorkerError that says so."""
+    try:
+        return make()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EMFILE):
+            raise
+        raise WorkerError(
+            f"{who}: cannot create its queue: shared memory is exhausted ({error}). Worker "
+            "processes talk through semaphores and pipes in /dev/shm; raise its size (docker: "
+            "--shm-size=1g; a host: mount -o remount,size=1G /dev/shm), use fewer workers, or "
+            "Prefetch(processes=False)"
+        ) from error
+
+
+def _start(worker: Any, payload: Any, what: str, who: str) -> None:
+    """Start a worker; say which object could not be pickled when that is why it failed."""
+    try:
+        worker.start()
+    except (pickle.PicklingError, TypeError, AttributeError) as error:
+        if not hasattr(worker, "pid"):  # a thread: nothing is pickled
+            raise
+        where = _unpicklable(payload, what)
+        raise WorkerError(
+            f"{who}: Prefetch(processes=True) sends {what} to each worker process by pickling, "
+            f"and {where} cannot be pickled ({type(error).__name__}: {error}). Define functions "
+            "and classes it holds at module level (no lambdas or local functions), or use "
+            "start_method='fork' (no HDF5 file may be open then), or Prefetch(processes=False)"
+        ) from error
+
+
+def _unpicklable(obj: Any, path: str, depth: int = 0) -> str:
+    """The path (``the dataset.transform[0]``) of the first part of ``obj`` that fails pickling."""
+    try:
+        pickle.dumps(obj)
+        return f"{path} ({type(obj).__name__})"  # it pickles alone: the culprit is around it
+    except Exception:  # noqa: BLE001 -- any failure marks the culprit
+        pass
+    if depth < 6:
+        if isinstance(obj, dict):
+            children = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
+        elif isinstance(obj, list | tuple):
+            children = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
+        else:
+            children = [(f"{path}.{k}", v) for k, v in getattr(obj, "__dict__", {}).items()]
+        for child_path, child in children:
+            try:
+                pickle.dumps(child)
+            except Exception:  # noqa: BLE001
+                return _unpicklable(child, child_path, depth + 1)
+    return f"{path} ({type(obj).__name__}: {obj!r:.80})"
 
 
 def _drain(q: Any) -> None:
