@@ -18,7 +18,8 @@ from typing import Any
 
 __all__ = ["remember_logits", "logits_of"]
 
-_LOCK = threading.Lock()
+# reentrant: freeing an entry may free another softmax output and run its callback here
+_LOCK = threading.RLock()
 _LOGITS: dict[int, tuple[weakref.ref, Any]] = {}
 
 

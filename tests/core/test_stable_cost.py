@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bricks.core import (
+    AUXILIARY,
     MLP,
     CategoricalCrossEntropy,
     Constant,
@@ -110,7 +111,8 @@ def test_graph_is_exact_and_keeps_its_annotations():
         return CategoricalCrossEntropy().apply(y, mlp.apply(x))
 
     cg = ComputationGraph(cost, x=(None, 4), y=((None,), "int32"))
-    tags = [v.tag for v in cg.variables]
+    # the application inputs and outputs, in trace order, as before logits were remembered
+    tags = [v.tag for v in cg.variables if v.path is None and not v.has_role(AUXILIARY)]
     assert tags == [
         "/mlp.apply.input_",
         "/mlp/linear_0.apply.input_",
@@ -125,6 +127,8 @@ def test_graph_is_exact_and_keeps_its_annotations():
         "/categoricalcrossentropy.apply.y",
         "/categoricalcrossentropy.apply.y_hat",
         "/categoricalcrossentropy.apply.cost",
+    ]
+    assert sorted(p.path for p in cg.parameters) == [
         "/mlp/linear_0.W",
         "/mlp/linear_0.b",
         "/mlp/linear_1.W",
@@ -159,3 +163,18 @@ def test_replaced_softmax_output_is_used_as_probabilities():
     uniform = cg.replace({"/mlp/softmax.apply.output": lambda p: jnp.full_like(p, 1.0 / K)})
     x = np.ones((3, 4), np.float32)
     assert float(uniform(x=x, y=np.zeros(3, np.int32))) == pytest.approx(np.log(K), rel=1e-6)
+
+
+def test_softmax_of_a_softmax_and_many_outputs_are_forgotten():
+    import gc
+
+    from bricks.core import _logits
+
+    before = len(_logits._LOGITS)
+    x = jnp.asarray(np.random.RandomState(1).randn(4, 3), jnp.float32)
+    for _ in range(50):
+        twice = Softmax().apply(Softmax().apply(x))  # the inner output is the outer's logits
+        assert float(CategoricalCrossEntropy().apply(jnp.zeros(4, jnp.int32), twice)) > 0
+    del twice
+    gc.collect()
+    assert len(_logits._LOGITS) <= before + 1
