@@ -171,7 +171,11 @@ class FinishIfNoImprovement(SimpleExtension):
     Args:
         notification_name: the record :class:`TrackTheBest` writes, or the
             tracked record name itself (``"valid_cost"`` means
-            ``"valid_cost_best_so_far"``).
+            ``"valid_cost_best_so_far"``). A name that a ``TrackTheBest`` of
+            the main loop writes as its notification (``notification_name=
+            "highest_acc"``) is watched as given. Blocks' spelling, which
+            always watches the name as given, is
+            :class:`~bricks.extensions.FinishIfNoImprovementAfter`.
         iterations / epochs: the patience (exactly one of them).
         patience_log_record: record of the remaining patience (default
             ``notification_name + "_patience_epochs"`` / ``"_iterations"``).
@@ -193,14 +197,30 @@ class FinishIfNoImprovement(SimpleExtension):
             )
         default = {"after_epoch": True} if epochs is not None else {"after_batch": True}
         super().__init__(default_conditions=default, **kwargs)
+        self._given, self._given_patience = notification_name, patience_log_record
         if not notification_name.endswith("_best_so_far"):
             notification_name += "_best_so_far"
-        self.notification_name = notification_name
         self.iterations, self.epochs = iterations, epochs
-        unit = "epochs" if epochs is not None else "iterations"
-        self.patience_log_record = patience_log_record or f"{notification_name}_patience_{unit}"
+        self._watch(notification_name)
         self.last_best_iter: int | None = None
         self.last_best_epoch: int | None = None
+
+    def _watch(self, notification_name: str) -> None:
+        self.notification_name = notification_name
+        unit = "epochs" if self.epochs is not None else "iterations"
+        self.patience_log_record = (
+            self._given_patience or f"{notification_name}_patience_{unit}"
+        )
+
+    def set_main_loop(self, main_loop: Any) -> None:
+        super().set_main_loop(main_loop)
+        written = set()
+        for ext in getattr(main_loop, "extensions", []):
+            for sub in [ext, *getattr(ext, "sub_extensions", [])]:
+                if isinstance(sub, TrackTheBest):
+                    written.add(sub.notification_name)
+        if self.notification_name not in written and self._given in written:
+            self._watch(self._given)  # a TrackTheBest with its own notification name
 
     def do(self, which_callback: str, *args: Any) -> None:
         log = self.main_loop.log

@@ -126,3 +126,22 @@ def test_timing():
     assert "each_time_read_data_this_epoch" in log[iterations]
     assert "each_second_time_read_data_this_epoch" not in log[iterations]
     assert "each_second_time_read_data_this_epoch" in log[2 * iterations]
+
+
+def test_finish_if_no_improvement_watches_a_custom_notification():
+    # TrackTheBest(notification_name="lowest") writes "lowest"; appending
+    # "_best_so_far" would watch a record nobody writes and never stop
+    from bricks.extensions import FinishIfNoImprovement
+
+    class WriteCost(TrainingExtension):
+        def after_batch(self, batch):
+            self.main_loop.log.current_row["cost"] = 1.0  # never improves after the first
+
+    track = TrackTheBest("cost", notification_name="lowest", after_batch=True)
+    stop = FinishIfNoImprovement("lowest", iterations=3)
+    safety = FinishAfter(after_n_batches=20)  # without the fix: stops here, not at 4
+    main_loop = mock_main_loop(extensions=[WriteCost(), track, stop, safety])
+    main_loop.run()
+    assert stop.notification_name == "lowest"
+    assert main_loop.log.status["iterations_done"] == 4
+    assert main_loop.log[4]["lowest_patience_iterations"] == 0
