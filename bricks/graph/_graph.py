@@ -143,7 +143,9 @@ class ComputationGraph:
         inputs: names of the inputs, in the order given.
         outputs: :class:`~bricks.core.Variable` per output. A single output
             is named after ``fn`` (``def cost(...)`` gives ``"cost"``); dict
-            outputs are named by their keys.
+            outputs are named by their keys, in the order ``fn`` returns them
+            (the first is the cost for training), and their values are read
+            by key, so names and values always pair.
         parameters: the parameters ``fn`` reads, with paths and roles.
         variables: every annotated variable (application inputs and outputs,
             auxiliary variables, those computed inside scans) and the
