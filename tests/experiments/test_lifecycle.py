@@ -245,3 +245,22 @@ def test_debug_nans_names_the_primitive(tmp_path: Path) -> None:
     assert debug.returncode == 1
     assert "FloatingPointError" in debug.stderr and "nan" in debug.stderr.lower()
     assert "NonFiniteCostError" not in debug.stderr.splitlines()[-1]
+
+
+def test_a_library_version_change_is_logged_as_a_warning(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert run(run_dir, "--set", "num_batches=5").returncode == 0
+    ckpt, _ = find_checkpoint(run_dir / "checkpoints")
+    doc = json.loads((ckpt / "state.json").read_text())
+    doc["meta"]["versions"]["numpy"] = "0.0.1"
+    data = json.dumps(doc).encode()
+    (ckpt / "state.json").write_bytes(data)
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["state.json"] = {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    proc = run(run_dir, "--resume", "--set", "num_batches=8", "--allow-config-change")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "numpy was 0.0.1 when the checkpoint was written, is " in proc.stderr

@@ -74,3 +74,28 @@ def test_the_rollback_after_max_rollbacks_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(RollbackLimitError, match="after 3 rollbacks"):
         loop.run()
     assert len(loop.find_extension("RollbackOnNonFinite").rollbacks) == 3
+
+
+def test_a_cost_spike_rolls_back_too(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).normal(size=(EXAMPLES, 3)).astype(np.float32)
+    x[(POISONED - 1) * BATCH : POISONED * BATCH] = 1e4  # finite, but the cost jumps
+    stream = DataStream(
+        IndexableDataset({"x": x}), iteration_scheme=SequentialScheme(EXAMPLES, BATCH)
+    )
+    loop = MainLoop(
+        _algorithm(),
+        stream,
+        extensions=[
+            FinishAfter(after_n_batches=STEPS),
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            Checkpoint(tmp_path / "ckpt", every_n_batches=50),
+            RollbackOnNonFinite(skip_batches=20, spike_factor=100.0, lr_scale=0.5),
+        ],
+    )
+    loop.run()
+    (rollback,) = loop.find_extension("RollbackOnNonFinite").rollbacks
+    assert rollback["at"] == POISONED and rollback["to"] == 100
+    assert "CostSpikeError" in rollback["reason"]
+    assert rollback["learning_rate"] == pytest.approx(0.005)
+    assert loop.algorithm.get_hyperparameter("learning_rate") == pytest.approx(0.005)
+    assert loop.status["iterations_done"] == STEPS
