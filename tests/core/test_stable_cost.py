@@ -104,6 +104,7 @@ def _mlp() -> MLP:
     return mlp
 
 
+@pytest.mark.slow
 def test_graph_is_exact_and_keeps_its_annotations():
     mlp = _mlp()
 

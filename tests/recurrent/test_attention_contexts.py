@@ -67,6 +67,7 @@ def _data(batch=2):
     return attended, jnp.asarray(mask)
 
 
+@pytest.mark.slow
 def test_attention_recurrent_initial_states_see_the_attended_sequence():
     transition = AttendedMeanInitialState(ATT_DIM, dim=DIM)
     rec = AttentionRecurrent(
@@ -114,6 +115,7 @@ def _generator() -> tuple[SequenceGenerator, AttendedMeanInitialState]:
     return gen, transition
 
 
+@pytest.mark.slow
 def test_generator_cost_and_generate_use_the_attended_initial_state():
     gen, transition = _generator()
     attended, mask = _data()
@@ -131,6 +133,7 @@ def test_generator_cost_and_generate_use_the_attended_initial_state():
     np.testing.assert_allclose(sample["states"], given["states"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("early_stop", [True, False])
 def test_beam_search_with_attended_initial_state_and_given_states(early_stop):
     gen, transition = _generator()
