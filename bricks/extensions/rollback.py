@@ -35,8 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from bricks.checkpoint import CheckpointManager, read_checkpoint, restore_main_loop
-from bricks.checkpoint._format import verify_checkpoint
+from bricks.checkpoint import (
+    CheckpointManager,
+    read_checkpoint,
+    restore_main_loop,
+    verify_checkpoint,
+)
 from bricks.errors import (
     CostSpikeError,
     ExtensionError,
