@@ -185,7 +185,7 @@ class _ParallelReadIter(_Iter):
             self.sent += 1
 
     def __next__(self) -> tuple:
-        if self.received == self.sent:
+        if self.received == self.sent or not self.outqs:  # done, or closed
             self.close()
             raise StopIteration
         k = self.received % self.t.workers
@@ -225,6 +225,8 @@ class _ParallelReadIter(_Iter):
         else:
             self.leaf.close()
         self.workers = []
+        # drop the queues and the event: their semaphores in /dev/shm go with them
+        self.inqs, self.outqs, self.stop = [], [], None
 
 
 class _ReadAheadIter(_Iter):
@@ -290,6 +292,7 @@ class _ReadAheadIter(_Iter):
             self.queue.cancel_join_thread()
             self.queue.close()
         self.worker = None
+        self.queue = self.stop = None  # their semaphores in /dev/shm go with them
 
 
 def _shm(make: Any, who: str) -> Any:

@@ -114,3 +114,15 @@ def test_a_full_dev_shm_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
         WorkerError, match=r"Prefetch worker 0.*shared memory is exhausted.*shm-size"
     ):
         next(Prefetch(_stream(), workers=1, processes=True).get_epoch_iterator())
+
+
+def test_shared_memory_is_released_at_close() -> None:
+    import gc
+
+    before = _shm()
+    iterator = Prefetch(_stream(), workers=2, processes=True).get_epoch_iterator()
+    next(iterator)
+    assert _shm() - before, "process workers hold semaphores in /dev/shm while they run"
+    iterator._inner.close()
+    gc.collect()
+    assert _shm() - before == set()
