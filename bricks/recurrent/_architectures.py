@@ -51,11 +51,22 @@ class _Transition(BaseRecurrent, Initializable):
 
     allocation_config = ("dim",)
     dim: int | None = None
+    #: features of each sequence and state, as multiples of ``dim``
+    _dim_multiples: dict[str, int] = {"inputs": 1, "states": 1}
 
     def __init__(self, dim: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if dim is not None:
             self.dim = dim
+
+    def dim_setting(self, name: str) -> str | None:
+        """The setting that decides the features of ``name``, for error messages."""
+        times = self._dim_multiples.get(name)
+        if times is None:
+            return None
+        if times == 1:
+            return f"dim={self.dim}"
+        return f"{times} * dim = {times * self.dim} (dim={self.dim})"
 
 
 class _GatedTransition(_Transition):
@@ -159,6 +170,8 @@ class LSTM(_GatedTransition):
     ((5, 2, 3), (5, 2, 3), 12)
     """
 
+    _dim_multiples = {"inputs": 4, "states": 1, "cells": 1}
+
     def _allocate(self) -> None:
         self.require("dim")
         d = self.dim
@@ -230,6 +243,8 @@ class GatedRecurrent(_GatedTransition):
     >>> gru.apply(jnp.ones((5, 2, 3)), jnp.ones((5, 2, 6))).shape
     (5, 2, 3)
     """
+
+    _dim_multiples = {"inputs": 1, "gate_inputs": 2, "states": 1}
 
     def _allocate(self) -> None:
         self.require("dim")

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import as_input, check_rank, check_same_size, check_size
 from bricks.core.parallel import Fork, Parallel
 from bricks.core.simple import Linear
 from bricks.errors import AttentionError
@@ -162,7 +163,37 @@ class SequenceContentAttention(Initializable):
                 f"{self.path} attends with states {self.state_names} but got no value for "
                 f"{missing}; pass them by name (got {sorted(states)})"
             )
-        return [states[n] for n in self.state_names]
+        values = [as_input(self, n, states[n]) for n in self.state_names]
+        dims = list(self.state_dims) if self.state_dims is not None else [None] * len(values)
+        for name, value, dim in zip(self.state_names, values, dims, strict=True):
+            check_rank(self, name, value, 2, f"(batch, {dim})")
+            setting = f"state_dims[{self.state_names.index(name)}]={dim}"
+            check_size(self, name, value, -1, dim, setting)
+        return values
+
+    def _check_attended(
+        self, attended: Any, preprocessed: Any = None, mask: Any = None, **states: Any
+    ) -> None:
+        """``attended`` ``(time, batch, attended_dim)``, ``preprocessed_attended``
+        ``(time, batch, match_dim)``, ``attended_mask`` ``(time, batch)`` and
+        states ``(batch, dim)``, all of one batch (and the first three of one time)."""
+        layout = f"time-major (attended_time, batch, {self.attended_dim})"
+        check_rank(self, ATTENDED, attended, 3, layout)
+        check_size(self, ATTENDED, attended, -1, self.attended_dim,
+                   f"attended_dim={self.attended_dim}")
+        if preprocessed is not None:
+            check_rank(self, PREPROCESSED_ATTENDED, preprocessed, 3,
+                       f"(attended_time, batch, {self.match_dim})")
+            check_size(self, PREPROCESSED_ATTENDED, preprocessed, -1, self.match_dim,
+                       f"match_dim={self.match_dim}")
+        if mask is not None:
+            check_rank(self, ATTENDED_MASK, mask, 2, "(attended_time, batch)")
+        sequences = {ATTENDED: attended, PREPROCESSED_ATTENDED: preprocessed, ATTENDED_MASK: mask}
+        timed = [(n, v, 0) for n, v in sequences.items()]
+        check_same_size(self, timed, what="attended time")
+        batched = [(n, v, 1) for n, v, _ in timed]
+        batched += [(n, v, 0) for n, v in states.items() if n in self.state_names]
+        check_same_size(self, batched)
 
     @application(inputs=["attended"], outputs=["preprocessed_attended"])
     def preprocess(self, attended: jax.Array) -> jax.Array:
@@ -173,9 +204,12 @@ class SequenceContentAttention(Initializable):
     def compute_energies(
         self, attended: jax.Array, preprocessed_attended: jax.Array | None = None, **states: Any
     ) -> jax.Array:
+        attended = as_input(self, ATTENDED, attended)
+        values = dict(zip(self.state_names, self._states(states), strict=True))
+        self._check_attended(attended, preprocessed_attended, None, **values)
         if preprocessed_attended is None:
             preprocessed_attended = self.preprocess(attended)
-        transformed = self.state_transformers.apply(*self._states(states))
+        transformed = self.state_transformers.apply(*values.values())
         transformed = list(transformed) if isinstance(transformed, (tuple, list)) else [transformed]
         match = preprocessed_attended
         for t in transformed:
@@ -187,10 +221,24 @@ class SequenceContentAttention(Initializable):
         self, energies: jax.Array, attended_mask: jax.Array | None = None
     ) -> jax.Array:
         """Masked softmax over the attended time (see :func:`masked_softmax`)."""
+        energies = as_input(self, "energies", energies)
+        check_rank(self, "energies", energies, 2, "(attended_time, batch)")
+        if attended_mask is not None:
+            attended_mask = as_input(self, ATTENDED_MASK, attended_mask)
+            check_rank(self, ATTENDED_MASK, attended_mask, 2, "(attended_time, batch)")
+            pairs = [("energies", energies), (ATTENDED_MASK, attended_mask)]
+            for axis, what in ((0, "attended time"), (1, "batch")):
+                check_same_size(self, [(n, v, axis) for n, v in pairs], what=what)
         return masked_softmax(energies, attended_mask)
 
     @application(outputs=["weighted_averages"])
     def compute_weighted_averages(self, weights: jax.Array, attended: jax.Array) -> jax.Array:
+        weights, attended = as_input(self, "weights", weights), as_input(self, ATTENDED, attended)
+        check_rank(self, "weights", weights, 2, "(attended_time, batch)")
+        check_rank(self, ATTENDED, attended, 3, "(attended_time, batch, attended_dim)")
+        pairs = [("weights", weights), (ATTENDED, attended)]
+        for axis, what in ((0, "attended time"), (1, "batch")):
+            check_same_size(self, [(n, v, axis) for n, v in pairs], what=what)
         return jnp.sum(weights[..., None] * attended, axis=0)
 
     @application(outputs=["weighted_averages", "weights"])
@@ -203,6 +251,9 @@ class SequenceContentAttention(Initializable):
     ) -> tuple[jax.Array, jax.Array]:
         """The glimpse (weighted average, ``(batch, attended_dim)``) and the
         weights, transposed to ``(batch, attended_time)`` as in Blocks."""
+        if attended_mask is not None:
+            attended_mask = as_input(self, ATTENDED_MASK, attended_mask)
+            self._check_attended(as_input(self, ATTENDED, attended), None, attended_mask)
         energies = self.compute_energies(attended, preprocessed_attended, **states)
         weights = self.compute_weights(energies, attended_mask)
         return self.compute_weighted_averages(weights, attended), weights.T
@@ -213,9 +264,11 @@ class SequenceContentAttention(Initializable):
 
     @application(outputs=["weighted_averages", "weights"])
     def initial_glimpses(self, batch_size: int, attended: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # float even for an integer attended sequence: the glimpses are averages
+        dtype = jnp.result_type(attended, jnp.float32)
         return (
-            jnp.zeros((batch_size, attended.shape[-1]), attended.dtype),
-            jnp.zeros((batch_size, attended.shape[0]), attended.dtype),
+            jnp.zeros((batch_size, attended.shape[-1]), dtype),
+            jnp.zeros((batch_size, attended.shape[0]), dtype),
         )
 
 
@@ -306,6 +359,13 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
         self.push_to(self.distribute, "input_dim", self.attention.get_dim("weighted_averages"))
         self.push_to(self.distribute, "output_dims", self.transition.get_dims(self.sequence_names))
 
+    def dim_setting(self, name: str) -> str | None:
+        """The setting that decides the features of ``name``, for error messages."""
+        if name == "weighted_averages":
+            return f"the attention's attended_dim={self.attention.attended_dim}"
+        setting = getattr(self.transition, "dim_setting", None)
+        return setting(name) if callable(setting) else None
+
     def get_dim(self, name: str) -> int:
         if name in self.glimpse_names or name in (ATTENDED, ATTENDED_MASK, PREPROCESSED_ATTENDED):
             return self.attention.get_dim(name)
@@ -379,6 +439,12 @@ class AttentionRecurrent(BaseRecurrent, Initializable):
                 f"{self.path}.apply needs the sequence to attend to: pass {ATTENDED}=... "
                 f"(shape (attended_time, batch, {self.attention.attended_dim}))"
             )
+        for name in (ATTENDED, ATTENDED_MASK, PREPROCESSED_ATTENDED):
+            if kwargs.get(name) is not None:
+                kwargs[name] = as_input(self, name, kwargs[name])
+        self.attention._check_attended(
+            kwargs[ATTENDED], kwargs.get(PREPROCESSED_ATTENDED), kwargs.get(ATTENDED_MASK)
+        )
         if kwargs.get(PREPROCESSED_ATTENDED) is None:
             kwargs[PREPROCESSED_ATTENDED] = self.attention.preprocess(kwargs[ATTENDED])
         return self.do_apply(**kwargs)

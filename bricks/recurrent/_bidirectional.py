@@ -58,8 +58,8 @@ class Bidirectional(Initializable):
             )
         self.prototype = prototype
         forward, backward = copy.deepcopy(prototype), copy.deepcopy(prototype)
-        forward.__dict__["name"] = "forward"
-        backward.__dict__["name"] = "backward"
+        forward.name = "forward"  # explicit names: never renumbered among siblings
+        backward.name = "backward"
         super().__init__(children=[forward, backward], **kwargs)
 
     @property
@@ -96,6 +96,11 @@ class Bidirectional(Initializable):
     @apply.property("outputs")
     def _apply_outputs(self) -> list[str]:
         return self.forward.apply.outputs
+
+    def dim_setting(self, name: str) -> str | None:
+        """The setting that decides the features of input ``name`` (the prototype's)."""
+        setting = getattr(self.forward, "dim_setting", None)
+        return setting(name) if callable(setting) else None
 
     def get_dim(self, name: str) -> int:
         if name in self.apply.outputs:

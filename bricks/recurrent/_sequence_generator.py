@@ -24,12 +24,20 @@ import jax.numpy as jnp
 
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
+from bricks.core.checks import (
+    as_input,
+    check_integer,
+    check_rank,
+    check_same_shape,
+    check_same_size,
+    check_size,
+)
 from bricks.core.lookup import LookupTable
 from bricks.core.parallel import Fork, Merge
 from bricks.core.roles import COST
 from bricks.core.simple import Bias, Linear
 from bricks.core.tracing import scan
-from bricks.errors import SequenceGeneratorError
+from bricks.errors import SequenceGeneratorError, ShapeError
 from bricks.recurrent._attention import (
     ATTENDED,
     PREPROCESSED_ATTENDED,
@@ -101,24 +109,39 @@ class SoftmaxEmitter(AbstractEmitter):
         super().__init__(**kwargs)
         self.initial_output = int(initial_output)
 
+    def _readouts(self, readouts: Any) -> jax.Array:
+        readouts = as_input(self, "readouts", readouts)
+        check_rank(self, "readouts", readouts, (1, None), "(..., classes)")
+        if not jnp.issubdtype(readouts.dtype, jnp.inexact):  # integer logits count as float32
+            readouts = readouts.astype(jnp.float32)
+        return readouts
+
     @application(inputs=["readouts"], outputs=["probs"])
     def probs(self, readouts: jax.Array) -> jax.Array:
-        return jax.nn.softmax(readouts, axis=-1)
+        return jax.nn.softmax(self._readouts(readouts), axis=-1)
 
     @application(inputs=["readouts"], outputs=["log_probs"])
     def log_probabilities(self, readouts: jax.Array) -> jax.Array:
-        return jax.nn.log_softmax(readouts, axis=-1)
+        return jax.nn.log_softmax(self._readouts(readouts), axis=-1)
 
     @application(inputs=["readouts"], outputs=["outputs"])
     def emit(self, readouts: jax.Array, key: Any = None) -> jax.Array:
+        readouts = self._readouts(readouts)
         if key is None:
             return jnp.argmax(readouts, axis=-1).astype(jnp.int32)
         return jax.random.categorical(key, readouts, axis=-1).astype(jnp.int32)
 
     @application(inputs=["readouts", "outputs"], outputs=["costs"])
     def cost(self, readouts: jax.Array, outputs: jax.Array) -> jax.Array:
+        readouts, outputs = self._readouts(readouts), as_input(self, "outputs", outputs)
+        check_integer(self, "outputs", outputs, what="symbols")
+        if tuple(outputs.shape) != tuple(readouts.shape[:-1]):
+            raise ShapeError(
+                f"SoftmaxEmitter {self.path}: symbols 'outputs' of shape {outputs.shape} need the "
+                f"shape of 'readouts' {readouts.shape} without its last axis (nothing is broadcast)"
+            )
         log_probs = jax.nn.log_softmax(readouts, axis=-1)
-        idx = jnp.asarray(outputs).astype(jnp.int32)[..., None]
+        idx = outputs.astype(jnp.int32)[..., None]
         return -jnp.take_along_axis(log_probs, idx, axis=-1)[..., 0]
 
     @application(outputs=["outputs"])
@@ -151,6 +174,12 @@ class TrivialEmitter(AbstractEmitter):
 
     @application(inputs=["readouts", "outputs"], outputs=["costs"])
     def cost(self, readouts: jax.Array, outputs: jax.Array) -> jax.Array:
+        readouts, outputs = as_input(self, "readouts", readouts), as_input(self, "outputs", outputs)
+        check_rank(self, "readouts", readouts, (1, None), f"(..., {self.readout_dim})")
+        check_size(
+            self, "readouts", readouts, -1, self.readout_dim, f"readout_dim={self.readout_dim}"
+        )
+        check_same_shape(self, ("readouts", readouts), ("outputs", outputs))
         return jnp.sum((readouts - outputs) ** 2, axis=-1)
 
     @application(outputs=["outputs"])
@@ -187,6 +216,9 @@ class TrivialFeedback(AbstractFeedback):
 
     @application(inputs=["outputs"], outputs=["feedback"])
     def feedback(self, outputs: jax.Array) -> jax.Array:
+        outputs = as_input(self, "outputs", outputs)
+        check_rank(self, "outputs", outputs, (1, None), f"(..., {self.output_dim})")
+        check_size(self, "outputs", outputs, -1, self.output_dim, f"output_dim={self.output_dim}")
         return outputs
 
     def get_dim(self, name: str) -> int:
@@ -224,7 +256,9 @@ class LookupFeedback(AbstractFeedback, Initializable):
 
     @application(inputs=["outputs"], outputs=["feedback"])
     def feedback(self, outputs: jax.Array) -> jax.Array:
-        return self.lookup.apply(jnp.asarray(outputs).astype(jnp.int32))
+        outputs = as_input(self, "outputs", outputs)
+        check_integer(self, "outputs", outputs, "feedback embeds symbols", what="symbols")
+        return self.lookup.apply(outputs)
 
     def get_dim(self, name: str) -> int:
         if name == "feedback":
@@ -599,7 +633,17 @@ class SequenceGenerator(Initializable):
             **kwargs: contexts (``attended``, ``attended_mask``) and,
                 optionally, initial states.
         """
-        outputs = jnp.asarray(outputs)
+        outputs = as_input(self, "outputs", outputs)
+        dim = self.readout.get_dim("outputs")
+        if dim == 0:
+            check_rank(self, "outputs", outputs, 2, "time-major symbols (time, batch)")
+        else:
+            check_rank(self, "outputs", outputs, 3, f"time-major (time, batch, {dim})")
+        if mask is not None:
+            mask = as_input(self, "mask", mask)
+            check_rank(self, "mask", mask, 2, "(time, batch)")
+            for axis, what in ((0, "time"), (1, "batch")):
+                check_same_size(self, [("outputs", outputs, axis), ("mask", mask, axis)], what)
         states, contexts = self._split_kwargs(dict(kwargs))
         batch_size = outputs.shape[1]
         feedback = self.readout.feedback(outputs)

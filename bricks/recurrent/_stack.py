@@ -107,7 +107,7 @@ class RecurrentStack(BaseRecurrent, Initializable):
                     f"layer {level} ({transition.path}) has no output {states_name!r} to feed the "
                     f"layer above; its outputs are {transition.apply.outputs} (set states_name=)"
                 )
-            transition.__dict__["name"] = f"{transition.name}{RECURRENTSTACK_SEPARATOR}{level}"
+            transition.name = f"{transition.name}{RECURRENTSTACK_SEPARATOR}{level}"
         self.transitions = transitions
         self.states_name = states_name
         self.skip_connections = skip_connections
@@ -162,6 +162,15 @@ class RecurrentStack(BaseRecurrent, Initializable):
         if level < len(self.transitions):
             return self.transitions[level].get_dim(base)
         return super().get_dim(name)
+
+    def dim_setting(self, name: str) -> str | None:
+        """The setting that decides the features of ``name`` (its layer's)."""
+        base, level = self.split_suffix(name)
+        if name == "mask" or level >= len(self.transitions):
+            return None
+        setting = getattr(self.transitions[level], "dim_setting", None)
+        text = setting(base) if callable(setting) else None
+        return f"{text} of layer {level}" if text else None
 
     # -- lifecycle ------------------------------------------------------------
     def _push_allocation_config(self) -> None:
