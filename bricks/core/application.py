@@ -263,7 +263,29 @@ class BoundApplication:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Apply; ``call_id="..."`` (unless the method takes one) tags this
-        call's inputs and outputs for ``VariableFilter(call_id=...)``."""
+        call's inputs and outputs for ``VariableFilter(call_id=...)``, and,
+        as in Blocks, ``as_list=True`` returns the outputs as a list and
+        ``as_dict=True`` as a dict by output name."""
+        params = self.application.signature.parameters
+        as_list = kwargs.pop("as_list", False) if "as_list" not in params else False
+        as_dict = kwargs.pop("as_dict", False) if "as_dict" not in params else False
+        result = self._apply(*args, **kwargs)
+        if not (as_list or as_dict):
+            return result
+        values = list(result) if isinstance(result, (tuple, list)) else [result]
+        if as_list:
+            return values
+        names = self.outputs
+        if not self._declares_outputs() and len(values) > 1:
+            names = [f"output_{i}" for i in range(len(values))]
+        if len(names) != len(values):
+            raise ApplicationError(
+                f"{self.brick.path}.{self.name}: as_dict=True needs one name per output; it "
+                f"declares {names} but returned {len(values)} values"
+            )
+        return dict(zip(names, values, strict=True))
+
+    def _apply(self, *args: Any, **kwargs: Any) -> Any:
         call_id = None
         if "call_id" in kwargs and "call_id" not in self.application.signature.parameters:
             call_id = kwargs.pop("call_id")

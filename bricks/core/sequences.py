@@ -62,6 +62,26 @@ class Sequence(Brick):
     def apply_outputs(self) -> list[str]:
         return self.application_methods[-1].outputs
 
+    # Blocks' FeedforwardSequence interface: the first brick's input_dim and the
+    # last brick's output_dim
+    @property
+    def input_dim(self) -> Any:
+        """``input_dim`` of the first brick (settable, as Blocks' ``FeedforwardSequence``)."""
+        return getattr(self.application_methods[0].brick, "input_dim", None)
+
+    @input_dim.setter
+    def input_dim(self, value: Any) -> None:
+        self.application_methods[0].brick.input_dim = value
+
+    @property
+    def output_dim(self) -> Any:
+        """``output_dim`` of the last brick (settable)."""
+        return getattr(self.application_methods[-1].brick, "output_dim", None)
+
+    @output_dim.setter
+    def output_dim(self, value: Any) -> None:
+        self.application_methods[-1].brick.output_dim = value
+
 
 class MLP(Initializable):
     """A multi-layer perceptron: ``Linear`` then activation, layer after layer.

@@ -146,6 +146,7 @@ class BeamSearch:
         eos: int,
         batch_size: int | None = None,
         params: dict[str, Any] | None = None,
+        ignore_first_eol: bool = False,
         **contexts: Any,
     ) -> BeamSearchResult:
         """Search, compiled once per ``(max_length, eos, batch_size)`` and context shapes.
@@ -157,6 +158,9 @@ class BeamSearch:
             batch_size: needed only when there are no contexts (else read
                 from axis 1 of the first, time-major context).
             params: parameter values (default: the generator's own).
+            ignore_first_eol: as in Blocks, an ``eos`` emitted at the first
+                step does not end a beam (for models whose sequences start
+                with the end-of-sequence symbol).
             **contexts: e.g. ``attended`` ``(time, batch, dim)`` and
                 ``attended_mask`` ``(time, batch)``, and optionally initial
                 states of the generator's transition, batch first
@@ -180,12 +184,10 @@ class BeamSearch:
                 )
         if params is None:
             params = self.generator.get_parameter_values()
-        signature = (int(max_length), int(eos), int(batch_size))
+        signature = (int(max_length), int(eos), int(batch_size), bool(ignore_first_eol))
         fn = self._compiled.get(signature)
         if fn is None:
-            fn = jax.jit(
-                lambda p, c: _closed(p, self._search, signature[0], signature[1], signature[2], c)
-            )
+            fn = jax.jit(lambda p, c: _closed(p, self._search, *signature[:3], c, signature[3]))
             self._compiled[signature] = fn
         return fn(params, contexts)
 
@@ -208,7 +210,12 @@ class BeamSearch:
         return 1
 
     def _search(
-        self, max_length: int, eos: int, batch_size: int, contexts: dict[str, Any]
+        self,
+        max_length: int,
+        eos: int,
+        batch_size: int,
+        contexts: dict[str, Any],
+        ignore_first_eol: bool = False,
     ) -> BeamSearchResult:
         gen, k = self.generator, self.beam_size
         rows = batch_size * k
@@ -221,8 +228,11 @@ class BeamSearch:
         vocab = int(gen.readout.readout_dim)
         only_eos = jnp.where(jnp.arange(vocab) == eos, 0.0, jnp.inf)
 
-        def select(costs: jax.Array, finished: jax.Array, step_costs: jax.Array) -> tuple:
-            """The ``k`` cheapest extensions; a finished beam's only one is ``eos``."""
+        def select(
+            costs: jax.Array, finished: jax.Array, step_costs: jax.Array, first: Any = False
+        ) -> tuple:
+            """The ``k`` cheapest extensions; a finished beam's only one is ``eos``
+            (at the ``first`` step with ``ignore_first_eol``, ``eos`` ends nothing)."""
             step_costs = jnp.where(finished[..., None], only_eos[None, None], step_costs)
             candidates = (costs[..., None] + step_costs).reshape(batch_size, k * vocab)
             _, best = jax.lax.top_k(-candidates, k)
@@ -231,15 +241,20 @@ class BeamSearch:
             symbol = (best % vocab).astype(jnp.int32)
             was_finished = finished[batch_index, parent]
             mask = jnp.logical_not(was_finished).astype(jnp.float32)
-            new_finished = jnp.logical_or(was_finished, symbol == eos)
+            ends = symbol == eos
+            if ignore_first_eol:
+                ends = jnp.logical_and(ends, jnp.logical_not(first))
+            new_finished = jnp.logical_or(was_finished, ends)
             return new_costs, new_finished, (symbol, parent, mask)
 
         def step(carry: tuple) -> tuple[tuple, tuple]:
-            states, previous, costs, finished = carry
+            states, previous, costs, finished, t = carry
             readouts, glimpses = gen.step_readouts(previous, states, step_contexts)
             log_probs = gen.readout.emitter.log_probabilities(readouts)
             step_costs = -log_probs.reshape(batch_size, k, vocab)
-            new_costs, new_finished, (symbol, parent, mask) = select(costs, finished, step_costs)
+            new_costs, new_finished, (symbol, parent, mask) = select(
+                costs, finished, step_costs, t == 0
+            )
             rows_from = (batch_index * k + parent).reshape(rows)
 
             def pick(x: jax.Array) -> jax.Array:
@@ -248,15 +263,15 @@ class BeamSearch:
             states, glimpses = jax.tree.map(pick, (states, glimpses))
             outputs = symbol.reshape(rows)
             new_states = gen.step_states(outputs, states, glimpses, step_contexts)
-            return (new_states, outputs, new_costs, new_finished), (symbol, parent, mask)
+            return (new_states, outputs, new_costs, new_finished, t + 1), (symbol, parent, mask)
 
-        init = (states, previous, costs, finished)
+        init = (states, previous, costs, finished, jnp.int32(0))
         if self.early_stop:
             costs, finished, (symbols, parents, masks) = self._until_finished(
                 step, select, init, max_length, batch_size, vocab
             )
         else:
-            (_, _, costs, finished), (symbols, parents, masks) = scan(
+            (_, _, costs, finished, _), (symbols, parents, masks) = scan(
                 lambda carry, _: step(carry),
                 init,
                 None,
@@ -316,7 +331,7 @@ class BeamSearch:
         )
 
         def running(carry: tuple) -> jax.Array:
-            t, (_, _, _, finished), _ = carry
+            t, (_, _, _, finished, _), _ = carry
             return jnp.logical_and(t < max_length, jnp.logical_not(jnp.all(finished)))
 
         def body(carry: tuple) -> tuple:
@@ -325,7 +340,7 @@ class BeamSearch:
             buffers = tuple(b.at[t].set(o) for b, o in zip(buffers, outputs, strict=True))
             return t + 1, inner, buffers
 
-        steps, (_, _, costs, finished), buffers = jax.lax.while_loop(
+        steps, (_, _, costs, finished, _), buffers = jax.lax.while_loop(
             running, body, (jnp.int32(0), init, buffers)
         )
         all_finished = jnp.ones_like(finished)

@@ -524,3 +524,32 @@ def test_linear_nan_allocation():
     with pytest.raises(NotInitializedError, match="initialize"):
         linear.apply(jnp.ones((2, 16)))
     np.testing.assert_equal(np.asarray(linear.W), np.nan * np.zeros((16, 8)))
+
+
+def test_as_list_and_as_dict():
+    """Blocks' ``as_list=``/``as_dict=`` on application calls (issue 15)."""
+    fork = Fork(
+        input_dim=2, output_names=["a", "b"], output_dims=[3, 4], weights_init=Constant(1.0),
+        biases_init=Constant(0.0),
+    )
+    fork.initialize()
+    x = jnp.ones((1, 2))
+    out = fork.apply(x, as_dict=True)
+    assert list(out) == ["a", "b"] and out["b"].shape == (1, 4)
+    lin = Linear(2, 3, weights_init=Constant(1.0), biases_init=Constant(0.0))
+    lin.initialize()
+    (single,) = lin.apply(x, as_list=True)
+    assert_allclose(single, 2 * np.ones((1, 3)))
+    assert list(lin.apply(x, as_dict=True)) == ["output"]
+    assert list(TestBrick(0).apply(x, x, as_dict=True)) == ["output_0", "output_1"]
+
+
+def test_sequence_feedforward_dims():
+    """Blocks' FeedforwardSequence: a Sequence has the first brick's input_dim
+    and the last brick's output_dim, and setting them sets those (issue 15)."""
+    first, last = Linear(), Linear(4, 2)
+    seq = Sequence([first.apply, Tanh().apply, last.apply])
+    assert seq.input_dim is None and seq.output_dim == 2
+    seq.input_dim = 3
+    seq.output_dim = 5
+    assert first.input_dim == 3 and last.output_dim == 5

@@ -112,3 +112,26 @@ def test_blocks_spelling_of_beam_search_says_what_to_write():
     gen = SimpleGenerator(4, 5).generator
     with pytest.raises(SequenceGeneratorError, match=r"BeamSearch\(beam_size, generator\)"):
         BeamSearch(object(), gen)
+
+
+def test_ignore_first_eol():
+    """Blocks' ``ignore_first_eol``: an eos at the first step ends no beam (issue 15)."""
+    from bricks.core import Constant
+
+    gen = SequenceGenerator(
+        Readout(readout_dim=5, source_names=["states"], emitter=SoftmaxEmitter(),
+                feedback_brick=LookupFeedback(5, 3)),
+        SimpleRecurrent(dim=3, activation=Tanh()),
+        weights_init=Constant(0.0), biases_init=Constant(0.0),
+    )
+    gen.initialize()
+    (bias,) = [p for p in gen.get_parameter_values() if p.endswith("post_merge.b")]
+    gen.set_parameter_values({bias: np.array([5.0, 0, 0, 0, 0], np.float32)})
+    search = BeamSearch(1, gen)
+    plain = search.search(4, 0, batch_size=1)
+    assert np.asarray(plain.mask)[:, 0, 0].tolist() == [1, 0, 0, 0]
+    ignoring = search.search(4, 0, batch_size=1, ignore_first_eol=True)
+    assert np.asarray(ignoring.mask)[:, 0, 0].tolist() == [1, 1, 0, 0]
+    assert np.asarray(ignoring.outputs)[:2, 0, 0].tolist() == [0, 0]
+    (sequences,), _ = ignoring.as_lists()
+    assert sequences == [[0, 0]]
