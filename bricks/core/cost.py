@@ -40,6 +40,14 @@ def _check_same_shape(brick: Brick, y: jax.Array, y_hat: jax.Array) -> None:
         )
 
 
+def _check_class_axis(brick: Brick, y_hat: jax.Array) -> None:
+    if jnp.ndim(y_hat) == 0:
+        raise ShapeError(
+            f"{type(brick).__name__} {brick.path}: y_hat has shape (); it needs a last axis of "
+            "classes, (batch, classes)"
+        )
+
+
 def _floor(dtype: Any) -> float:
     """The smallest probability whose log is taken (``finfo(dtype).eps``)."""
     return float(jnp.finfo(dtype).eps)
@@ -102,6 +110,7 @@ class CategoricalCrossEntropy(Cost):
         self.from_logits = from_logits
 
     def cost_per_example(self, y: jax.Array, y_hat: jax.Array) -> jax.Array:
+        _check_class_axis(self, y_hat)
         logits = y_hat if self.from_logits else logits_of(y_hat)
         if logits is not None and jnp.shape(logits) == y_hat.shape:
             log_probs = jax.nn.log_softmax(jnp.asarray(logits, y_hat.dtype), axis=-1)
@@ -165,6 +174,7 @@ class MisclassificationRate(Cost):
         self.top_k = int(top_k)
 
     def cost_per_example(self, y: jax.Array, y_hat: jax.Array) -> jax.Array:
+        _check_class_axis(self, y_hat)
         if y.shape != y_hat.shape[:-1]:
             raise ShapeError(
                 f"MisclassificationRate {self.path}: targets y of shape {y.shape} need the shape "

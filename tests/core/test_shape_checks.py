@@ -174,3 +174,19 @@ def test_with_extra_dims_names_the_wrapper():
 def test_every_error_here_is_a_bricks_error():
     assert issubclass(ShapeError, BricksError) and issubclass(ShapeError, ValueError)
     assert issubclass(InputTypeError, BricksError) and issubclass(InputTypeError, TypeError)
+
+
+def test_costs_need_a_class_axis_and_cost_integer_predictions_as_floats():
+    from bricks.core import CategoricalCrossEntropy, MisclassificationRate, SquaredError
+
+    for cost in (CategoricalCrossEntropy(), MisclassificationRate()):
+        with pytest.raises(ShapeError, match=f"{type(cost).__name__} /.*y_hat has shape \\(\\)"):
+            cost.apply(jnp.int32(1), jnp.float32(0.5))
+    # integer predictions used to reach finfo(int32) (a raw ValueError)
+    y, y_hat = jnp.array([0, 1]), jnp.array([[1, 0], [0, 1]])
+    np.testing.assert_allclose(
+        CategoricalCrossEntropy().apply(y, y_hat),
+        CategoricalCrossEntropy().apply(y, y_hat.astype(jnp.float32)),
+    )
+    with pytest.raises(ShapeError, match="SquaredError /squarederror: y has shape \\(1, 3\\)"):
+        SquaredError().apply(jnp.ones((1, 3)), jnp.ones((2, 3)))
