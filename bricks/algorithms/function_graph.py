@@ -14,6 +14,17 @@ user can train with the main loop and its extensions.
 >>> outs, _ = graph.evaluate(graph.parameter_values(), {"x": np.array([1.0, 2.0])})
 >>> float(outs[0])
 3.0
+
+A returned dict names the outputs (the first entry is the cost); the names
+are learned from one batch, before any step, and values are read by key:
+
+>>> graph = FunctionGraph(lambda p, x: {"cost": (p["w"] * x).sum(), "w_sum": p["w"].sum()},
+...                       {"w": np.ones(2, np.float32)})
+>>> graph.outputs_known
+False
+>>> graph.discover(graph.parameter_values(), {"x": np.ones(2, np.float32)})
+>>> [(v.name, v.shape) for v in graph.outputs]
+[('cost', ()), ('w_sum', ())]
 """
 
 from __future__ import annotations

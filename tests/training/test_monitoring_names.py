@@ -340,3 +340,12 @@ def test_restored_accumulators_pair_with_the_names_they_were_saved_with():
     swapped, slot = algorithm(["w_sum", "n"])
     swapped.set_state(meta, arrays)
     assert swapped.read_monitor(slot) == {"w_sum": 0.0, "n": 0.0}  # not 3.0 and 0.3
+
+
+def test_doctests_of_the_checks_module():
+    import doctest
+
+    import bricks.algorithms.checks
+
+    result = doctest.testmod(bricks.algorithms.checks, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
