@@ -349,3 +349,26 @@ def test_doctests_of_the_checks_module():
 
     result = doctest.testmod(bricks.algorithms.checks, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_dict_names_of_a_cost_function_in_multi_step_calls():
+    def run(steps_per_call):
+        loop = MainLoop(
+            GradientDescent(cost=_dict_cost, parameters=_params(), step_rule=Scale(0.05)),
+            ListStream(8, batch_size=2),
+            extensions=[
+                TrainingDataMonitoring(["n", "zcost"], every_n_batches=2),
+                FinishAfter(after_n_batches=4),
+            ],
+            steps_per_call=steps_per_call,
+        )
+        loop.run()
+        return loop
+
+    single, multi = run(1), run(2)
+    rows, _, _ = _numpy_run(ListStream(8, batch_size=2), 4, 0.05)
+    for i in (2, 4):
+        assert multi.log[i]["train_n"] == single.log[i]["train_n"] == 2.0
+        np.testing.assert_allclose(
+            multi.log[i]["train_zcost"], np.mean([c for c, _ in rows[i - 2 : i]]), rtol=1e-5
+        )
