@@ -393,9 +393,16 @@ class GradientDescent(BlocksUpdates):
             with collect_non_finite() as guards:  # the RemoveNotFinite rules that ran
                 new_params, opt, step_norm = apply(operands)
             policy = self._trace_policy([rule for _, rule in guards])
-            changed = [*train_paths, *(p for p, _, _ in state_updates), *updated]
             new_params, opt, ok, counters = settle(
-                state, new_params, opt, cost, changed, train_paths, [f for f, _ in guards], policy
+                state,
+                new_params,
+                opt,
+                cost,
+                grads.values(),
+                [*(p for p, _, _ in state_updates), *updated],
+                train_paths,
+                [f for f, _ in guards],
+                policy,
             )
             step_norm = jnp.where(ok, step_norm, jnp.float32(0))
             if want_step_norm:
@@ -498,7 +505,7 @@ class GradientDescent(BlocksUpdates):
         """Raise if training stopped on a non-finite step; log ``skipped_steps``.
 
         Raises :class:`NonFiniteCostError` (no ``RemoveNotFinite``: a step had
-        a non-finite cost or update) or :class:`TooManySkippedStepsError`
+        a non-finite cost or gradient) or :class:`TooManySkippedStepsError`
         (``RemoveNotFinite`` skipped ``max_consecutive`` steps in a row). The
         failing step and every later one left parameters and optimizer state
         unchanged, so what is saved afterwards is finite. With ``wait=False``

@@ -333,13 +333,21 @@ class Restrict(StepRule):
         return f"Restrict({self.step_rule!r}, {sorted(self.variables)!r})"
 
 
+def _any_not_finite(tensors: Iterable[jax.Array]) -> jax.Array:
+    """Blocks' test: whether the sum of some tensor is NaN or infinite."""
+    out = jnp.bool_(False)
+    for t in tensors:
+        out = out | ~jnp.isfinite(jnp.sum(t))
+    return out
+
+
 class RemoveNotFinite(StepRule):
     """Skip non-finite steps; use it last (Blocks' ``RemoveNotFinite``).
 
     As a rule on its own (Blocks' formula), a parameter whose step has a NaN
     or inf gets the step ``(1 - scaler) * parameter``. Inside
     :class:`GradientDescent` (anywhere in the step rule, also inside an
-    ``optax.chain``) it makes a step whose cost, steps or updated parameters
+    ``optax.chain``) it makes a step whose cost, gradients or steps
     are not finite a **skipped step**: parameters and optimizer state stay
     bitwise unchanged (with ``scaler < 1``, every trained parameter is
     multiplied by ``scaler``), the skip is counted (``skipped_steps`` in the
@@ -370,13 +378,14 @@ class RemoveNotFinite(StepRule):
     def compute_steps(self, steps, hyper, buffers, params):
         if params is None:
             raise StepRuleError("RemoveNotFinite needs the parameters passed to update()")
+        if report_non_finite(lambda: _any_not_finite(steps.values()), self):
+            # inside GradientDescent, which skips (or shrinks) the whole step on the
+            # flag: replacing single steps here would only cost memory traffic
+            return dict(steps), buffers
         out = {}
-        any_bad = jnp.bool_(False)
         for k, s in steps.items():
-            bad = ~jnp.all(jnp.isfinite(s))
-            any_bad = any_bad | bad
+            bad = _any_not_finite([s])
             out[k] = jnp.where(bad, (1 - self.scaler) * params[k], s).astype(s.dtype)
-        report_non_finite(any_bad, self)  # GradientDescent skips the whole step on it
         return out, buffers
 
     def __repr__(self) -> str:

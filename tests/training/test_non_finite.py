@@ -221,3 +221,13 @@ def test_a_skip_of_a_state_update_keeps_the_extension_view_finite():
     loop.run()
     assert all(np.all(np.isfinite(a)) for a in seen)
     np.testing.assert_array_equal(seen[1], seen[2])
+
+
+def test_a_step_that_overflows_from_finite_gradients_is_skipped_by_remove_not_finite():
+    algorithm = _algorithm(CompositeRule([Scale(3e38), RemoveNotFinite()]))
+    _, before = _state(algorithm)
+    algorithm.process_batch(_batch(0))  # finite gradients (about 1 and 2): a step of 3e38 * 2 = inf
+    meta, after = _state(algorithm)
+    assert meta["skipped"] == 1
+    for name in ("params/a", "params/b"):
+        np.testing.assert_array_equal(after[name], before[name])
