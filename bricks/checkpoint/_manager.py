@@ -305,10 +305,9 @@ class CheckpointManager:
         Raises:
             CheckpointLockedError: another live process holds it (host and pid named).
         """
-        if not self.use_lock:
+        if not self.use_lock or self._lock_key is not None:
             return
-        if self._lock_key is None:
-            self._lock_key = _take_lock(self.directory, shareable)
+        self._lock_key = _take_lock(self.directory, shareable)
         if cleanup:
             self.cleanup()
             self.set_aside_damaged()

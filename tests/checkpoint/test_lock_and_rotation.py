@@ -137,3 +137,19 @@ def test_damaged_checkpoints_are_set_aside_and_not_counted(tmp_path: Path) -> No
         timeout=60,
     )
     assert "damaged-ckpt-000000030  (moved aside as damaged)" in listing.stdout
+
+
+def test_saves_do_not_verify_the_previous_checkpoint_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bricks.checkpoint._manager as manager_module
+
+    calls: list[Path] = []
+    original = manager_module.verify_checkpoint
+    monkeypatch.setattr(
+        manager_module, "verify_checkpoint", lambda p: calls.append(p) or original(p)
+    )
+    with CheckpointManager(tmp_path, keep_last=2) as manager:
+        for step in (10, 20, 30):
+            _save(manager, step)
+    assert calls == []  # only taking the lock checks for damaged ones, once
