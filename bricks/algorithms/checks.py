@@ -32,6 +32,7 @@ __all__ = [
     "pending_output",
     "resolve_outputs",
     "flat_monitored",
+    "find_by_name",
 ]
 
 
@@ -154,3 +155,31 @@ def flat_monitored(value: Any, variable: Variable) -> jax.Array:
             "one shape — if it depends on the batch size, monitor its `.mean()`"
         )
     return jnp.ravel(value).astype(jnp.float32)
+
+
+def find_by_name(
+    candidates: Sequence[Variable], name: str, error: type[Exception] = AlgorithmError
+) -> Variable | None:
+    """The variable a monitored name means: the one with that tag, else the graph
+    output with that name, else the only variable with that name.
+
+    Raises:
+        error: several variables (none of them an output) have that name, so
+            picking one would silently monitor an arbitrary one of them.
+    """
+    matches: dict[str, Variable] = {}
+    for v in candidates:
+        if v.tag == name:
+            return v
+        if v.name == name:
+            matches.setdefault(v.tag, v)
+    outputs = [v for tag, v in matches.items() if tag.startswith("output:")]
+    if outputs:
+        return outputs[0]
+    if len(matches) > 1:
+        raise error(
+            f"the name {name!r} is ambiguous: it names {len(matches)} variables "
+            f"({', '.join(matches)}); monitor the Variable itself (e.g. from VariableFilter) "
+            "or pass its tag"
+        )
+    return next(iter(matches.values()), None)

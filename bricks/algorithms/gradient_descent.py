@@ -36,6 +36,7 @@ import optax
 from bricks.algorithms.checks import (
     check_cost,
     check_monitorable,
+    find_by_name,
     flat_monitored,
     pending_output,
     resolve_outputs,
@@ -202,9 +203,9 @@ class GradientDescent(BlocksUpdates):
         """The monitorable Variable for a Variable or a name (``"cost"``...)."""
         if isinstance(variable, Variable):
             return variable
-        for v in self.quantities:
-            if v.name == variable or v.tag == variable:
-                return v
+        found = find_by_name(self.quantities, variable)
+        if found is not None:
+            return found
         if isinstance(variable, str) and not getattr(self.graph, "outputs_known", True):
             # a name of a dict the cost function returns: known at the first batch
             return pending_output(variable)

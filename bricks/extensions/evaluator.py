@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bricks.algorithms.checks import describe_shape, is_fixed_shape
+from bricks.algorithms.checks import describe_shape, find_by_name, is_fixed_shape
 from bricks.errors import ExtensionError, RecordNameError, did_you_mean
 from bricks.extensions.aggregation import (
     MEAN,
@@ -36,9 +36,9 @@ def _resolve(graph: Any, variable: Any) -> Any:
     if not isinstance(variable, str):
         return variable
     candidates = list(graph.outputs) + list(getattr(graph, "variables", []))
-    for v in candidates:
-        if v.name == variable or v.tag == variable:
-            return v
+    found = find_by_name(candidates, variable, ExtensionError)
+    if found is not None:
+        return found
     names = [v.name for v in candidates]
     raise ExtensionError(
         f"the graph has no variable named {variable!r}{did_you_mean(variable, names)}"

@@ -372,3 +372,23 @@ def test_dict_names_of_a_cost_function_in_multi_step_calls():
         np.testing.assert_allclose(
             multi.log[i]["train_zcost"], np.mean([c for c, _ in rows[i - 2 : i]]), rtol=1e-5
         )
+
+
+def test_a_name_shared_by_several_variables_is_ambiguous():
+    l0, l1 = (
+        Linear(3, 3, weights_init=Constant(0.1), use_bias=False, name=f"l{i}") for i in (0, 1)
+    )
+    for lin in (l0, l1):
+        lin.initialize()
+    cg = ComputationGraph(lambda x: l1.apply(l0.apply(x)).sum(), x=(None, 3))
+    stream = ListStream(4, batch_size=2, sources=("x",))
+
+    def loop(extension):
+        return MainLoop(GradientDescent(cost=cg), stream, extensions=[extension])
+
+    with pytest.raises(AlgorithmError, match=r"'W' is ambiguous.*/l0.W.*/l1.W"):
+        loop(TrainingDataMonitoring(["W"]))
+    with pytest.raises(ExtensionError, match=r"'W' is ambiguous.*/l0.W.*/l1.W"):
+        loop(DataStreamMonitoring(["W"], stream))
+    # the graph's output wins over the bricks' outputs of the same name
+    assert GradientDescent(cost=cg).resolve("output").tag == "output:output"
