@@ -95,6 +95,8 @@ def _output_names(out: Any, fn: Callable[..., Any]) -> list[str]:
         if bad:
             raise GraphError(f"{where} returned a dict with non-string keys {bad}; name outputs")
         names = list(out)
+    elif isinstance(out, tuple) and hasattr(out, "_fields"):  # a namedtuple names its fields
+        names = list(out._fields)
     elif isinstance(out, (tuple, list)):
         names = [f"output_{i}" for i in range(len(out))]
     else:
@@ -425,6 +427,8 @@ class ComputationGraph:
         if self._output_keys is not None:
             return dict(zip(self._output_keys, outputs, strict=True))
         if self._output_kind is not None:
+            if hasattr(self._output_kind, "_fields"):  # a namedtuple
+                return self._output_kind(*outputs)
             return self._output_kind(outputs)
         return outputs[0]
 

@@ -123,3 +123,19 @@ def test_describe_shape_names_free_sizes_by_input_axis():
     cg = ComputationGraph(lambda x, y: (x * y[:, None]).sum(axis=1), x=(None, 2), y=(None,))
     assert cg.describe_shape(cg.outputs[0].shape) == "(x.shape[0],)"
     assert cg.describe_shape((3, 4)) == "(3, 4)"
+
+
+def test_namedtuple_outputs_are_named_by_their_fields():
+    from typing import NamedTuple
+
+    class Out(NamedTuple):
+        total: jnp.ndarray
+        mean: jnp.ndarray
+
+    cg = ComputationGraph(lambda x: Out(x.sum(), x.mean()), x=(None, 2))
+    assert [v.name for v in cg.outputs] == ["total", "mean"]
+    got = cg(x=_x())
+    assert isinstance(got, Out)
+    np.testing.assert_allclose(
+        [float(got.total), float(got.mean)], [6 * np.sqrt(2), np.sqrt(2)], 1e-6
+    )
