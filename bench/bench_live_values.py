@@ -13,6 +13,9 @@ the measurements interleaved in blocks so machine load hits them alike:
   step copies the parameter mapping once, on the device) against steps
   nobody reads after. Steps nobody reads after copy nothing.
 
+Wall-clock ratios on a shared machine are noisy; the bytes XLA's cost
+analysis counts for each compiled step (``bytes``) are exact.
+
     python bench/bench_live_values.py [--steps 50] [--repeats 5] [--dims 784,500,500,10]
 """
 
@@ -47,6 +50,19 @@ def build(dims):
 
     cg = ComputationGraph(cost, features=(None, dims[0]), targets=((None,), "int32"))
     return mlp, cg
+
+
+def bytes_accessed(algorithm, batch):
+    """What XLA's cost analysis counts as bytes read and written by one compiled step."""
+    algorithm.initialize()
+    if algorithm._step_fn is None:
+        algorithm._compile()
+    lowered = algorithm._step_fn.lower(
+        algorithm._state, algorithm._inputs(batch), algorithm._base_key
+    )
+    cost = lowered.compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["bytes accessed"])
 
 
 def timed(fn, steps):
@@ -95,8 +111,13 @@ def main() -> None:
     non_finite.all_finite = lambda arrays: jnp.bool_(True)
     try:  # compiled without the check
         unguarded.process_batch(batch)
+        unguarded_bytes = bytes_accessed(unguarded, batch)
     finally:
         non_finite.all_finite = real
+    sizes = {"unguarded": unguarded_bytes}
+    sizes.update({"freeze": bytes_accessed(freeze, batch), "skip": bytes_accessed(skip, batch)})
+    for name, size in sizes.items():
+        print(f"bytes {name:10s} {size / 1e6:8.2f} MB ({size / unguarded_bytes:.3f}x unguarded)")
     cases = {
         "unguarded": run(unguarded),
         "freeze": run(freeze),
