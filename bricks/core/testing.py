@@ -10,6 +10,11 @@ that its annotations (its output with role ``OUTPUT``, its parameters) are
 visible to a :class:`~bricks.core.Recorder`, which is what graphs and
 ``VariableFilter`` build on.
 
+:func:`check_bad_input` throws one of :data:`BAD_INPUTS` (wrong rank or
+feature size, integers, strings, objects, a missing or empty batch) at an
+entry: the brick must raise a ``bricks.errors`` exception naming its path, or
+give what the good input gives (no raw JAX error, no broadcast batch).
+
 Other layers add their bricks with :func:`register` and test them with
 :func:`check_conformance`; :func:`missing_from_registry` lists the public
 brick classes of a module that have no entry, so a new brick without one
