@@ -40,6 +40,7 @@ __all__ = [
     "check_same_size",
     "check_same_shape",
     "check_integer",
+    "same_sizes",
 ]
 
 #: numpy dtype kinds that no brick computes with: objects, bytes, strings, records
@@ -58,6 +59,12 @@ def _known(size: Any) -> bool:
 
 def _differ(a: Any, b: Any) -> bool:
     return _known(a) and _known(b) and int(a) != int(b)
+
+
+def same_sizes(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether two shapes may be the same: equal ranks, and no size known to differ
+    (a symbolic size matches anything)."""
+    return len(a) == len(b) and not any(_differ(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _shape(value: Any) -> tuple:
@@ -194,8 +201,7 @@ def check_same_shape(brick: Any, first: tuple[str, Any], second: tuple[str, Any]
     """Raise :class:`ShapeError` unless two inputs have the same shape (no broadcasting)."""
     (name_a, a), (name_b, b) = first, second
     shape_a, shape_b = _shape(a), _shape(b)
-    same_rank = len(shape_a) == len(shape_b)
-    if not same_rank or any(_differ(x, y) for x, y in zip(shape_a, shape_b, strict=True)):
+    if not same_sizes(shape_a, shape_b):
         raise ShapeError(
             f"{describe(brick)}: {name_a!r} has shape {shape_a} but {name_b!r} has shape "
             f"{shape_b}; they must match (nothing is broadcast)"

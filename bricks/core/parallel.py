@@ -20,7 +20,7 @@ import jax
 
 from bricks.core.application import application
 from bricks.core.brick import Brick, Initializable
-from bricks.core.checks import as_input, check_rank, check_size, describe
+from bricks.core.checks import as_input, check_rank, check_size, describe, same_sizes
 from bricks.core.roles import INPUT
 from bricks.core.simple import Linear
 from bricks.core.tracing import annotate
@@ -307,7 +307,7 @@ class Merge(Parallel):
     def apply(self, *args: jax.Array, **kwargs: jax.Array) -> jax.Array:
         inputs = self._gather(self.input_names, args, kwargs)
         leading = [tuple(x.shape[:-1]) for x in inputs]
-        if any(lead != leading[0] for lead in leading):
+        if any(not same_sizes(lead, leading[0]) for lead in leading):
             shapes = {n: tuple(x.shape) for n, x in zip(self.input_names, inputs, strict=True)}
             raise ShapeError(
                 f"{describe(self)}: the inputs are summed after their transformations, so they "
