@@ -13,6 +13,7 @@ from bricks.recurrent._attention import (
 )
 from bricks.recurrent._beam_search import BeamSearch, BeamSearchResult
 from bricks.recurrent._bidirectional import Bidirectional
+from bricks.recurrent._fused_backward import recurrent_dot
 from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
 from bricks.recurrent._sequence_generator import (
     AbstractEmitter,
@@ -29,6 +30,7 @@ from bricks.recurrent._stack import RECURRENTSTACK_SEPARATOR, RecurrentStack
 
 __all__ = [
     "recurrent",
+    "recurrent_dot",
     "BaseRecurrent",
     "RecurrentApplication",
     "SimpleRecurrent",

@@ -50,7 +50,6 @@ import jax.numpy as jnp
 from bricks.core.application import Application, BoundApplication, application
 from bricks.core.brick import Brick
 from bricks.core.checks import as_input, check_rank, check_same_size, check_size
-from bricks.core.tracing import scan
 from bricks.errors import (
     ConfigurationError,
     InitialStateError,
@@ -58,6 +57,7 @@ from bricks.errors import (
     SequenceShapeError,
     ShapeError,
 )
+from bricks.recurrent._fused_backward import fused_scan
 
 __all__ = ["recurrent", "BaseRecurrent", "RecurrentApplication"]
 
@@ -71,6 +71,7 @@ CONTROL_ARGUMENTS = (
     "unroll",
     "n_steps",
     "batch_size",
+    "fused_backward",
 )
 
 
@@ -243,6 +244,11 @@ def recurrent(
       first sequence): ``fn`` maps the step's slice of that sequence to the
       step's argument (or to a dict of step arguments), inside the scan;
     * ``unroll`` — passed to ``lax.scan``;
+    * ``fused_backward`` — compute the gradients of the weights that the step
+      multiplies with :func:`~bricks.recurrent.recurrent_dot` after the scan,
+      as one matrix product over all steps (default: the brick's
+      ``fused_backward`` attribute, else ``True``); ``False`` lets JAX
+      accumulate them inside the backward scan;
     * ``n_steps``, ``batch_size`` — needed only when no sequence is given.
 
     Returns:
@@ -590,7 +596,10 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
     remat = control["remat"]
     if remat is None:
         remat = bool(getattr(brick, "remat", False))
-    final, ys = scan(
+    fused = control["fused_backward"]
+    if fused is None:
+        fused = bool(getattr(brick, "fused_backward", True))
+    final, ys = fused_scan(
         body,
         init,
         given,
@@ -599,6 +608,7 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
         remat=remat,
         unroll=control["unroll"] or 1,
         name=f"{brick.path}.{bound.name}.scan",
+        fused=fused,
     )
     del final
     ys = list(ys)
@@ -658,10 +668,14 @@ class BaseRecurrent(Brick):
     It gives them a default :meth:`initial_states`: zeros of shape
     ``(batch_size, get_dim(state))`` for every state of ``apply`` (``(batch_size,)``
     when the dimension is 0). Set ``remat = True`` on an instance to
-    rematerialize its steps in backprop by default.
+    rematerialize its steps in backprop by default, ``fused_backward = False``
+    to let JAX accumulate the weight gradients inside the backward scan.
     """
 
     remat: bool = False
+    #: compute the weight gradients of :func:`~bricks.recurrent.recurrent_dot`
+    #: after the scan, as one matrix product (see ``bricks.recurrent._fused_backward``)
+    fused_backward: bool = True
 
     @application
     def initial_states(self, batch_size: int, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,311 @@
+"""A fused backward pass for recurrent scans (what cuDNN and oneDNN do).
+
+Differentiating ``lax.scan`` of a step ``a_t = x_t + h_{t-1} @ W`` makes the
+backward scan accumulate ``dW += h_{t-1}ᵀ da_t`` at every step: ``T`` small
+matrix products inside the loop. Here the backward scan only propagates the
+state cotangents and returns the stacked ``da_t``; the weight gradient is then
+one large product over all time steps, ``(T·B × H)ᵀ (T·B × N)``, after the
+loop.
+
+A step opts in by computing its recurrent matrix products with
+:func:`recurrent_dot` (``SimpleRecurrent``, ``LSTM`` and ``GatedRecurrent``
+do). Outside a fused scan it is ``jnp.dot``. Inside one, it computes
+``lhs @ W' + z_t`` where ``W'`` is the value of ``W`` passed to the scan as an
+input that the backward scan does not differentiate and ``z`` is a zero
+sequence fed to the scan: the cotangent of ``z`` is ``da``, and ``lhs`` is
+returned as an extra stacked output. A :func:`jax.custom_vjp` around the scan
+adds ``Σ_t lhs_tᵀ dz_t`` to the gradient of ``W``. Everything else (masks,
+``reverse``, ``remat``, input transforms, graph annotations and
+interventions) is the plain scan's, differentiated by JAX.
+
+The fusion only applies to a weight that is a parameter read unchanged from
+the active parameter mapping; any other operand (a weight replaced by an
+intervention, a value computed in the step) keeps the plain ``jnp.dot`` and
+JAX's own gradient, so the result is always the plain scan's gradient.
+It is only used where parameters are differentiated in reverse mode
+(``jax.grad``, ``jax.vjp``); evaluation and forward mode (``jax.jvp``) run the
+plain scan. Forward over reverse (``jax.hessian``) is not possible through a
+custom VJP: pass ``fused_backward=False`` (or set the brick's
+``fused_backward = False``) for that.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bricks.core.tracing import Frame, Recorder, current_frame, use_frame
+from bricks.errors import RecurrentError
+
+__all__ = ["recurrent_dot", "fused_scan"]
+
+try:  # a private helper of JAX; without it the nesting check below is skipped
+    from jax._src.core import get_opaque_trace_state as _trace_state
+except ImportError:  # pragma: no cover - depends on the JAX version
+    _trace_state = None
+try:  # what reverse mode (jax.grad, jax.vjp) traces with; jax.jvp uses JVPTracer
+    from jax._src.interpreters.ad import LinearizeTracer as _ReverseTracer
+except ImportError:  # pragma: no cover - depends on the JAX version
+    _ReverseTracer = None
+
+
+def _reverse_differentiated(value: Any) -> bool:
+    """Whether ``value`` is being differentiated in reverse mode (only then is the
+    custom VJP used: forward mode, ``jax.jvp``, keeps the plain scan)."""
+    return _ReverseTracer is not None and isinstance(value, _ReverseTracer)
+
+
+@dataclass
+class _Fusion:
+    """What one trace of a fused step records."""
+
+    candidates: tuple[Any, ...]
+    zs: tuple[Any, ...] | None = None  # None while discovering
+    ws: tuple[Any, ...] = ()  # the fused weights, as inputs of the step
+    trace: Any = None
+    fusable: list[bool] = field(default_factory=list)
+    outs: list[Any] = field(default_factory=list)
+    lhs: list[Any] = field(default_factory=list)
+    weights: list[Any] = field(default_factory=list)
+
+
+_FUSION: contextvars.ContextVar[_Fusion | None] = contextvars.ContextVar(
+    "bricks_fusion", default=None
+)
+
+
+def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
+    """``jnp.dot(lhs, weight)`` for the recurrent matrix product of a step.
+
+    Args:
+        lhs: ``(batch, ..., in)``, e.g. the previous states.
+        weight: ``(in, out)``, a parameter of the brick (``self.W``).
+
+    Returns:
+        ``(batch, ..., out)``. In a scan with the fused backward on, the
+        gradient of ``weight`` is computed after the scan as one matrix
+        product over all time steps (see the module docstring).
+    """
+    fusion = _FUSION.get()
+    if fusion is None:
+        return jnp.dot(lhs, weight)
+    if _trace_state is not None and fusion.trace is not None and _trace_state() != fusion.trace:
+        raise RecurrentError(
+            "recurrent_dot was called inside a transformation nested in a recurrent step "
+            "(a scan, cond or checkpoint of its own) while the fused backward is on; pass "
+            "fused_backward=False to the recurrent application or use jnp.dot there"
+        )
+    k = len(fusion.fusable)
+    fusable = (
+        jnp.ndim(weight) == 2
+        and jnp.ndim(lhs) >= 1
+        and any(weight is c for c in fusion.candidates)
+    )
+    if fusion.zs is not None and (k >= len(fusion.zs) or (fusion.zs[k] is None) == fusable):
+        raise RecurrentError(
+            "a recurrent step called recurrent_dot differently in two traces of the same "
+            "step; the fused backward needs a step whose matrix products do not depend on "
+            "Python state. Pass fused_backward=False."
+        )
+    fusion.fusable.append(fusable)
+    if not fusable:
+        return jnp.dot(lhs, weight)
+    if fusion.zs is None:  # discovering the shapes
+        out = jnp.dot(lhs, weight)
+        fusion.outs.append(jax.ShapeDtypeStruct(out.shape, out.dtype))
+        fusion.weights.append(weight)
+        return out
+    z, w = fusion.zs[k], fusion.ws[len(fusion.lhs)]
+    fusion.lhs.append(lhs)
+    fusion.weights.append(weight)
+    return (jnp.dot(lhs, w) + z).astype(z.dtype)
+
+
+def _with_fusion(fusion: _Fusion, fn: Callable[..., Any], *args: Any) -> Any:
+    token = _FUSION.set(fusion)
+    try:
+        return fn(*args)
+    finally:
+        _FUSION.reset(token)
+
+
+def fused_scan(
+    body: Callable[[Any, Any], tuple[Any, Any]],
+    init: Any,
+    xs: Any,
+    *,
+    length: int,
+    reverse: bool = False,
+    remat: bool = False,
+    unroll: int = 1,
+    name: str = "scan",
+    fused: bool = True,
+) -> tuple[Any, Any]:
+    """:func:`bricks.core.tracing.scan` with the fused backward of
+    :func:`recurrent_dot` (when ``fused``; else the plain scan with no
+    fusion active in the body)."""
+    frame = current_frame()
+    rec = frame.recorder
+    steps = jnp.arange(length, dtype=jnp.int32)
+    if rec is None:
+
+        def fn(carry: Any, x_t: Any) -> Any:
+            return body(carry, x_t[0])
+
+        finish = None
+    else:
+        scope = rec.new_tag(name) + "/"
+        rec.root.scans.append(scope[:-1])
+        inner_requested = {t for t in rec.requested if t.startswith(scope)}
+        inner_vars: dict[str, Any] = {}
+
+        def fn(carry: Any, x_t: Any) -> Any:
+            x, t = x_t
+            child = Recorder(
+                interventions=rec.interventions,
+                requested=inner_requested,
+                key=rec.key,
+                _parent=rec,
+                _scope=scope,
+                _step=t,
+            )
+            with use_frame(Frame(params=current_frame().params, recorder=child, extra=frame.extra)):
+                carry, y = body(carry, x)
+            inner_vars.update(child.variables)
+            extras = {tag: child.collected[tag] for tag in sorted(child.collected)}
+            return carry, (y, extras)
+
+        def finish(ys: Any) -> Any:
+            ys, extras = ys
+            for tag, var in inner_vars.items():
+                rec.variables[tag] = replace(
+                    var, shape=(length, *var.shape), scan_scope=var.scan_scope or scope[:-1]
+                )
+            rec.collected.update(extras)
+            return ys
+
+    params = frame.params.values() if fused and frame.params else ()
+    candidates = tuple(v for v in params if _reverse_differentiated(v))
+    result = None
+    if candidates:
+        result = _fused(fn, init, (xs, steps), candidates, length, reverse, remat, unroll)
+    if result is None:
+
+        def unfused(carry: Any, x_t: Any) -> Any:
+            return _with_fusion(None, fn, carry, x_t)  # type: ignore[arg-type]
+
+        step = jax.checkpoint(unfused) if remat else unfused
+        result = jax.lax.scan(
+            step, init, (xs, steps), length=length, reverse=reverse, unroll=unroll
+        )
+    carry, ys = result
+    return carry, (ys if finish is None else finish(ys))
+
+
+def _example(tree: Any) -> Any:
+    """One time step of the stacked ``tree``, as shapes."""
+    return jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), tree)
+
+
+def _fused(
+    fn: Callable[[Any, Any], tuple[Any, Any]],
+    init: Any,
+    xs: Any,
+    candidates: tuple[Any, ...],
+    length: int,
+    reverse: bool,
+    remat: bool,
+    unroll: int,
+) -> tuple[Any, Any] | None:
+    """The scan of ``fn`` with the fused weight gradients, or ``None`` when no
+    step matrix product reads a differentiated parameter."""
+    x0 = _example(xs)
+
+    def discover(carry: Any, x: Any) -> Any:
+        fusion = _Fusion(candidates, trace=_trace_state() if _trace_state else None)
+        out = _with_fusion(fusion, fn, carry, x)
+        found.append(fusion)
+        return out
+
+    found: list[_Fusion] = []
+    init0 = jax.tree_util.tree_map(
+        lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), init
+    )
+    jax.eval_shape(discover, init0, x0)
+    plan = found[-1]
+    if not any(plan.fusable):
+        return None
+    z_shapes = tuple(
+        plan.outs[sum(plan.fusable[:k])] if f else None for k, f in enumerate(plan.fusable)
+    )
+
+    def step(carry: Any, xz: Any, ws: Any) -> Any:
+        x, zs = xz
+        zs_full = list(zs)
+        fusion = _Fusion(
+            candidates,
+            zs=tuple(zs_full.pop(0) if s is not None else None for s in z_shapes),
+            ws=tuple(ws),
+            trace=_trace_state() if _trace_state else None,
+        )
+        carry, y = _with_fusion(fusion, fn, carry, x)
+        if len(fusion.fusable) != len(z_shapes):
+            raise RecurrentError(
+                "a recurrent step called recurrent_dot a different number of times in two "
+                "traces; pass fused_backward=False"
+            )
+        return carry, (y, tuple(fusion.lhs))
+
+    shapes = [s for s in z_shapes if s is not None]
+    z0 = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in shapes)
+    body = jax.checkpoint(step) if remat else step
+    weights = tuple(plan.weights)  # parameters of the active mapping, one per fused product
+    w0 = tuple(jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in weights)
+    converted, consts = jax.closure_convert(body, init, (x0, z0), w0)
+
+    def zeros() -> tuple[Any, ...]:
+        return tuple(jnp.zeros((length, *s.shape), s.dtype) for s in shapes)
+
+    def scan_all(consts: Any, ws: Any, init: Any, xs: Any, zs: Any) -> Any:
+        return jax.lax.scan(
+            lambda c, xz: converted(c, xz, ws, *consts),
+            init,
+            (xs, zs),
+            length=length,
+            reverse=reverse,
+            unroll=unroll,
+        )
+
+    @jax.custom_vjp
+    def run(consts: Any, ws: Any, init: Any, xs: Any) -> Any:
+        carry, (ys, _) = scan_all(consts, ws, init, xs, zeros())
+        return carry, ys
+
+    def run_fwd(consts: Any, ws: Any, init: Any, xs: Any) -> Any:
+        # ws is held constant by the backward scan: no weight gradient inside it
+        def differentiated(consts: Any, init: Any, xs: Any, zs: Any) -> Any:
+            return scan_all(consts, ws, init, xs, zs)
+
+        (carry, (ys, lhs)), pull = jax.vjp(differentiated, consts, init, xs, zeros())
+        return (carry, ys), (pull, lhs)
+
+    def run_bwd(res: Any, cotangent: Any) -> Any:
+        pull, lhs = res
+        d_carry, d_ys = cotangent
+        d_consts, d_init, d_xs, d_zs = pull(
+            (d_carry, (d_ys, tuple(jnp.zeros_like(v) for v in lhs)))
+        )
+        d_ws = []
+        for k, w in enumerate(w0):  # one (T·B × in)ᵀ (T·B × out) product each
+            axes = list(range(lhs[k].ndim - 1))
+            grad = jnp.tensordot(lhs[k], d_zs[k], axes=(axes, axes))
+            d_ws.append(grad.astype(w.dtype))
+        return d_consts, tuple(d_ws), d_init, d_xs
+
+    run.defvjp(run_fwd, run_bwd)
+    return run(tuple(consts), weights, init, xs)
