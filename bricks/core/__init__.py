@@ -64,6 +64,7 @@ from bricks.core.simple import (
 )
 from bricks.core.spatial_bn import SpatialBatchNormalization
 from bricks.core.tracing import Frame, Recorder, Variable, annotate, apply_with, scan
+from bricks.core.values import ValueSource, ValueStore, bind_values, unbind_values
 from bricks.core.wrappers import WithExtraDims, with_extra_dims
 
 __all__ = [
@@ -134,4 +135,8 @@ __all__ = [
     "AveragePooling",
     "ConvolutionalSequence",
     "Flattener",
+    "ValueSource",
+    "ValueStore",
+    "bind_values",
+    "unbind_values",
 ]
