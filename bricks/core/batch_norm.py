@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from bricks.core.application import BoundApplication, application
 from bricks.core.brick import Initializable
-from bricks.core.checks import as_input, check_rank, check_size
+from bricks.core.checks import as_input, check_rank, check_size, describe
 from bricks.core.initialization import Constant
 from bricks.core.roles import (
     BATCH_NORM_MINIBATCH_ESTIMATE,
@@ -35,7 +35,7 @@ from bricks.core.sequences import MLP
 from bricks.core.sequences import Sequence as Seq_
 from bricks.core.simple import _expand_as
 from bricks.core.tracing import Frame, current_frame, use_frame
-from bricks.errors import ConfigurationError
+from bricks.errors import ConfigurationError, ShapeError
 
 __all__ = ["BatchNormalization", "BatchNormalizedMLP", "batch_normalization", "TRAINING_MODE"]
 
@@ -234,6 +234,11 @@ class BatchNormalization(Initializable):
             if not self.mean_only:
                 self.parameter("population_stdev")
             axes = self._axes(input_.ndim)
+            if any(isinstance(input_.shape[a], int) and input_.shape[a] == 0 for a in axes):
+                raise ShapeError(
+                    f"{describe(self)}: input 'input_' has shape {input_.shape}: an empty batch "
+                    "has no statistics to normalize with in training mode"
+                )
             mean = jnp.mean(input_, axis=axes, keepdims=True)
             mean = self.add_auxiliary_variable(
                 mean.reshape(self._stat_shape), (BATCH_NORM_MINIBATCH_ESTIMATE,), "batch_mean"

@@ -190,3 +190,12 @@ def test_costs_need_a_class_axis_and_cost_integer_predictions_as_floats():
     )
     with pytest.raises(ShapeError, match="SquaredError /squarederror: y has shape \\(1, 3\\)"):
         SquaredError().apply(jnp.ones((1, 3)), jnp.ones((2, 3)))
+
+
+def test_batch_normalization_refuses_an_empty_batch_in_training_mode():
+    from bricks.core import batch_normalization
+
+    bn = _ready(BatchNormalization(3))
+    assert bn.apply(jnp.ones((0, 3))).shape == (0, 3)  # inference mode: per example
+    with batch_normalization(), pytest.raises(ShapeError, match="empty batch has no statistics"):
+        bn.apply(jnp.ones((0, 3)))
