@@ -1,9 +1,9 @@
-"""ProgressBar: a terminal progress bar with rate and ETA, epoch by epoch.
+"""ProgressBar: a tqdm progress bar with rate, ETA, epoch and the latest monitored values.
 
 >>> import io
 >>> bar = ProgressBar(file=io.StringIO())
 >>> bar.format_bar(5, 10, 2.0)
-'epoch 1 [###############...............]  5/10   2.5 it/s ETA 0:00:02'
+'epoch 1 [###############...............]  5/10  2.50it/s ETA 00:02'
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ import inspect
 import math
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
+
+from tqdm.auto import tqdm
 
 from bricks.extensions.base import TrainingExtension
 
-__all__ = ["ProgressBar", "epoch_length"]
+__all__ = ["ProgressBar", "epoch_length", "is_interactive"]
 
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+# the bar redrawn in place (a terminal, a notebook, an in-memory buffer)
+_BAR = "{desc} [{bar:%d}] {n_fmt:>%d}/{total_fmt} {rate_fmt} ETA {remaining}{postfix}"
+_COUNT = "{desc} {n_fmt} batches {rate_fmt} elapsed {elapsed}{postfix}"
+# one line per report (a log file, CI): no bar, the same figures
+_LINE = "{desc} {n_fmt}/{total_fmt} batches {rate_fmt} ETA {remaining}{postfix}"
 
 
 def _num_requests(scheme: Any, epoch: int) -> int | None:
@@ -85,21 +89,61 @@ def epoch_length(stream: Any, epoch: int = 0) -> int | None:
     return None
 
 
-class ProgressBar(TrainingExtension):
-    """Show the progress of each epoch: batches done, total, rate (it/s) and ETA.
+def is_interactive(file: Any) -> bool:
+    """Whether a bar redrawn in place suits ``file``.
 
-    The epoch length comes from the stream's iteration scheme, through the
-    transformers that wrap it (see :func:`epoch_length`); when the stream
-    cannot know it ahead, from the previous epoch; before that the bar shows
-    a count and a rate. A run resumed mid-epoch counts from the start of that
-    epoch. Redraws at most every ``interval`` seconds, so it costs next to
-    nothing per batch, and does not need control between batches
+    ``False`` for a file or a pipe that is not a terminal (a log file, CI
+    output): those get one line per report instead of carriage returns.
+    ``True`` for a terminal and for in-memory buffers (``io.StringIO``, a
+    notebook's output), which have no file descriptor.
+    """
+    try:
+        file.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return True
+    isatty = getattr(file, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class ProgressBar(TrainingExtension):
+    """Show the progress of each epoch: batches done, total, rate, ETA, latest values.
+
+    Drawn by `tqdm <https://tqdm.github.io>`_ (``tqdm.auto``: a widget in
+    notebooks, trimmed to the terminal's width). The epoch length comes from
+    the stream's iteration scheme, through the transformers that wrap it (see
+    :func:`epoch_length`); when the stream cannot know it ahead, from the
+    previous epoch; before that the bar shows a count and a rate. A run
+    resumed mid-epoch counts from the start of that epoch, and its rate and
+    ETA from the batches run since. The bar's postfix shows the latest value
+    of the monitored records (``train_cost=2.31``), read from the log rows
+    the monitoring extensions wrote: no device transfer of its own; put the
+    bar after them in the extension list to see this batch's values.
+
+    With ``report_every_n_batches=N`` it also prints one line every ``N``
+    batches with the progress and the latest
+    values (``epoch 1 100/1125 batches 9.3it/s ETA 01:50, train_cost=2.4``),
+    above the bar. Output that is not a terminal (a log file, CI: see
+    :func:`is_interactive`) gets only these lines, and one at the end of each
+    epoch, instead of carriage-return redraws.
+
+    Redraws at most every ``interval`` seconds, so it costs next to nothing
+    per batch, and needs no control between batches except at the reports
     (multi-step calls stay on).
 
     Args:
         file: output (default ``sys.stderr``).
         width: bar width in characters.
         interval: minimum seconds between redraws.
+        name: the extension's name.
+        report_every_n_batches: print a report line every this many batches.
+        records: the records shown (default: every numeric record of the log
+            rows except ``time_*`` ones).
+        dynamic: redraw in place (``True``) or print lines (``False``);
+            default: :func:`is_interactive` of the output.
     """
 
     def __init__(
@@ -108,16 +152,34 @@ class ProgressBar(TrainingExtension):
         width: int = 30,
         interval: float = 0.1,
         name: str | None = None,
+        *,
+        report_every_n_batches: int | None = None,
+        records: Sequence[str] | None = None,
+        dynamic: bool | None = None,
     ) -> None:
         super().__init__(name)
+        if report_every_n_batches is not None and int(report_every_n_batches) < 1:
+            from bricks.errors import ExtensionError
+
+            raise ExtensionError(
+                f"ProgressBar: report_every_n_batches must be >= 1 or None, "
+                f"got {report_every_n_batches!r}"
+            )
         self.file, self.width, self.interval = file, width, interval
+        self.report_every = None if report_every_n_batches is None else int(report_every_n_batches)
+        self.records = None if records is None else list(records)
+        self.dynamic = dynamic
         self.epoch_length: int | None = None
         self.epoch = 1
+        self.latest: dict[str, Any] = {}
         self._epoch_start_iter = 0
         self._timed_from_iter = 0
         self._epoch_start_time = 0.0
         self._last_draw = 0.0
+        self._bar: Any = None
+        self._reported_at = -1
 
+    # -- what to show ----------------------------------------------------------
     def get_iter_per_epoch(self) -> int | None:
         """The number of batches of the current epoch, when known ahead (Blocks' name)."""
         stream = self.main_loop.data_stream
@@ -129,24 +191,97 @@ class ProgressBar(TrainingExtension):
                 return None
         return n
 
-    def format_bar(self, done: int, total: int | None, elapsed: float, timed: int = -1) -> str:
+    def _out(self) -> TextIO:
+        return self.file or sys.stderr
+
+    def _is_dynamic(self) -> bool:
+        return is_interactive(self._out()) if self.dynamic is None else bool(self.dynamic)
+
+    def _postfix(self) -> str:
+        return ", ".join(f"{k}={_value(v)}" for k, v in self.latest.items())
+
+    def _bar_format(self, total: int | None) -> str:
+        if total:
+            return _BAR % (self.width, len(str(total)))
+        return _COUNT
+
+    def format_bar(
+        self,
+        done: int,
+        total: int | None,
+        elapsed: float,
+        timed: int = -1,
+        postfix: str = "",
+        bar_format: str | None = None,
+    ) -> str:
         """One line: ``done`` batches of ``total`` in ``elapsed`` seconds.
 
         ``timed`` is how many of them ran in ``elapsed`` (all by default;
         fewer after resuming mid-epoch), for the rate and the ETA.
         """
         timed = done if timed < 0 else timed
-        rate = timed / elapsed if elapsed > 0 else 0.0
-        if total and done <= total:
-            filled = int(self.width * done / total)
-            bar = "#" * filled + "." * (self.width - filled)
-            eta = (total - done) / rate if rate > 0 else 0.0
-            width = len(str(total))
-            return (
-                f"epoch {self.epoch} [{bar}] {done:>{width}}/{total} "
-                f"{rate:5.1f} it/s ETA {_fmt_time(eta)}"
-            )
-        return f"epoch {self.epoch} {done} batches {rate:5.1f} it/s elapsed {_fmt_time(elapsed)}"
+        if total is not None and done > total:
+            total = None
+        return tqdm.format_meter(
+            done,
+            total,
+            elapsed,
+            prefix=f"epoch {self.epoch}",
+            ascii=".#",
+            unit="it",
+            initial=done - timed,
+            bar_format=bar_format or self._bar_format(total),
+            postfix=postfix or None,
+        )
+
+    def report_line(self) -> str:
+        """The report: epoch, batches done of the epoch, rate, ETA and the latest values."""
+        done_total = self.main_loop.log.status["iterations_done"]
+        total = self.epoch_length
+        done = done_total - self._epoch_start_iter
+        fmt = _LINE if total and done <= total else _COUNT
+        return self.format_bar(
+            done,
+            total,
+            time.perf_counter() - self._epoch_start_time,
+            done_total - self._timed_from_iter,
+            postfix=self._postfix(),
+            bar_format=fmt,
+        )
+
+    def _collect(self) -> None:
+        row = self.main_loop.log.current_row
+        names = self.records if self.records is not None else row
+        for key in names:
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if self.records is None and key.startswith("time_"):
+                continue
+            self.latest[key] = value
+
+    # -- drawing ---------------------------------------------------------------
+    def _open_bar(self, done: int, timed: int) -> Any:
+        bar = tqdm(
+            total=self.epoch_length,
+            initial=done,
+            desc=f"epoch {self.epoch}",
+            file=self._out(),
+            ascii=".#",
+            bar_format=self._bar_format(self.epoch_length),
+            mininterval=0,
+            miniters=0,
+            maxinterval=0,
+            dynamic_ncols=True,
+            leave=True,
+            postfix=self._postfix() or None,
+        )
+        # rate and ETA from the batches run since the epoch (or the resumption) started
+        bar.start_t = self._epoch_start_time
+        bar.initial = done - timed
+        bar.last_print_t = self._epoch_start_time
+        bar.last_print_n = done - timed
+        return bar
 
     def _draw(self, force: bool = False) -> None:
         now = time.perf_counter()
@@ -154,18 +289,40 @@ class ProgressBar(TrainingExtension):
             return
         self._last_draw = now
         done_total = self.main_loop.log.status["iterations_done"]
-        line = self.format_bar(
-            done_total - self._epoch_start_iter,
-            self.epoch_length,
-            now - self._epoch_start_time,
-            done_total - self._timed_from_iter,
-        )
-        out = self.file or sys.stderr
-        out.write("\r" + line)
-        out.flush()
+        done = done_total - self._epoch_start_iter
+        timed = done_total - self._timed_from_iter
+        if self.epoch_length is not None and done > self.epoch_length:
+            self.epoch_length = None  # longer than announced: count without a total
+            self._close_bar(newline=False)
+        if self._bar is None:
+            self._bar = self._open_bar(done, timed)  # draws once
+            return
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
+        self._bar.update(done - self._bar.n)
 
+    def _close_bar(self, newline: bool = True) -> None:
+        if self._bar is None:
+            return
+        bar, self._bar = self._bar, None
+        if newline:
+            bar.close()  # a last draw, then a new line
+        else:
+            bar.leave = False
+            bar.close()
+
+    def _write(self, line: str) -> None:
+        self._reported_at = self.main_loop.log.status["iterations_done"]
+        if self._bar is not None:
+            tqdm.write(line, file=self._out())
+        else:
+            out = self._out()
+            out.write(line + "\n")
+            out.flush()
+
+    # -- events ----------------------------------------------------------------
     def _start(self, epoch_start_iter: int) -> None:
         status = self.main_loop.log.status
+        self._close_bar()
         self.epoch = status["epochs_done"] + 1
         self.epoch_length = self.get_iter_per_epoch() or self.epoch_length
         self._epoch_start_iter = epoch_start_iter
@@ -180,14 +337,43 @@ class ProgressBar(TrainingExtension):
         ends = self.main_loop.log.status.get("epoch_ends") or [0]
         self._start(ends[-1])
 
+    def _report_due(self) -> bool:
+        every = self.report_every
+        return every is not None and self.main_loop.log.status["iterations_done"] % every == 0
+
     def after_batch(self, batch: Any) -> None:
-        self._draw()
+        self._collect()
+        if self._is_dynamic():
+            if self._report_due():
+                self._write(self.report_line())
+            self._draw(force=self._report_due())
+        elif self._report_due():
+            self._write(self.report_line())
 
     def after_epoch(self) -> None:
         done = self.main_loop.log.status["iterations_done"] - self._epoch_start_iter
-        self._draw(force=True)
-        (self.file or sys.stderr).write("\n")
+        self._collect()
+        if self._is_dynamic():
+            if self._bar is None:
+                self._draw(force=True)
+            assert self._bar is not None
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
+            self._bar.n = done  # close() draws it
+            self._close_bar()
+        elif self._reported_at != self.main_loop.log.status["iterations_done"]:
+            self._write(self.report_line())
         self.epoch_length = done  # the guess for a next epoch the stream cannot size
 
+    def after_training(self) -> None:
+        self._close_bar()
+
+    def on_interrupt(self) -> None:
+        self._close_bar()
+
+    def on_error(self, exception: BaseException | None = None) -> None:
+        self._close_bar()
+
     def batches_until_needed(self, iterations_done: int) -> int | None:
-        return None
+        if self.report_every is None:
+            return None
+        return self.report_every - iterations_done % self.report_every

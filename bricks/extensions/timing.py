@@ -7,12 +7,38 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
+
+import jax
 
 from bricks.extensions.base import SimpleExtension
 
 __all__ = ["Timing", "Timestamp"]
+
+
+def _wait_for_device(algorithm: Any) -> None:
+    """Block until the device has finished the steps dispatched so far."""
+    current = getattr(algorithm, "current_parameters", None)
+    if callable(current):
+        try:
+            values = current()
+        except Exception:  # not initialized yet: nothing dispatched
+            return
+        jax.block_until_ready(values)
+
+
+def _synced(method: Callable[..., Any], algorithm: Any) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = method(*args, **kwargs)
+        _wait_for_device(algorithm)
+        return result
+
+    call._timing_synced = True  # type: ignore[attr-defined]
+    return call
 
 
 class Timing(SimpleExtension):
@@ -22,24 +48,67 @@ class Timing(SimpleExtension):
     ``time_train_this_epoch``, ``time_read_data_total``,
     ``time_train_total``, ``time_this_epoch`` and, when it fires after a
     batch, ``time_read_data_this_batch`` / ``time_train_this_batch``.
-    "train" is the host time of the step call: the step is asynchronous, so
-    it shows compute time only where the device is the bottleneck.
+
+    JAX dispatches a step and returns before the device has run it, so the
+    host time of a step call says little. With ``sync=True`` (the default)
+    the main loop waits for the device after each step call (one call runs
+    up to ``steps_per_call`` steps), so "train" is the time the step really
+    took, device included: true figures, at the cost of the overlap between
+    the device's work and the host's next batch (nothing where monitoring
+    reads values after every call anyway). ``sync=False`` adds no waits and
+    records the host's dispatch time. Either way Timing waits for the device
+    whenever it fires, so ``time_this_epoch`` is wall time with the epoch's
+    work done.
+
+    After a resume the clock starts again: the first ``*_this_epoch``
+    records cover the part of the epoch run since the resumption, and the
+    ``*_total`` records go on from the totals in the restored log.
     The main loop keeps the running totals, so Timing needs no per-batch
     control. Default conditions: ``before_first_epoch``, ``after_epoch``;
     an epoch schedule given replaces ``after_epoch``: with
     ``every_n_epochs=N`` the ``*_this_epoch`` records cover the ``N`` epochs
     since it last fired.
+
+    Args:
+        prefix: prepended to the record names (``prefix_time_...``).
+        sync: wait for the device after each step call (see above).
+        **kwargs: conditions (see :mod:`bricks.extensions.base`).
     """
 
-    def __init__(self, prefix: str = "", **kwargs: Any) -> None:
+    def __init__(self, prefix: str = "", sync: bool = True, **kwargs: Any) -> None:
         defaults = {"before_first_epoch": True, "after_epoch": True}
         super().__init__(default_conditions=defaults, **kwargs)
         self.prefix = prefix + "_" if prefix else ""
-        self._epoch_marks = (0.0, 0.0, 0.0)
+        self.sync = sync
+        self._epoch_marks = (0.0, 0.0, time.perf_counter())
+        self._offsets = (0.0, 0.0)  # the totals of the runs before a resumption
+
+    def set_main_loop(self, main_loop: Any) -> None:
+        super().set_main_loop(main_loop)
+        algorithm = getattr(main_loop, "algorithm", None)
+        if not self.sync or algorithm is None:
+            return
+        for name in ("process_batch", "process_batches"):
+            method = getattr(algorithm, name, None)
+            if callable(method) and not getattr(method, "_timing_synced", False):
+                setattr(algorithm, name, _synced(method, algorithm))
 
     def _marks(self) -> tuple[float, float, float]:
+        _wait_for_device(self.main_loop.algorithm)
         t = self.main_loop.timings
         return (t["read_data_total"], t["train_total"], time.perf_counter())
+
+    def dispatch(self, callback_name: str, *args: Any) -> None:
+        if callback_name in ("before_training", "on_resumption"):
+            # the main loop's clock starts with this run: so does the epoch's
+            self._epoch_marks = self._marks()
+            if callback_name == "on_resumption":
+                log = self.main_loop.log
+                self._offsets = (
+                    float(log.last_value(self.prefix + "time_read_data_total", 0.0)),
+                    float(log.last_value(self.prefix + "time_train_total", 0.0)),
+                )
+        super().dispatch(callback_name, *args)
 
     def do(self, which_callback: str, *args: Any) -> None:
         row = self.main_loop.log.current_row
@@ -57,8 +126,8 @@ class Timing(SimpleExtension):
             row[p + "time_train_this_epoch"] = train - t0
             row[p + "time_this_epoch"] = now - w0
             self._epoch_marks = (read, train, now)
-        row[p + "time_read_data_total"] = read
-        row[p + "time_train_total"] = train
+        row[p + "time_read_data_total"] = self._offsets[0] + read
+        row[p + "time_train_total"] = self._offsets[1] + train
 
 
 class Timestamp(SimpleExtension):
