@@ -16,7 +16,7 @@ from numpy.testing import assert_allclose
 from bricks.core import Brick, Constant, application
 from bricks.core.roles import PARAMETER
 from bricks.data import DataStream, IndexableDataset, IterableDataset, SequentialScheme
-from bricks.extensions import MAX, MIN, PERPLEXITY, STACK, Aggregation, MonitoredQuantity
+from bricks.extensions import BATCH_MEAN, MAX, MEAN, MIN, PERPLEXITY, STACK, MonitoredQuantity
 from bricks.extensions.evaluator import DatasetEvaluator
 from bricks.graph import ComputationGraph
 
@@ -24,21 +24,10 @@ ported = pytest.mark.ported
 AGG = "tests/monitoring/test_aggregation.py::"
 MQ = "tests/monitoring/test_monitored_quantity.py::"
 
-#: Blocks' Mean(numerator, denominator): sums of both over batches, then the ratio
-EXAMPLE_MEAN = Aggregation(
-    init=lambda shape, dtype: (jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.float32)),
-    update=lambda acc, value, n: (acc[0] + value * n, acc[1] + n),
-    finalize=lambda acc: acc[0] / acc[1],
-    name="example_mean",
-)
-#: Blocks' default for a variable without a scheme: the mean of the minibatch values
-BATCH_MEAN = Aggregation(
-    init=lambda shape, dtype: (jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.float32)),
-    update=lambda acc, value, n: (acc[0] + value, acc[1] + 1),
-    finalize=lambda acc: acc[0] / acc[1],
-    name="batch_mean",
-)
-
+#: Blocks' Mean(numerator, denominator) is bricks' MEAN (per-batch means weighted by
+#: their number of examples); Blocks' default for a variable without a scheme (the
+#: plain mean of the minibatch values) is BATCH_MEAN
+EXAMPLE_MEAN = MEAN
 
 class TestBrick(Brick):
     __test__ = False
