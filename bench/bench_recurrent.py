@@ -3,14 +3,20 @@
 A 2-layer LSTM character language model (vocabulary 64, hidden 256,
 sequences of 100, batches of 32): embedding (``LookupTable`` into the gate
 space) → ``RecurrentStack([LSTM, LSTM])`` (a ``Fork`` between the layers) →
-``Linear`` readout → softmax cross-entropy. The reference is the same model
-and equations (peepholes, learned initial states) written by hand with
-``lax.scan``. Both train with one jitted step (forward, backward and an optax
+``Linear`` readout → softmax cross-entropy (workload "W2" of issue 21). The
+floor is the same model and equations written by hand with ``lax.scan`` and
+differentiated by ``jax.grad``. Two cells: Blocks' (peepholes, learned
+initial states; the default ``LSTM``) and the plain cell (``LSTM(peepholes=
+False, learn_initial_states=False)``), each against a floor with its own
+equations. All train with one jitted step (forward, backward and an optax
 Adam update, parameters and optimizer state donated).
 
-Printed: compile seconds and steady-state tokens/s of each, their ratio
-(bricks / hand-written; measured interleaved, best of ``--rounds``), and the
-compiled temporary memory of the backward pass (``jax.grad`` of the loss) at
+Printed: compile seconds; tokens/s (median and range over ``--rounds``
+interleaved repetitions of ``--steps`` steps, so every variant sees the same
+machine load); the process CPU time per step (all threads; steadier than
+wall time on a loaded machine); the ratios bricks / floor per repetition
+(median and range); bricks with ``fused_backward=False`` as a third
+variant; and the compiled temporary memory of the backward pass (``jax.grad`` of the loss) at
 sequence length ``--long`` with and without ``remat`` (for the LM also
 with the embedding lookup inside the scanned step, ``input_transforms``; for
 the stack alone also with the forks between layers outside the layers'
@@ -22,6 +28,8 @@ Run: ``python bench/bench_recurrent.py`` (``--quick`` for a smoke run).
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 
 import jax
@@ -33,10 +41,14 @@ from bricks.core import Constant, IsotropicGaussian, Linear, LookupTable, apply_
 from bricks.recurrent import LSTM, RecurrentStack
 
 
-def bricks_model(vocab: int, hidden: int):
+def bricks_model(vocab: int, hidden: int, peepholes: bool = True, fused: bool = True):
     embed = LookupTable(vocab, 4 * hidden, name="embed", weights_init=IsotropicGaussian(0.1))
+
+    def lstm():
+        return LSTM(hidden, peepholes=peepholes, learn_initial_states=peepholes)
+
     stack = RecurrentStack(
-        [LSTM(hidden), LSTM(hidden)],
+        [lstm(), lstm()],
         name="stack",
         weights_init=IsotropicGaussian(0.1),
         biases_init=Constant(0.0),
@@ -61,9 +73,12 @@ def bricks_model(vocab: int, hidden: int):
                     remat=remat,
                     low_memory=low_memory,
                     input_transforms={"inputs": embed.apply},
+                    fused_backward=fused,
                 )
             else:
-                outputs = stack.apply(embed.apply(tokens), remat=remat, low_memory=low_memory)
+                outputs = stack.apply(
+                    embed.apply(tokens), remat=remat, low_memory=low_memory, fused_backward=fused
+                )
             logits = readout.apply(outputs[stack.apply.outputs.index("states#1")])
             return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
@@ -72,12 +87,14 @@ def bricks_model(vocab: int, hidden: int):
     return params, loss
 
 
-def handwritten_model(vocab: int, hidden: int):
+def handwritten_model(vocab: int, hidden: int, peepholes: bool = True):
     h = hidden
     keys = iter(jax.random.split(jax.random.key(0), 16))
     normal = lambda shape: 0.1 * jax.random.normal(next(keys), shape)  # noqa: E731
 
     def layer():
+        if not peepholes:
+            return {"W": normal((h, 4 * h))}
         return {
             "W": normal((h, 4 * h)),
             "p_in": normal((h,)),
@@ -103,17 +120,26 @@ def handwritten_model(vocab: int, hidden: int):
         def step(carry, x_t):
             hs, cs = carry
             a = x_t + hs @ p["W"]
-            i = jax.nn.sigmoid(a[:, :h] + cs * p["p_in"][None])
-            f = jax.nn.sigmoid(a[:, h : 2 * h] + cs * p["p_forget"][None])
+            if peepholes:
+                i = jax.nn.sigmoid(a[:, :h] + cs * p["p_in"][None])
+                f = jax.nn.sigmoid(a[:, h : 2 * h] + cs * p["p_forget"][None])
+            else:
+                i, f = jax.nn.sigmoid(a[:, :h]), jax.nn.sigmoid(a[:, h : 2 * h])
             c_new = f * cs + i * jnp.tanh(a[:, 2 * h : 3 * h])
-            o = jax.nn.sigmoid(a[:, 3 * h :] + c_new * p["p_out"][None])
+            if peepholes:
+                o = jax.nn.sigmoid(a[:, 3 * h :] + c_new * p["p_out"][None])
+            else:
+                o = jax.nn.sigmoid(a[:, 3 * h :])
             h_new = o * jnp.tanh(c_new)
             return (h_new, c_new), h_new
 
-        init = (
-            jnp.broadcast_to(p["h0"][None], (batch, h)),
-            jnp.broadcast_to(p["c0"][None], (batch, h)),
-        )
+        if peepholes:
+            init = (
+                jnp.broadcast_to(p["h0"][None], (batch, h)),
+                jnp.broadcast_to(p["c0"][None], (batch, h)),
+            )
+        else:
+            init = (jnp.zeros((batch, h)), jnp.zeros((batch, h)))
         _, hs = jax.lax.scan(jax.checkpoint(step) if remat else step, init, x)
         return hs
 
@@ -148,15 +174,18 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--seq", type=int, default=100)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per round")
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved repetitions (>= 3)")
+    ap.add_argument(
+        "--cells", nargs="+", default=["blocks", "plain"], choices=["blocks", "plain"]
+    )
     ap.add_argument("--long", type=int, default=1000, help="sequence length of the memory test")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.hidden, args.seq, args.batch, args.steps, args.rounds, args.long = 32, 20, 4, 2, 1, 100
+        args.hidden, args.seq, args.batch, args.steps, args.rounds, args.long = 32, 20, 4, 2, 3, 100
 
     device = jax.devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
@@ -166,11 +195,30 @@ def main() -> None:
     )
     if args.skip_throughput:
         return memory(args)
+    print(f"load average before: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     tokens, targets = batch(args.vocab, args.seq, args.batch, 0)
     optimizer = optax.adam(1e-3)
+    cells = {"blocks": True, "plain": False}
+    for cell in args.cells:
+        throughput(args, cell, cells[cell], tokens, targets, optimizer)
+    print(f"load average after: {os.getloadavg()[0]:.1f} (1 min)")
+
+    if not args.skip_memory:
+        memory(args)
+
+
+def throughput(args, cell: str, peepholes: bool, tokens, targets, optimizer) -> None:
+    """Interleaved repetitions of bricks (fused and unfused backward) and the floor."""
+    builds = {
+        "bricks": lambda: bricks_model(args.vocab, args.hidden, peepholes),
+        "bricks, fused_backward=False": lambda: bricks_model(
+            args.vocab, args.hidden, peepholes, fused=False
+        ),
+        "floor (lax.scan)": lambda: handwritten_model(args.vocab, args.hidden, peepholes),
+    }
     runs = {}
-    for name, build in (("bricks", bricks_model), ("hand-written", handwritten_model)):
-        params, loss = build(args.vocab, args.hidden)
+    for name, build in builds.items():
+        params, loss = build()
         step = train_step(loss, optimizer)
         opt_state = optimizer.init(params)
         start = time.perf_counter()
@@ -178,36 +226,37 @@ def main() -> None:
         compile_s = time.perf_counter() - start
         params, opt_state, value = compiled(params, opt_state, tokens, targets)  # warm up
         value.block_until_ready()
-        runs[name] = {
-            "compiled": compiled,
-            "state": (params, opt_state),
-            "compile_s": compile_s,
-            "best": float("inf"),
-        }
-    for _ in range(args.rounds):  # interleaved, so both see the same machine load
+        runs[name] = {"compiled": compiled, "state": (params, opt_state), "compile_s": compile_s}
+        runs[name].update(wall=[], cpu=[])
+    for _ in range(args.rounds):  # interleaved, so all see the same machine load
         for run in runs.values():
             params, opt_state = run["state"]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 params, opt_state, value = run["compiled"](params, opt_state, tokens, targets)
             value.block_until_ready()
-            run["best"] = min(run["best"], (time.perf_counter() - start) / args.steps)
+            run["wall"].append((time.perf_counter() - start) / args.steps)
+            run["cpu"].append((time.process_time() - cpu) / args.steps)
             run["state"] = (params, opt_state)
     tokens_per_step = args.seq * args.batch
+    print(f"{cell} cell ({'peepholes, learned' if peepholes else 'no peepholes, zero'} initial "
+          f"states), {args.rounds} interleaved repetitions of {args.steps} steps:")
     for name, run in runs.items():
+        rates = [tokens_per_step / w for w in run["wall"]]
         print(
-            f"{name:>13}: compile {run['compile_s']:.2f} s, "
-            f"{tokens_per_step / run['best']:,.0f} tokens/s ({run['best'] * 1e3:.1f} ms/step)"
+            f"  {name:>29}: compile {run['compile_s']:5.2f} s, tokens/s median "
+            f"{statistics.median(rates):,.0f} (range {min(rates):,.0f}-{max(rates):,.0f}), "
+            f"CPU {statistics.median(run['cpu']) * 1e3:.0f} ms/step"
         )
-    ratio = runs["hand-written"]["best"] / runs["bricks"]["best"]
-    print(f"throughput ratio bricks / hand-written: {ratio:.3f}")
-    print(
-        f"compile ratio bricks / hand-written: "
-        f"{runs['bricks']['compile_s'] / runs['hand-written']['compile_s']:.2f}"
-    )
-
-    if not args.skip_memory:
-        memory(args)
+    floor = runs["floor (lax.scan)"]
+    for name in ("bricks", "bricks, fused_backward=False"):
+        wall = [f / b for f, b in zip(floor["wall"], runs[name]["wall"], strict=True)]
+        cpu = [f / b for f, b in zip(floor["cpu"], runs[name]["cpu"], strict=True)]
+        print(
+            f"  ratio {name} / floor: tokens/s median {statistics.median(wall):.3f} "
+            f"(range {min(wall):.3f}-{max(wall):.3f}); CPU time median "
+            f"{statistics.median(cpu):.3f} (range {min(cpu):.3f}-{max(cpu):.3f})"
+        )
 
 
 def memory(args: argparse.Namespace) -> None:
