@@ -94,6 +94,5 @@ class LeakyRectifier(Activation):
         super().__init__(**kwargs)
         self.leak = float(leak)
 
-    @application(inputs=["input_"], outputs=["output"])
-    def apply(self, input_: jax.Array) -> jax.Array:
-        return jnp.where(input_ > 0, input_, self.leak * input_)
+    def function(self, x: jax.Array) -> jax.Array:  # type: ignore[override]
+        return jnp.where(x > 0, x, jnp.asarray(self.leak, x.dtype) * x)

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bricks.core import conv, cost, lookup, parallel, simple, wrappers
+from bricks.core import conv, cost, lookup, maxout, parallel, simple, spatial_bn, wrappers
 from bricks.core.batch_norm import BatchNormalization, BatchNormalizedMLP
 from bricks.core.brick import Brick, Initializable
 from bricks.core.initialization import Constant, IsotropicGaussian
@@ -430,6 +430,11 @@ for _cls in (
 register(simple.Linear)(lambda: _ready(simple.Linear(3, 2, **_INITS), _x(4, 3)))
 register(simple.Bias)(lambda: _ready(simple.Bias(3, biases_init=_G), _x(4, 3)))
 register(simple.Maxout)(lambda: _ready(simple.Maxout(2), _x(2, 4)))
+register(maxout.LinearMaxout)(lambda: _ready(maxout.LinearMaxout(3, 2, 2, **_INITS), _x(4, 3)))
+register(maxout.LeakyRectifier)(lambda: _ready(maxout.LeakyRectifier(0.1), _x(2, 3)))
+register(spatial_bn.SpatialBatchNormalization)(
+    lambda: _ready(spatial_bn.SpatialBatchNormalization((2, 3, 3)), _x(4, 2, 3, 3))
+)
 register(MLP)(lambda: _ready(MLP([simple.Tanh(), simple.Softmax()], [3, 4, 2], **_INITS), _x(5, 3)))
 register(Sequence)(
     lambda: _ready(Sequence([simple.Linear(3, 2, **_INITS).apply, simple.Tanh().apply]), _x(2, 3))
