@@ -27,7 +27,11 @@ def checkpoint_and_plot(
     * ``plot``: ``False`` for no plot; otherwise the static page
       ``<run-dir-name>.html`` is written into ``run_dir`` at the end;
     * ``plot_server``: also serve the live plot while training (default
-      ``True``; its URL is printed when training starts).
+      ``True``; its URL is printed when training starts);
+    * ``plot_every_n_batches``: hand new values to the plot every this many
+      batches (default: when the checkpoint saves, else after every epoch).
+      Monitor the plotted channels at least as often, or the points wait
+      for the next monitoring.
 
     Put these *after* the monitoring extensions, so that they see this
     iteration's records.
@@ -42,7 +46,9 @@ def checkpoint_and_plot(
     ]
     if config.get("plot", True):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(run_dir)))
-        every = conditions or {"after_epoch": True}
+        plot_every = int(config.get("plot_every_n_batches") or 0)
+        every = {"every_n_batches": plot_every} if plot_every > 0 else conditions
+        every = every or {"after_epoch": True}
         extensions.append(
             Plot(
                 name or "plots",

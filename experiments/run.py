@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import signal
 import socket
 import sys
@@ -116,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-config-change",
         action="store_true",
         help="let --resume continue with a changed config (the diff is logged as a warning)",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="DIR",
+        help="JAX's persistent compilation cache directory (default: the config's "
+        "compile_cache, else ~/.cache/bricks/jax-compile); a second run skips most compiling",
+    )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile everything afresh, without reading or writing the compilation cache",
     )
     parser.add_argument(
         "--debug-nans",
@@ -352,6 +365,11 @@ class _Run:
         assert run_dir is not None
         if self.finished_at is not None:
             return self._already_finished()
+        from ._compile_cache import configure_compile_cache
+
+        self.compile_cache = configure_compile_cache(
+            args.compile_cache, args.no_compile_cache, config
+        )
         if args.debug_nans:
             import jax
 
@@ -478,6 +496,7 @@ class _Run:
         except CheckpointWaitTimeoutError as error:
             self._finish_summary("interrupted", error=str(error))
             print(f"python -m experiments.run: {error}", file=sys.stderr, flush=True)
+            print(self.resume_hint(), flush=True)
             sys.stdout.flush()
             os._exit(EXIT_SAVE_TIMEOUT)  # the writer thread may hang: do not wait for it
         except BaseException as error:
@@ -503,11 +522,34 @@ class _Run:
             f"{shown}\nsummary: {self.run_dir / SUMMARY_FILE}",
             flush=True,
         )
+        if status != "finished":
+            print(self.resume_hint(), flush=True)
         return 0 if status == "finished" else EXIT_INTERRUPTED
+
+    def resume_hint(self) -> str:
+        """The line that says how to continue this run: the exact command."""
+        assert self.run_dir is not None
+        return "to resume: " + " ".join(
+            shlex.quote(part) for part in resume_command(self.args, self.run_dir)
+        )
 
     def close(self) -> None:
         if self.lock is not None:
             self.lock.release()
+
+
+def resume_command(args: argparse.Namespace, run_dir: str | os.PathLike) -> list[str]:
+    """``python -m experiments.run CONFIG --output-dir RUN_DIR --resume`` (+ cache flags).
+
+    Overrides are not repeated: a resumed run takes its saved config.
+    """
+    command = ["python", "-m", "experiments.run", os.fspath(args.config)]
+    command += ["--output-dir", os.fspath(run_dir), "--resume"]
+    if args.no_compile_cache:
+        command.append("--no-compile-cache")
+    elif args.compile_cache:
+        command += ["--compile-cache", args.compile_cache]
+    return command
 
 
 def run_experiment(args: argparse.Namespace) -> int:

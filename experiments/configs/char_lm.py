@@ -13,6 +13,12 @@ time, windows shuffled). At the end the model writes ``sample_length``
 characters, starting from ``prime``, to ``sample.txt`` in the run
 directory and prints them. Costs are in nats per character
 (``bits = nats / ln 2``).
+
+The console shows a progress bar (batches, rate, ETA, epoch, the latest
+costs) and one line per report (every ``monitor_every`` batches) with the
+training and validation costs; ``--set print_blocks=True`` adds Blocks'
+status blocks. The live plot gets the training cost every ``plot_every``
+batches, so its first points come within seconds of the first step.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from bricks.extensions import (
     DataStreamMonitoring,
     FinishAfter,
     Printing,
+    ProgressBar,
     Timing,
     TrainingDataMonitoring,
 )
@@ -75,11 +82,13 @@ def get_config() -> dict[str, Any]:
         "learning_rate": 3e-3,
         "clip": 1.0,
         "num_batches": 1500,
-        "monitor_every": 100,
+        "monitor_every": 100,  # validation cost and a report line every this many batches
+        "plot_every": 10,  # the training cost, to the live plot (cheap: read once per call)
         "steps_per_call": 10,
         "checkpoint_every_n_batches": 500,
         "plot": True,  # write <run-dir-name>.html at the end
         "plot_server": True,  # and serve the live plot while training
+        "print_blocks": False,  # also print Blocks' status blocks (Printing) at each report
         # sampling at the end
         "sample_length": 400,
         "temperature": 0.7,
@@ -218,6 +227,8 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     rule = CompositeRule([StepClipping(config["clip"]), Adam(config["learning_rate"])])
     algorithm = GradientDescent(cost=cg, step_rule=rule, seed=config["seed"])
     every = config["monitor_every"]
+    # the training cost feeds the live plot every few batches and every report
+    train_every = math.gcd(int(config["plot_every"]) or every, every)
     main_loop = MainLoop(
         algorithm,
         train,
@@ -225,10 +236,15 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
         extensions=[
             Timing(),
             FinishAfter(after_n_batches=config["num_batches"]),
-            TrainingDataMonitoring(["cost"], every_n_batches=every),
+            TrainingDataMonitoring(["cost"], every_n_batches=train_every),
             DataStreamMonitoring(["cost"], valid, every_n_batches=every, after_training=True),
-            *checkpoint_and_plot(config, run_dir, [["train_cost", "valid_cost"]]),
-            Printing(every_n_batches=every * 5),
+            *checkpoint_and_plot(
+                {**config, "plot_every_n_batches": train_every},
+                run_dir,
+                [["train_cost", "valid_cost"]],
+            ),
+            ProgressBar(report_every_n_batches=every, records=["train_cost", "valid_cost"]),
+            *([Printing(every_n_batches=every)] if config["print_blocks"] else []),
         ],
         log_path=os.path.join(run_dir, "log.jsonl"),
         steps_per_call=config["steps_per_call"],
