@@ -318,3 +318,22 @@ class OverrideError(ExperimentError):
 class RunRefusedError(ExperimentError):
     """The runner refused to touch a run directory: it is locked by a live run,
     or a ``--resume`` would change the experiment (config, step rule, batch size)."""
+
+
+# --- distributed: meshes, shardings, process groups --------------------------
+
+
+class DistributedError(BricksError, RuntimeError):
+    """The process group could not start, or a collective step went wrong."""
+
+
+class MeshError(DistributedError, ValueError):
+    """A device mesh was asked for devices that do not exist (or none)."""
+
+
+class BatchShardingError(DistributedError, ValueError):
+    """A batch cannot be split evenly over the devices (or processes) of a mesh."""
+
+
+class ProcessSliceError(SchemeError):
+    """A global batch cannot be split evenly over the processes that read it."""

@@ -22,8 +22,9 @@ ALLOWED = {
     "recurrent": {"core"},
     "graph": {"core"},
     "data": set(),
-    **{t: {"core", "graph", "data", "recurrent"} | TRAINING for t in TRAINING},
-    "extensions": {"core", "graph", "data", "recurrent"} | TRAINING,
+    "distributed": {"core"},
+    **{t: {"core", "graph", "data", "recurrent", "distributed"} | TRAINING for t in TRAINING},
+    "extensions": {"core", "graph", "data", "recurrent", "distributed"} | TRAINING,
 }
 NO_JAX = {"data"}
 

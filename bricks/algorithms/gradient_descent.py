@@ -31,32 +31,30 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bricks.algorithms.checks import (
     check_cost,
     check_monitorable,
     find_by_name,
-    flat_monitored,
     pending_output,
     resolve_outputs,
 )
+from bricks.algorithms.compiled_step import make_step, rules_of
 from bricks.algorithms.function_graph import FunctionGraph
-from bricks.algorithms.live import LiveParameters, StateSnapshot, device_copy
+from bricks.algorithms.live import LiveParameters, StateSnapshot
 from bricks.algorithms.non_finite import (
     FlagReader,
     SkipPolicy,
-    collect_non_finite,
     flags_of,
     initial_counters,
-    settle,
 )
-from bricks.algorithms.rules import RemoveNotFinite, Scale, l2_norm
-from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
+from bricks.algorithms.parallel import as_parallel, jit_step
+from bricks.algorithms.rules import RemoveNotFinite, Scale
+from bricks.algorithms.step_rule import StepRule
+from bricks.algorithms.training_state import TrainingState
 from bricks.algorithms.updates import (
     BlocksUpdates,
     as_update_pairs,
-    call_update,
     gradient_variables,
     gradients_only_cost,
 )
@@ -86,7 +84,7 @@ def _quantity(name: str) -> Variable:
     return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
 
 
-class GradientDescent(BlocksUpdates):
+class GradientDescent(TrainingState, BlocksUpdates):
     """Minimize ``cost`` by gradient descent with a step rule (Blocks' GradientDescent).
 
     Args:
@@ -113,6 +111,13 @@ class GradientDescent(BlocksUpdates):
             trained, set every step to ``fn(params, **sources)`` computed
             from the values before the step (Blocks' ``updates=``; see
             :meth:`add_updates`).
+        parallel: train data-parallel (see :mod:`bricks.algorithms.parallel`):
+            a number of local devices, ``"all"``, a ``jax.sharding.Mesh`` or a
+            :class:`~bricks.distributed.DataParallel`. The state is replicated,
+            each batch split along its batch axis (axis 0; ``batch_axes``
+            ``{source: axis}`` otherwise); results equal one device's. Default
+            ``None``: one device.
+        batch_axes: the batch axis of each source, for ``parallel``.
 
     Attributes:
         graph, step_rule, total_gradient_norm, total_step_norm (Variables to
@@ -130,7 +135,10 @@ class GradientDescent(BlocksUpdates):
         seed: int = 0,
         gradients: Any = None,
         updates: Any = None,
+        parallel: Any = None,
+        batch_axes: int | Mapping[str, int] = 0,
     ) -> None:
+        self.parallel = as_parallel(parallel, batch_axes)
         if on_unused_sources not in _UNUSED:
             raise AlgorithmError(
                 f"on_unused_sources must be one of {_UNUSED}, got {on_unused_sources!r}"
@@ -154,7 +162,7 @@ class GradientDescent(BlocksUpdates):
             )
         self._blocks_sign = isinstance(self.step_rule, StepRule)
         self._flags = FlagReader()  # the non-finite guard's flags, read on the host
-        self._static_policy = SkipPolicy.of(_rules_of(self.step_rule, RemoveNotFinite))
+        self._static_policy = SkipPolicy.of(rules_of(self.step_rule, RemoveNotFinite))
         self._flags.policy = self._static_policy
         self._live = LiveParameters(self)  # what bricks read through to while bound
         self._bound: list[Any] = []  # root bricks bound to self._live
@@ -306,6 +314,7 @@ class GradientDescent(BlocksUpdates):
             **initial_counters(),
         }
         self._base_key = jax.random.key_data(jax.random.key(self.seed))
+        self._place_state()
         self._locate_hyperparameters()
         self._bind(adopt=False)
 
@@ -318,117 +327,8 @@ class GradientDescent(BlocksUpdates):
         self._bound = list(roots.values())
         bind_values(self._bound, self._live, adopt=adopt)
 
-    def _extra_variables(self) -> list[Variable]:
-        seen: dict[str, Variable] = {}
-        outputs = {v.tag for v in self.graph.outputs}
-        for slot in self._monitors:
-            for v in slot:
-                if v.tag not in outputs and not v.tag.startswith("algorithm:"):
-                    seen[v.tag] = v
-        for _, v, _ in getattr(self.graph, "state_updates", []):
-            seen[v.tag] = v
-        return list(seen.values())
-
-    def _make_step(self) -> Callable:
-        graph, rule = self.graph, self.step_rule
-        train_paths = list(self.parameter_paths)
-        extra = self._extra_variables()
-        monitors = [list(s) for s in self._monitors]
-        state_updates = list(getattr(graph, "state_updates", []))
-        blocks_sign = self._blocks_sign
-        needs_key = bool(getattr(graph, "needs_key", False))
-        wanted = {v.tag for slot in monitors for v in slot}
-        want_gradient_norm = "algorithm:total_gradient_norm" in wanted
-        want_step_norm = "algorithm:total_step_norm" in wanted
-        gradient_fns = dict(self._gradient_fns)
-        user_updates = list(self._updates)
-        graph_inputs = list(graph.inputs)
-
-        def step(state, batch, base_key):
-            params = state["params"]
-            train = {k: params[k] for k in train_paths}
-            fixed = {k: v for k, v in params.items() if k not in train}
-            key = None
-            if needs_key:
-                key = jax.random.fold_in(jax.random.wrap_key_data(base_key), state["step"])
-
-            graph_batch = {n: batch[n] for n in graph_inputs}
-
-            def loss(train):
-                outs, extras = graph.evaluate(
-                    {**fixed, **train}, graph_batch, key=key, extra=extra
-                )
-                return outs[0], (outs, extras)
-
-            (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
-            for path, fn in gradient_fns.items():
-                grads[path] = jnp.asarray(call_update(fn, params, batch), train[path].dtype)
-            updated = {
-                name: jnp.asarray(call_update(fn, params, batch), params[name].dtype)
-                for name, fn in user_updates
-            }
-            values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=True)}
-            values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
-            for path in train_paths:
-                values[f"algorithm:gradient:{path}"] = grads[path]
-            if want_gradient_norm:
-                values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
-
-            def apply(operands):
-                params, opt_state, grads = operands
-                train = {k: params[k] for k in train_paths}
-                if blocks_sign:
-                    steps, opt = rule.update(grads, opt_state, train)
-                    new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
-                else:
-                    steps, opt = rule.update(grads, opt_state, train)
-                    new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
-                new_params = {**params, **new_train, **updated}
-                for path, var, fn in state_updates:
-                    value = fn(new_params[path], values[var.tag])
-                    new_params[path] = value.astype(params[path].dtype)
-                norm = l2_norm(steps.values()) if want_step_norm else jnp.float32(0)
-                return new_params, opt, norm
-
-            operands = (params, state["opt"], grads)
-            with collect_non_finite() as guards:  # the RemoveNotFinite rules that ran
-                new_params, opt, step_norm = apply(operands)
-            policy = self._trace_policy([rule for _, rule in guards])
-            new_params, opt, ok, counters = settle(
-                state,
-                new_params,
-                opt,
-                cost,
-                grads.values(),
-                [*(p for p, _, _ in state_updates), *updated],
-                train_paths,
-                [f for f, _ in guards],
-                policy,
-            )
-            step_norm = jnp.where(ok, step_norm, jnp.float32(0))
-            if want_step_norm:
-                values["algorithm:total_step_norm"] = step_norm
-            acc = tuple(
-                a
-                + jnp.concatenate(
-                    [flat_monitored(values[v.tag], v) for v in slot]
-                    + [jnp.ones(1, jnp.float32)]
-                )
-                for a, slot in zip(state["acc"], monitors, strict=True)
-            )
-            new_state = {
-                "params": new_params,
-                "opt": opt,
-                "acc": acc,
-                "step": state["step"] + 1,
-                **counters,
-            }
-            return new_state, flags_of(counters)
-
-        return step
-
     def _compile(self) -> None:
-        step = self._make_step()
+        step = make_step(self)
 
         def single(state, batch, base_key):
             self.compilations += 1
@@ -444,8 +344,13 @@ class GradientDescent(BlocksUpdates):
             state, flags = jax.lax.scan(body, state, batches)
             return state, flags[-1]
 
-        self._step_fn = jax.jit(single, donate_argnums=(0,))
-        self._multi_fn = jax.jit(multi, donate_argnums=(0,))
+        self._step_fn = jit_step(single, self.parallel)
+        self._multi_fn = jit_step(multi, self.parallel)
+
+    def _place_state(self) -> None:
+        """On a mesh: the state and key replicated on every device."""
+        if self.parallel is not None:
+            self._state, self._base_key = self.parallel.place_state((self._state, self._base_key))
 
     # -- training ------------------------------------------------------------
     def _inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -474,6 +379,8 @@ class GradientDescent(BlocksUpdates):
         """Run one training step on ``batch`` (asynchronously: nothing is read back)."""
         state = self._require_state()
         inputs = self._inputs(batch)
+        if self.parallel is not None:
+            inputs = self.parallel.shard_batch(inputs)
         self._discover(inputs)
         if self._step_fn is None:
             self._compile()
@@ -498,6 +405,8 @@ class GradientDescent(BlocksUpdates):
         if self._multi_fn is None:
             self._compile()
         stacked = {k: np.stack([np.asarray(b[k]) for b in inputs]) for k in inputs[0]}
+        if self.parallel is not None:
+            stacked = self.parallel.shard_batch(stacked, stacked=True)
         self._live.forget()
         self._state, flags = self._multi_fn(state, stacked, self._base_key)
         self._flags.called(flags)
@@ -528,7 +437,7 @@ class GradientDescent(BlocksUpdates):
 
     def _trace_policy(self, found: Sequence[Any]) -> SkipPolicy | None:
         """At trace time: the skip policy of the RemoveNotFinite rules that ran."""
-        policy = SkipPolicy.of([*_rules_of(self.step_rule, RemoveNotFinite), *found])
+        policy = SkipPolicy.of([*rules_of(self.step_rule, RemoveNotFinite), *found])
         self._flags.policy = policy
         return policy
 
@@ -560,161 +469,3 @@ class GradientDescent(BlocksUpdates):
         if rest:
             self.graph.set_parameter_values(jax.device_get(rest))
 
-    # -- hyperparameters -----------------------------------------------------
-    def _locate_hyperparameters(self) -> None:
-        found: list[tuple[str, Any, tuple]] = []
-        if isinstance(self.step_rule, StepRule):
-            found = list(self.step_rule.named_hyperparameters())
-        else:
-            found = [(n, None, p) for n, p in _inject_hyperparams(self._state["opt"], ())]
-        self._hyper: dict[str, tuple] = {name: path for name, _, path in found}
-        self._handles: dict[Hyperparameter, str] = {h: n for n, h, _ in found if h is not None}
-        short: dict[str, list[str]] = {}
-        for name in self._hyper:
-            short.setdefault(name.rsplit("/", 1)[-1], []).append(name)
-        self._aliases = {s: names[0] for s, names in short.items() if len(names) == 1}
-
-    def _hyper_path(self, name: str | Hyperparameter) -> tuple:
-        self._require_state()
-        if isinstance(name, Hyperparameter):
-            if name not in self._handles:
-                raise StepRuleError(f"{name!r} does not belong to this algorithm's step rule")
-            name = self._handles[name]
-        full = name if name in self._hyper else self._aliases.get(name)
-        if full is None:
-            known = sorted(set(self._hyper) | set(self._aliases))
-            raise StepRuleError(
-                f"no hyperparameter {name!r}{did_you_mean(name, known)}; known: {known}"
-            )
-        return self._hyper[full]
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        """Current hyperparameter values by name (reads them from the device)."""
-        state = self._require_state()
-        return {n: float(get_at(state["opt"], p)) for n, p in self._hyper.items()}
-
-    def get_hyperparameter(self, name: str | Hyperparameter) -> float:
-        return float(get_at(self._require_state()["opt"], self._hyper_path(name)))
-
-    def set_hyperparameter(self, name: str | Hyperparameter, value: float) -> None:
-        """Change a hyperparameter (e.g. ``"learning_rate"``) for the next steps; no re-compile."""
-        path = self._hyper_path(name)
-        state = self._require_state()
-        old = get_at(state["opt"], path)
-        state["opt"] = set_at(state["opt"], path, jnp.asarray(value, old.dtype))
-
-    # -- checkpointing -------------------------------------------------------
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(json, arrays)``: parameters, optimizer state, key, accumulators, counters."""
-        return self._host_payload(jax.device_get(self._require_state()), self._base_key)
-
-    def snapshot(self) -> StateSnapshot:
-        """The training state of this moment, copied on the device without waiting.
-
-        One compiled copy is queued behind the steps already dispatched, so
-        the snapshot holds the values of this call although later steps
-        donate (overwrite) the originals; nothing waits for the device. Read
-        it later, from any thread, with :meth:`StateSnapshot.get_state`,
-        which returns what :meth:`get_state` would have returned now.
-        Asynchronous checkpoints are built on this.
-        """
-        return StateSnapshot(self, device_copy(self._require_state()))
-
-    def _host_payload(
-        self, host: Mapping[str, Any], base_key: Any
-    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``get_state``'s ``(json, arrays)`` from a host copy of the state tree."""
-        arrays: dict[str, np.ndarray] = {}
-        for path, value in host["params"].items():
-            arrays[f"params/{path}"] = np.asarray(value)
-        for keypath, leaf in jax.tree_util.tree_flatten_with_path(host["opt"])[0]:
-            arrays[f"opt_state/{jax.tree_util.keystr(keypath)}"] = np.asarray(leaf)
-        for i, acc in enumerate(host["acc"]):
-            arrays[f"accumulators/{i}"] = np.asarray(acc)
-        arrays["rng_key"] = np.asarray(base_key)
-        meta = {
-            "step": int(host["step"]),
-            "bad": int(host["bad"]),
-            "skipped": int(host["skipped"]),
-            "consecutive": int(host["consecutive"]),
-            "trained": list(self.parameter_paths),
-            "hyperparameters": {
-                n: float(np.asarray(get_at(host["opt"], p))) for n, p in self._hyper.items()
-            },
-            "monitors": [[v.name for v in slot] for slot in self._monitors],
-        }
-        return meta, arrays
-
-    def set_state(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
-        """Restore :meth:`get_state`'s output exactly.
-
-        The graph's bricks are bound to the restored parameters, so they
-        show them at once (also after :meth:`write_back`); a value written
-        into a brick before the restore is not trained from.
-        """
-        state = self._require_state()
-        params = {}
-        for path, old in state["params"].items():
-            if f"params/{path}" not in arrays:
-                raise AlgorithmError(f"the saved state lacks parameter {path!r}")
-            params[path] = jnp.asarray(arrays[f"params/{path}"], old.dtype)
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(state["opt"])
-        new_leaves = []
-        for keypath, old in leaves:
-            name = f"opt_state/{jax.tree_util.keystr(keypath)}"
-            if name not in arrays:
-                raise AlgorithmError(
-                    f"the saved optimizer state lacks {name!r}; "
-                    "was it saved with another step rule?"
-                )
-            new_leaves.append(jnp.asarray(arrays[name], jnp.asarray(old).dtype))
-        # a slot's sums are restored only where the saved slot monitored the
-        # same names, so restored sums are never reported under other names
-        saved = list(meta.get("monitors", []))
-        acc = tuple(
-            jnp.asarray(arrays[f"accumulators/{i}"], jnp.float32)
-            if f"accumulators/{i}" in arrays
-            and i < len(saved)
-            and saved[i] == [v.name for v in self._monitors[i]]
-            else self._zero_acc(i)
-            for i in range(len(self._monitors))
-        )
-        self._state = {
-            "params": params,
-            "opt": jax.tree_util.tree_unflatten(treedef, new_leaves),
-            "acc": acc,
-            "step": jnp.asarray(meta["step"], jnp.int32),
-            "bad": jnp.asarray(meta.get("bad", -1), jnp.int32),
-            "skipped": jnp.asarray(meta.get("skipped", 0), jnp.int32),
-            "consecutive": jnp.asarray(meta.get("consecutive", 0), jnp.int32),
-        }
-        if "rng_key" in arrays:
-            self._base_key = jnp.asarray(arrays["rng_key"], jnp.uint32)
-        self._live.forget()
-        self._flags.reset(int(meta.get("skipped", 0)))
-        self._bind(adopt=False)  # the bricks show what was restored (Load, resume)
-
-
-def _inject_hyperparams(tree: Any, path: tuple) -> list[tuple[str, tuple]]:
-    """Find ``optax.inject_hyperparams`` states: ``(name, path)`` of each hyperparameter."""
-    out: list[tuple[str, tuple]] = []
-    hyper = getattr(tree, "hyperparams", None)
-    if isinstance(hyper, Mapping):
-        prefix = "/".join(str(p) for p in path if isinstance(p, int))
-        for k in hyper:
-            out.append(((prefix + "/" if prefix else "") + str(k), path + ("hyperparams", k)))
-    if isinstance(tree, tuple | list):
-        for i, child in enumerate(tree):
-            out.extend(_inject_hyperparams(child, path + (i,)))
-    return out
-
-
-def _rules_of(rule: Any, kind: type) -> list[Any]:
-    """The rules of class ``kind`` in a step rule (``rule`` itself and its sub-rules)."""
-    if not isinstance(rule, StepRule):
-        return []
-    found = [rule] if isinstance(rule, kind) else []
-    for _, child in rule.children():
-        found.extend(_rules_of(child, kind))
-    return found

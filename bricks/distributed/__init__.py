@@ -1,0 +1,35 @@
+"""Data-parallel training over devices and processes, on ``jax.sharding`` and ``jax.distributed``.
+
+A :func:`data_mesh` lays the devices on one ``"data"`` axis; a
+:class:`DataParallel` places the training state replicated over it and each
+batch sharded along its batch axis, so the compiled training step runs as
+one SPMD program whose results equal the single-device run. The process
+group (:func:`initialize`, :func:`process_index`, :func:`process_count`,
+:func:`barrier`) joins several processes with ``jax.distributed``. See
+``docs/distributed.md``.
+"""
+
+from ._mesh import DATA_AXIS, data_mesh
+from ._placement import DataParallel
+from ._process import (
+    ProcessGroup,
+    barrier,
+    initialize,
+    is_coordinator,
+    process_count,
+    process_index,
+    settings_from_environment,
+)
+
+__all__ = [
+    "DATA_AXIS",
+    "DataParallel",
+    "ProcessGroup",
+    "barrier",
+    "data_mesh",
+    "initialize",
+    "is_coordinator",
+    "process_count",
+    "process_index",
+    "settings_from_environment",
+]
