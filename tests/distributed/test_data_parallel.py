@@ -120,7 +120,8 @@ def test_four_devices_equal_one_in_a_subprocess(single, tmp_path):
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     out_file = tmp_path / "out.json"
-    subprocess.run([sys.executable, "-c", code, str(ROOT), str(out_file)], env=env, check=True, timeout=300)
+    command = [sys.executable, "-c", code, str(ROOT), str(out_file)]
+    subprocess.run(command, env=env, check=True, timeout=300)
     out = json.loads(out_file.read_text())
     _assert_same({k: np.asarray(v) for k, v in out["params"].items()}, single[0])
     np.testing.assert_allclose(out["costs"], single[1], rtol=1e-5)
