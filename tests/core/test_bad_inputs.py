@@ -45,6 +45,7 @@ def _check(example, kind: str, which: int) -> str:
     max_examples=40,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(

@@ -60,6 +60,7 @@ def test_the_registry_has_the_recurrent_entries():
     max_examples=15,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
