@@ -31,6 +31,7 @@ def _attention():
     return attention
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_attention.py::test_sequence_content_attention")
 def test_sequence_content_attention():
     rng = np.random.RandomState([2014, 12, 2])
@@ -72,6 +73,7 @@ def _np_glimpse(p, attended, mask, h):
     return (w[..., None] * attended).sum(axis=0), w.T
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_attention.py::test_attention_recurrent")
 def test_attention_recurrent():
     rng = np.random.RandomState(1234)

@@ -76,6 +76,7 @@ def _per_sequence_element(gen, cost_fn, **inputs):
     return cg, var
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_sequence_generators.py::test_sequence_generator")
 def test_sequence_generator():
     rng = np.random.RandomState(1234)
@@ -143,6 +144,7 @@ def test_sequence_generator():
     assert_allclose(np.asarray(gen_costs).sum(), 0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_sequence_generators.py::test_integer_sequence_generator")
 def test_integer_sequence_generator():
     rng = np.random.RandomState(1234)
@@ -240,6 +242,7 @@ class TestTransition(SimpleRecurrent):
         return super().get_dim(name)
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_sequence_generators.py::test_with_attention")
 def test_with_attention():
     rng = np.random.RandomState(1234)
