@@ -395,6 +395,7 @@ def test_gated_many_steps():
     assert initial_state.name == "initial_state"
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_recurrent.py::TestBidirectional::test")
 def test_bidirectional():
     bidir = Bidirectional(
@@ -428,6 +429,7 @@ def _bidir_stack():
     return layers, stack
 
 
+@pytest.mark.slow
 @pytest.mark.ported("tests/bricks/test_recurrent.py::TestBidirectionalStack::test_steps")
 def test_bidirectional_stack_steps():
     layers, stack = _bidir_stack()
