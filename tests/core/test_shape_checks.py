@@ -199,3 +199,16 @@ def test_batch_normalization_refuses_an_empty_batch_in_training_mode():
     assert bn.apply(jnp.ones((0, 3))).shape == (0, 3)  # inference mode: per example
     with batch_normalization(), pytest.raises(ShapeError, match="empty batch has no statistics"):
         bn.apply(jnp.ones((0, 3)))
+
+
+def test_the_checks_add_nothing_to_the_traced_program():
+    """Checks are Python at trace time: the jaxpr is that of the bare computation."""
+    from bricks.core import apply_with
+
+    lin = _ready(Linear(3, 2, **INITS))
+    params, x = lin.get_parameter_values(), jnp.ones((4, 3))
+    checked = jax.make_jaxpr(lambda p, x: apply_with(p, lin.apply, x))(params, x)
+    bare = jax.make_jaxpr(
+        lambda p, x: jnp.dot(x, p["/linear.W"]) + jnp.reshape(p["/linear.b"], (1, 2))
+    )(params, x)
+    assert [e.primitive for e in checked.jaxpr.eqns] == [e.primitive for e in bare.jaxpr.eqns]
