@@ -44,6 +44,7 @@ from ._schemes import (
     cross_validation,
 )
 from ._sequences import NGrams, Padding, TimeMajor, Window, bucket_by_length
+from ._sharding import ProcessSlice
 from ._streams import AbstractDataStream, DataStream, EpochIterator
 from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
@@ -94,6 +95,7 @@ __all__ = [
     "NGrams",
     "Padding",
     "Prefetch",
+    "ProcessSlice",
     "Random2DRotation",
     "RandomCrop",
     "RandomFixedSizeCrop",
