@@ -228,6 +228,10 @@ class ComputationGraph:
             break
         else:  # pragma: no cover
             raise GraphError(f"could not trace {self.fn!r}: {last_error}")
+        # some ops cannot trace symbolic sizes: then free sizes got placeholders
+        self._placeholder_sizes = not symbolic and any(
+            d is None for shape, _ in self._specs.values() for d in shape
+        )
         names = returned["names"]
         self._output_keys = names if isinstance(out, Mapping) else None
         self._output_kind = type(out) if isinstance(out, (tuple, list)) else None
@@ -273,7 +277,11 @@ class ComputationGraph:
             else re.sub(r"\bd\d+\b", lambda m: free.get(m[0], m[0]), str(d))
             for d in shape
         ]
-        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        text = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+        if self._placeholder_sizes:
+            sizes = ", ".join(map(str, _PLACEHOLDER_DIMS[:3]))
+            text += f" (traced with placeholder sizes {sizes}, ... for the free input sizes)"
+        return text
 
     def _where(self) -> str:
         return f"the graph function {getattr(self.fn, '__name__', self.fn)!r}"

@@ -139,3 +139,12 @@ def test_namedtuple_outputs_are_named_by_their_fields():
     np.testing.assert_allclose(
         [float(got.total), float(got.mean)], [6 * np.sqrt(2), np.sqrt(2)], 1e-6
     )
+
+
+def test_describe_shape_says_when_free_sizes_were_placeholders():
+    def per_row(x):  # int() of a size cannot be traced symbolically
+        return jnp.zeros(int(x.shape[0])) + x.sum()
+
+    cg = ComputationGraph(per_row, x=(None, 2))
+    assert "placeholder sizes" in cg.describe_shape(cg.outputs[0].shape)
+    assert "placeholder" not in _repro_graph().describe_shape((3,))
