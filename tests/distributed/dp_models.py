@@ -6,6 +6,7 @@ import numpy as np
 
 from bricks.algorithms import Adam, GradientDescent
 from bricks.core import MLP, CategoricalCrossEntropy, Constant, IsotropicGaussian, Softmax, Tanh
+from bricks.data import DataStream, IndexableDataset, ProcessSlice, SequentialScheme
 from bricks.extensions import FinishAfter, TrainingDataMonitoring
 from bricks.graph import ComputationGraph
 from bricks.main_loop import MainLoop
@@ -25,6 +26,14 @@ def batches(n: int = STEPS, batch: int = BATCH, seed: int = 0) -> list[dict[str,
     ]
 
 
+def stream(process_index: int = 0, process_count: int = 1) -> DataStream:
+    """The global batches of :func:`batches`, this process's slice of each."""
+    data = batches()
+    dataset = IndexableDataset({k: np.concatenate([b[k] for b in data]) for k in data[0]})
+    scheme = ProcessSlice(SequentialScheme(STEPS * BATCH, BATCH), process_index, process_count)
+    return DataStream(dataset, iteration_scheme=scheme)
+
+
 def mlp_algorithm(parallel=None) -> GradientDescent:
     mlp = MLP([Tanh(), Softmax()], [5, 7, 3], weights_init=IsotropicGaussian(0.5),
               biases_init=Constant(0.1))
@@ -37,12 +46,14 @@ def mlp_algorithm(parallel=None) -> GradientDescent:
     return GradientDescent(cost=graph, step_rule=Adam(0.01), parallel=parallel)
 
 
-def train(parallel=None, steps_per_call: int = 1) -> tuple[dict[str, np.ndarray], list[float]]:
+def train(
+    parallel=None, steps_per_call: int = 1, data=None
+) -> tuple[dict[str, np.ndarray], list[float]]:
     """Parameters after STEPS steps and the logged per-batch costs."""
     algorithm = mlp_algorithm(parallel)
     loop = MainLoop(
         algorithm,
-        batches(),
+        batches() if data is None else data,
         extensions=[
             TrainingDataMonitoring(["cost"], prefix="batch", after_batch=True),
             FinishAfter(after_n_batches=STEPS),
