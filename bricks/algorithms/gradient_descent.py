@@ -349,8 +349,22 @@ class GradientDescent(TrainingState, BlocksUpdates):
 
     def _place_state(self) -> None:
         """On a mesh: the state and key replicated on every device."""
-        if self.parallel is not None:
+        if self.parallel is not None and self._state is not None:
             self._state, self._base_key = self.parallel.place_state((self._state, self._base_key))
+
+    def distribute(self, parallel: Any, batch_axes: int | Mapping[str, int] = 0) -> None:
+        """Train data-parallel from now on (what ``parallel=`` of the constructor does).
+
+        The runner calls this for ``--devices``/``--processes`` on the
+        algorithm a config built; the state (also a restored one) moves onto
+        the mesh and the step is compiled again for it.
+        """
+        self.parallel = as_parallel(parallel, batch_axes)
+        self._step_fn = self._multi_fn = None
+        if self.parallel is None and self._state is not None:
+            device = jax.local_devices()[0]
+            self._state, self._base_key = jax.device_put((self._state, self._base_key), device)
+        self._place_state()
 
     # -- training ------------------------------------------------------------
     def _inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""The compiled training step of :class:`~bricks.algorithms.GradientDescent`.
+
+:func:`make_step` builds the pure function ``step(state, batch, base_key)``
+that runs the forward and backward pass, the step rule, the parameter and
+state updates, the non-finite guard and the on-device accumulation of the
+monitored quantities; GradientDescent jits it (one step, or a ``lax.scan``
+of several) with the state donated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bricks.algorithms.checks import flat_monitored
+from bricks.algorithms.non_finite import collect_non_finite, flags_of, settle
+from bricks.algorithms.rules import l2_norm
+from bricks.algorithms.step_rule import StepRule
+from bricks.algorithms.updates import call_update
+from bricks.core.tracing import Variable
+
+__all__ = ["extra_variables", "make_step", "rules_of"]
+
+
+def extra_variables(algorithm: Any) -> list[Variable]:
+    seen: dict[str, Variable] = {}
+    outputs = {v.tag for v in algorithm.graph.outputs}
+    for slot in algorithm._monitors:
+        for v in slot:
+            if v.tag not in outputs and not v.tag.startswith("algorithm:"):
+                seen[v.tag] = v
+    for _, v, _ in getattr(algorithm.graph, "state_updates", []):
+        seen[v.tag] = v
+    return list(seen.values())
+
+
+
+def make_step(algorithm: Any) -> Callable:
+    graph, rule = algorithm.graph, algorithm.step_rule
+    train_paths = list(algorithm.parameter_paths)
+    extra = extra_variables(algorithm)
+    monitors = [list(s) for s in algorithm._monitors]
+    state_updates = list(getattr(graph, "state_updates", []))
+    blocks_sign = algorithm._blocks_sign
+    needs_key = bool(getattr(graph, "needs_key", False))
+    wanted = {v.tag for slot in monitors for v in slot}
+    want_gradient_norm = "algorithm:total_gradient_norm" in wanted
+    want_step_norm = "algorithm:total_step_norm" in wanted
+    gradient_fns = dict(algorithm._gradient_fns)
+    user_updates = list(algorithm._updates)
+    graph_inputs = list(graph.inputs)
+
+    def step(state, batch, base_key):
+        params = state["params"]
+        train = {k: params[k] for k in train_paths}
+        fixed = {k: v for k, v in params.items() if k not in train}
+        key = None
+        if needs_key:
+            key = jax.random.fold_in(jax.random.wrap_key_data(base_key), state["step"])
+
+        graph_batch = {n: batch[n] for n in graph_inputs}
+
+        def loss(train):
+            outs, extras = graph.evaluate(
+                {**fixed, **train}, graph_batch, key=key, extra=extra
+            )
+            return outs[0], (outs, extras)
+
+        (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
+        for path, fn in gradient_fns.items():
+            grads[path] = jnp.asarray(call_update(fn, params, batch), train[path].dtype)
+        updated = {
+            name: jnp.asarray(call_update(fn, params, batch), params[name].dtype)
+            for name, fn in user_updates
+        }
+        values = {v.tag: x for v, x in zip(graph.outputs, outs, strict=True)}
+        values.update({v.tag: x for v, x in zip(extra, extras, strict=True)})
+        for path in train_paths:
+            values[f"algorithm:gradient:{path}"] = grads[path]
+        if want_gradient_norm:
+            values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
+
+        def apply(operands):
+            params, opt_state, grads = operands
+            train = {k: params[k] for k in train_paths}
+            if blocks_sign:
+                steps, opt = rule.update(grads, opt_state, train)
+                new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
+            else:
+                steps, opt = rule.update(grads, opt_state, train)
+                new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
+            new_params = {**params, **new_train, **updated}
+            for path, var, fn in state_updates:
+                value = fn(new_params[path], values[var.tag])
+                new_params[path] = value.astype(params[path].dtype)
+            norm = l2_norm(steps.values()) if want_step_norm else jnp.float32(0)
+            return new_params, opt, norm
+
+        operands = (params, state["opt"], grads)
+        with collect_non_finite() as guards:  # the RemoveNotFinite rules that ran
+            new_params, opt, step_norm = apply(operands)
+        policy = algorithm._trace_policy([rule for _, rule in guards])
+        new_params, opt, ok, counters = settle(
+            state,
+            new_params,
+            opt,
+            cost,
+            grads.values(),
+            [*(p for p, _, _ in state_updates), *updated],
+            train_paths,
+            [f for f, _ in guards],
+            policy,
+        )
+        step_norm = jnp.where(ok, step_norm, jnp.float32(0))
+        if want_step_norm:
+            values["algorithm:total_step_norm"] = step_norm
+        acc = tuple(
+            a
+            + jnp.concatenate(
+                [flat_monitored(values[v.tag], v) for v in slot]
+                + [jnp.ones(1, jnp.float32)]
+            )
+            for a, slot in zip(state["acc"], monitors, strict=True)
+        )
+        new_state = {
+            "params": new_params,
+            "opt": opt,
+            "acc": acc,
+            "step": state["step"] + 1,
+            **counters,
+        }
+        return new_state, flags_of(counters)
+
+    return step
+
+
+
+def rules_of(rule: Any, kind: type) -> list[Any]:
+    """The rules of class ``kind`` in a step rule (``rule`` itself and its sub-rules)."""
+    if not isinstance(rule, StepRule):
+        return []
+    found = [rule] if isinstance(rule, kind) else []
+    for _, child in rule.children():
+        found.extend(rules_of(child, kind))
+    return found
