@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -105,6 +106,13 @@ def is_interactive(file: Any) -> bool:
     return bool(isatty()) if callable(isatty) else False
 
 
+def _columns(file: Any) -> int:
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -116,9 +124,10 @@ class ProgressBar(TrainingExtension):
     notebooks, trimmed to the terminal's width). The epoch length comes from
     the stream's iteration scheme, through the transformers that wrap it (see
     :func:`epoch_length`); when the stream cannot know it ahead, from the
-    previous epoch; before that the bar shows a count and a rate. A run
-    resumed mid-epoch counts from the start of that epoch, and its rate and
-    ETA from the batches run since. The bar's postfix shows the latest value
+    previous epoch; before that the bar shows a count and a rate. The rate
+    and the ETA count from the end of the epoch's first step call (which
+    compiles, in the first epoch); a run resumed mid-epoch counts its
+    batches from the start of that epoch. The bar's postfix shows the latest value
     of the monitored records (``train_cost=2.31``), read from the log rows
     the monitoring extensions wrote: no device transfer of its own; put the
     bar after them in the extension list to see this batch's values.
@@ -175,6 +184,7 @@ class ProgressBar(TrainingExtension):
         self._epoch_start_iter = 0
         self._timed_from_iter = 0
         self._epoch_start_time = 0.0
+        self._clock_set = False
         self._last_draw = 0.0
         self._bar: Any = None
         self._reported_at = -1
@@ -262,25 +272,30 @@ class ProgressBar(TrainingExtension):
 
     # -- drawing ---------------------------------------------------------------
     def _open_bar(self, done: int, timed: int) -> Any:
+        out = self._out()
         bar = tqdm(
             total=self.epoch_length,
             initial=done,
             desc=f"epoch {self.epoch}",
-            file=self._out(),
+            file=out,
             ascii=".#",
             bar_format=self._bar_format(self.epoch_length),
             mininterval=0,
             miniters=0,
             maxinterval=0,
-            dynamic_ncols=True,
+            # follow the terminal's width, unless it reports none (a bare pseudo-terminal)
+            dynamic_ncols=_columns(out) > 0,
             leave=True,
             postfix=self._postfix() or None,
+            delay=1e-9,  # no draw before the clock is set below
         )
-        # rate and ETA from the batches run since the epoch (or the resumption) started
-        bar.start_t = self._epoch_start_time
+        # rate and ETA from the batches run since the epoch (or the resumption) started;
+        # tqdm's clock is time.time
+        now = time.time()
+        bar.start_t = now - (time.perf_counter() - self._epoch_start_time)
         bar.initial = done - timed
-        bar.last_print_t = self._epoch_start_time
-        bar.last_print_n = done - timed
+        bar.refresh()
+        bar.last_print_t, bar.last_print_n = now, done
         return bar
 
     def _draw(self, force: bool = False) -> None:
@@ -328,6 +343,7 @@ class ProgressBar(TrainingExtension):
         self._epoch_start_iter = epoch_start_iter
         self._timed_from_iter = status["iterations_done"]
         self._epoch_start_time = time.perf_counter()
+        self._clock_set = False
         self._last_draw = 0.0
 
     def before_epoch(self) -> None:
@@ -341,8 +357,16 @@ class ProgressBar(TrainingExtension):
         every = self.report_every
         return every is not None and self.main_loop.log.status["iterations_done"] % every == 0
 
+    def _set_clock(self) -> None:
+        """The rate counts from the end of the epoch's first call: that one compiles."""
+        if not self._clock_set:
+            self._clock_set = True
+            self._timed_from_iter = self.main_loop.log.status["iterations_done"]
+            self._epoch_start_time = time.perf_counter()
+
     def after_batch(self, batch: Any) -> None:
         self._collect()
+        self._set_clock()
         if self._is_dynamic():
             if self._report_due():
                 self._write(self.report_line())
