@@ -44,7 +44,7 @@ from ._schemes import (
     cross_validation,
 )
 from ._sequences import NGrams, Padding, TimeMajor, Window, bucket_by_length
-from ._sharding import ProcessSlice
+from ._sharding import ProcessSlice, slice_stream
 from ._streams import AbstractDataStream, DataStream, EpochIterator
 from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
@@ -124,6 +124,7 @@ __all__ = [
     "download",
     "read_idx",
     "safe_unpickle",
+    "slice_stream",
     "uint8_pixels_to_floatX",
     "write_hdf5",
 ]

@@ -19,7 +19,7 @@ from bricks.errors import ProcessSliceError
 
 from ._schemes import BatchSizeScheme, IterationScheme
 
-__all__ = ["ProcessSlice"]
+__all__ = ["ProcessSlice", "slice_stream"]
 
 
 class ProcessSlice(IterationScheme):
@@ -94,3 +94,52 @@ class ProcessSlice(IterationScheme):
 
     def __repr__(self) -> str:
         return f"ProcessSlice({self.scheme!r}, {self.process_index}, {self.process_count})"
+
+
+def slice_stream(stream: Any, process_index: int, process_count: int) -> Any:
+    """Make ``stream`` read only this process's slice of every global batch (in place).
+
+    Follows ``data_stream`` (transformers, ``Prefetch``) down to the
+    :class:`~bricks.data.DataStream` that reads the dataset and wraps its
+    batch scheme in :class:`ProcessSlice`. The transformers above see the
+    slice as their batch, so they must treat examples independently
+    (``Mapping``, ``Cast``, ``ScaleAndShift`` ... do; a ``Batch``, ``Cache``
+    or ``Filter`` that draws or drops examples would change the global
+    batches, and is refused). Returns ``stream``.
+
+    Raises:
+        ProcessSliceError: the stream is not a bricks stream, has no batch
+            scheme at its leaf, or a transformer on the way draws its own
+            requests.
+
+    >>> import numpy as np
+    >>> from bricks.data import DataStream, IndexableDataset, ScaleAndShift, SequentialScheme
+    >>> leaf = DataStream(IndexableDataset({"x": np.arange(8.0)}), SequentialScheme(8, 4))
+    >>> stream = slice_stream(ScaleAndShift(leaf, 10, 0), 1, 2)
+    >>> [x.tolist() for (x,) in stream.get_epoch_iterator()]
+    [[20.0, 30.0], [60.0, 70.0]]
+    """
+    if process_count == 1 and process_index == 0:
+        return stream
+    node = stream
+    path = [type(node).__name__]
+    while hasattr(node, "data_stream"):
+        refused = ("Batch", "Cache", "Filter", "Unpack", "Merge", "MultiProcessing")
+        if getattr(node, "iteration_scheme", None) is not None or type(node).__name__ in refused:
+            raise ProcessSliceError(
+                f"slice_stream: {' -> '.join(path)} draws or drops examples itself, so slicing "
+                "its input would change the global batches; read batches with a batch scheme "
+                "at the DataStream instead"
+            )
+        node = node.data_stream
+        path.append(type(node).__name__)
+    scheme = getattr(node, "iteration_scheme", None)
+    if isinstance(scheme, ProcessSlice):
+        raise ProcessSliceError(f"slice_stream: {' -> '.join(path)} is sliced already: {scheme!r}")
+    if scheme is None or not hasattr(node, "dataset"):
+        raise ProcessSliceError(
+            f"slice_stream: expected a bricks DataStream with a batch scheme under "
+            f"{' -> '.join(path)}, found {type(node).__name__} with scheme {scheme!r}"
+        )
+    node.iteration_scheme = ProcessSlice(scheme, process_index, process_count)
+    return stream

@@ -144,3 +144,25 @@ def test_doctest():
 
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_slice_stream_wraps_the_leaf_scheme_under_transformers():
+    from bricks.data import Batch, Mapping, Prefetch, slice_stream
+
+    def leaf():
+        return DataStream(IndexableDataset({"x": np.arange(8)}),
+                          iteration_scheme=SequentialScheme(8, 4))
+
+    stream = Prefetch(Mapping(leaf(), lambda d: (d[0] * 2,)), 1)
+    assert slice_stream(stream, 0, 2) is stream
+    assert [x.tolist() for (x,) in stream.get_epoch_iterator()] == [[0, 2], [8, 10]]
+    single = leaf()
+    assert slice_stream(single, 0, 1).iteration_scheme.__class__ is SequentialScheme
+    with pytest.raises(ProcessSliceError, match="sliced already"):
+        slice_stream(stream, 0, 2)
+    examples = DataStream(IndexableDataset({"x": np.arange(8)}),
+                          iteration_scheme=SequentialExampleScheme(8))
+    with pytest.raises(ProcessSliceError, match=r"Batch draws or drops"):
+        slice_stream(Batch(examples, ConstantScheme(4)), 0, 2)
+    with pytest.raises(ProcessSliceError, match="expected a bricks DataStream"):
+        slice_stream([{"x": np.zeros(2)}], 0, 2)
