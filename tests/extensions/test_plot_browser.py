@@ -460,3 +460,53 @@ def test_second_process_watches_a_log_live(tmp_path):
         server.terminate()
         assert server.wait(15) == 0
         server.stdout.close()
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_default_run_plots_its_first_points_within_seconds(tmp_path):
+    """The default config (issue 22): points on the page within 10 s of the first step."""
+    import re
+    import signal
+
+    from tests.experiments._helpers import env, runner_command
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        runner_command("char_lm", run_dir, "--set", "num_batches=200", "--set", "sample_length=5")
+        + ["--compile-cache", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+    reader.start()
+    browser = None
+    try:
+        deadline = time.monotonic() + 120
+        url = None
+        while url is None:
+            found = [re.search(r"at (http://127\.0\.0\.1:\d+/run)$", s.strip()) for s in lines]
+            url = next((m.group(1) for m in found if m), None)
+            assert proc.poll() is None and time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        browser = Chromium(url, str(tmp_path / "chromium"))
+        browser.wait_for(y_length("train_cost"), lambda n: n >= 0, timeout=60.0)  # loaded
+        # the first step call (10 steps) ends when its training cost is in the log
+        log = run_dir / "log.jsonl"
+        while not (log.is_file() and '"train_cost"' in log.read_text(encoding="utf-8")):
+            assert proc.poll() is None and time.monotonic() < deadline + 120, lines
+            time.sleep(0.02)
+        first_step = time.monotonic()
+        browser.wait_for(y_length("train_cost"), lambda n: n >= 1, timeout=10.0)
+        assert time.monotonic() - first_step < 10.0
+    finally:
+        if browser is not None:
+            browser.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+        reader.join(10)
+        proc.stdout.close()
+    assert proc.returncode in (0, 75), lines
