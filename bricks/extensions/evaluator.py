@@ -92,6 +92,30 @@ def _epoch_iterator(stream: Any) -> Any:
     return iter(stream)
 
 
+def _examples_in(inputs: Mapping[str, Any], labels: Mapping[str, Any], where: str) -> int:
+    """How many examples a batch holds: the length of the axis labelled
+    ``'batch'`` in the stream's axis labels, else of the first axis of every
+    array input (they must agree); a stream of scalar examples has one."""
+    sizes: dict[str, int] = {}
+    for name, value in inputs.items():
+        shape = np.shape(value)
+        names = tuple(labels.get(name) or ())
+        if "batch" in names and len(names) == len(shape):
+            return int(shape[names.index("batch")])
+        if shape:
+            sizes[name] = int(shape[0])
+    if not sizes:
+        return 1
+    if len(set(sizes.values())) > 1:
+        raise ExtensionError(
+            f"{where} cannot tell how many examples a batch holds: the first axes of its inputs "
+            f"differ ({sizes}). Give the stream axis labels with a 'batch' axis (e.g. "
+            "axis_labels={'features': ('time', 'batch', 'feature'), ...}) or feed batch-major "
+            "sources"
+        )
+    return next(iter(sizes.values()))
+
+
 class DatasetEvaluator:
     """Evaluate variables of ``graph`` over a stream and aggregate them.
 
@@ -204,6 +228,7 @@ class DatasetEvaluator:
         for q in self.quantities:
             q.initialize()
         inputs_names = list(self.graph.inputs)
+        labels = getattr(data_stream, "axis_labels", None) or {}
         seen = False
         accs: list[Any] = []
         concatenated: list[list] = []
@@ -214,9 +239,7 @@ class DatasetEvaluator:
                     f"the monitoring stream lacks source(s) {missing}; it has {list(batch)}"
                 )
             inputs = {n: batch[n] for n in inputs_names}
-            # examples in this batch; a stream of scalar examples has one per batch
-            n = np.shape(inputs[inputs_names[0]])[:1] if inputs_names else ()
-            n = n[0] if n else 1
+            n = _examples_in(inputs, labels, self.where)
             if not seen:
                 if not self._ready:  # a cost function's outputs: learned from this batch
                     self.graph.discover(params, inputs)
