@@ -10,7 +10,7 @@ without sharing a position.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -242,6 +242,31 @@ class IndexableDataset(Dataset):
         if indexables is not None and name in indexables:
             return indexables[name]
         raise AttributeError(f"{type(self).__name__} has no attribute or source {name!r}")
+
+    def batch_reader(self, order: np.ndarray) -> Callable[[np.ndarray], tuple] | None:
+        """``read(indices)`` giving :meth:`get_data`'s batch for int64 ``indices`` drawn
+        from ``order``: one fancy index per source, no per-example Python work.
+
+        ``order`` (every index an epoch will request) is checked against the
+        number of examples once, here. ``None`` when a source is not a numpy
+        array or a subclass reads differently (then :meth:`get_data` serves).
+        """
+        if type(self).get_data is not IndexableDataset.get_data:
+            return None
+        arrays = [self.indexables[s] for s in self.sources]
+        if not all(type(a) is np.ndarray for a in arrays):
+            return None
+        if order.size and (order.min() < 0 or order.max() >= self.num_examples):
+            bad = order[(order < 0) | (order >= self.num_examples)][0]
+            raise DataIndexError(
+                f"{type(self).__name__}: source {self.sources[0]!r} has {self.num_examples} "
+                f"examples, the iteration scheme asks for index {int(bad)}"
+            )
+
+        def read(indices: np.ndarray) -> tuple:
+            return tuple([a[indices] for a in arrays])
+
+        return read
 
     def get_data(self, state: Any = None, request: Any = None) -> tuple:
         if state is not None:

@@ -52,9 +52,12 @@ import numpy as np
 from bricks.errors import IterationStateError, RequestError, SchemeError, SourceError
 
 from ._datasets import Dataset
-from ._schemes import IterationScheme
+from ._schemes import BatchScheme, IterationScheme, ShuffledScheme
 
 __all__ = ["AbstractDataStream", "DataStream", "EpochIterator", "request_iterator"]
+
+# schemes whose requests are slices of ``_order(epoch)`` (sorted with ``sorted_indices``)
+_PLAIN_BATCHES = (BatchScheme.get_request_iterator, ShuffledScheme.get_request_iterator)
 
 STATE_VERSION = 1
 
@@ -335,9 +338,29 @@ def _state_field(state: Any, key: str, default: Any, where: str) -> Any:
     return state[key]
 
 
+def _index_batches(scheme: Any, epoch: int, dataset: Any) -> tuple[Iterator, Any] | None:
+    """The batches of a plain batch scheme as int64 index arrays (no ``tolist``) and the
+    dataset's reader of them, or ``None`` where the requests must come as the scheme
+    gives them. The batches and their order are those of the scheme's requests."""
+    plain = type(scheme).get_request_iterator in _PLAIN_BATCHES
+    reader = getattr(dataset, "batch_reader", None)
+    if not plain or reader is None:
+        return None
+    order = np.asarray(scheme._order(epoch), dtype=np.int64)
+    take = reader(order)
+    if take is None:
+        return None
+    size = scheme.batch_size
+    batches: Iterator = (order[i : i + size] for i in range(0, len(order), size))
+    if getattr(scheme, "sorted_indices", False):
+        batches = (np.sort(b) for b in batches)
+    return batches, take
+
+
 class _LeafIter(_Iter):
     def __init__(self, stream: DataStream, epoch: int, state: Any) -> None:
         self.stream = stream
+        self._take: Any = None
         self.start = int(_state_field(state, "position", 0, "DataStream"))
         self.position = self.start
         ds = stream.dataset
@@ -362,12 +385,19 @@ class _LeafIter(_Iter):
                 self.requests = requests
             else:
                 self.requests = itertools.islice(requests, self.start, None)
+                batches = _index_batches(scheme, epoch, ds)
+                if batches is not None:  # in-memory arrays: one fancy index per source
+                    self.requests = itertools.islice(batches[0], self.start, None)
+                    self._take = batches[1]
 
     def next_request(self) -> Any:
         return next(self.requests)
 
     def read(self, request: Any) -> tuple:
-        data = self.stream.dataset.get_data(self.handle, request)
+        if self._take is not None:
+            data = self._take(request)
+        else:
+            data = self.stream.dataset.get_data(self.handle, request)
         index = self.stream._source_index
         return data if index is None else tuple(data[i] for i in index)
 
