@@ -169,3 +169,53 @@ def test_readme_commands_are_the_runners():
 def test_readme_states_compile_cache_figures():
     assert re.search(r"--no-compile-cache", README)
     assert re.search(r"first step[^.]*\d+ s[^.]*\d+ s", README), "cold vs warm figures"
+
+
+def test_compile_cache_directory_is_chosen_in_order(tmp_path, monkeypatch):
+    from experiments._compile_cache import _choose, default_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "bricks" / "jax-compile"
+    assert _choose(None, False, {}) == default_cache_dir()
+    assert _choose(None, True, {"compile_cache": "x"}) is None  # --no-compile-cache wins
+    assert _choose("flag", False, {"compile_cache": "cfg"}) == Path("flag")
+    assert _choose(None, False, {"compile_cache": "cfg"}) == Path("cfg")
+    assert _choose(None, False, {"compile_cache": False}) is None
+    assert _choose(None, False, {"compile_cache": None}) == default_cache_dir()
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
+    assert _choose(None, False, {}) == tmp_path / "jax"
+    from bricks.errors import ExperimentError
+
+    with pytest.raises(ExperimentError, match="compile_cache: expected a directory"):
+        _choose(None, False, {"compile_cache": 3})
+
+
+def test_compile_cache_flags_set_jax(tmp_path):
+    import jax
+
+    from experiments._compile_cache import configure_compile_cache
+
+    names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache")
+    saved = {name: getattr(jax.config, name) for name in names}
+    try:
+        path = configure_compile_cache(str(tmp_path / "c"), False, {})
+        assert path == tmp_path / "c" and path.is_dir()
+        assert jax.config.jax_compilation_cache_dir == str(path)
+        assert configure_compile_cache(str(tmp_path / "c"), True, {}) is None
+        assert jax.config.jax_compilation_cache_dir is None
+        assert not jax.config.jax_enable_compilation_cache
+    finally:
+        for name, value in saved.items():
+            jax.config.update(name, value)
+
+
+def test_the_plot_gets_values_every_few_batches():
+    from experiments.common import checkpoint_and_plot
+
+    plot = checkpoint_and_plot(
+        {"plot_every_n_batches": 10, "checkpoint_every_n_batches": 500, "plot_server": False},
+        "/tmp/unused-run-dir",
+        [["train_cost"]],
+    )[1]
+    assert plot.batches_until_needed(0) == 10 and plot.batches_until_needed(13) == 7
