@@ -6,6 +6,7 @@ Record names follow Blocks: ``prefix + "_" + variable name`` (``train_cost``,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,21 @@ def _claim_records(ext: Any, sources: Mapping[str, str]) -> None:
     ext._records = mine
 
 
+class _AtRow:
+    """The log as seen from one row: ``current_row`` is that row (a deferred read-back
+    logs the non-finite guard's ``skipped_steps`` where the synchronous read would)."""
+
+    def __init__(self, log: Any, row: Any) -> None:
+        self._log, self.current_row = log, row
+
+    def __getitem__(self, iteration: int) -> Any:
+        return self._log[iteration]
+
+    @property
+    def status(self) -> Any:
+        return self._log.status
+
+
 class MonitoringExtension(SimpleExtension):
     """Base of the monitoring extensions: how a quantity's log record is named (Blocks).
 
@@ -58,6 +74,7 @@ class MonitoringExtension(SimpleExtension):
     """
 
     SEPARATOR = "_"
+    reads_log = False  # writes records only: the main loop need not settle read-backs first
 
     def __init__(self, prefix: str = "", suffix: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -149,15 +166,24 @@ class TrainingDataMonitoring(MonitoringExtension):
 
     def do(self, which_callback: str, *args: Any) -> None:
         log = self.main_loop.log
-        values = {}
-        if self.slot is not None:
-            values = self.main_loop.algorithm.read_monitor(self.slot, log)
         row = log.current_row
-        for name, value in values.items():
-            row[self._record_name(name)] = value
+        if self.slot is not None:
+            algorithm = self.main_loop.algorithm
+            defer = getattr(self.main_loop, "defer_readback", None)
+            start = getattr(algorithm, "start_read", None)
+            if which_callback == "after_batch" and defer is not None and start is not None:
+                # read back one step later (the main loop consumes it after queuing
+                # the next step, or before anything reads the log): no device sync
+                defer(functools.partial(self._write, row, start(self.slot), _AtRow(log, row)))
+            else:
+                self._write(row, lambda log: algorithm.read_monitor(self.slot, log), log)
         for q in self.quantities:
             row[self._record_name(q.name)] = q.get_aggregated_value()
             q.initialize()
+
+    def _write(self, row: Any, read: Any, log: Any) -> None:
+        for name, value in read(log).items():
+            row[self._record_name(name)] = value
 
     def batches_until_needed(self, iterations_done: int) -> int | None:
         if self.quantities:  # they read every batch's values

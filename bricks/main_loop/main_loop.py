@@ -44,7 +44,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bricks.errors import MainLoopError, MissingAttributeError, NonFiniteCostError
@@ -110,6 +110,7 @@ class MainLoop:
         self._old_handlers: dict[int, Any] = {}
         self._interrupts = 0
         self._save_requested = False
+        self._readbacks: list[Callable[[], None]] = []
         names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -201,6 +202,10 @@ class MainLoop:
                 self.log.current_row["training_finished"] = True
         except BaseException as error:
             self._restore_signal_handlers()
+            try:  # the rows of the steps that ran stay complete
+                self.settle_readbacks()
+            except Exception:  # the original error is what the user must see
+                self._readbacks.clear()
             self.log.current_row["got_exception"] = traceback.format_exc()
             logger.error("Error during training: %s", error)
             for ext in self.extensions:  # each one runs even if another fails
@@ -215,6 +220,7 @@ class MainLoop:
                 logger.error("Could not close the log:\n%s", traceback.format_exc())
             raise
         else:
+            self.settle_readbacks()
             self.status["finished_cleanly"] = True
             if self.status["epoch_interrupt_received"] or self.status["batch_interrupt_received"]:
                 self._run_extensions("on_interrupt")
@@ -241,8 +247,37 @@ class MainLoop:
         if check is not None:
             check(self.log, wait=True)
 
+    def defer_readback(self, finish: Callable[[], None]) -> None:
+        """Run ``finish`` (it completes a log row from a started device read-back) later:
+        after the next step is queued, or before anything may read the log.
+
+        :class:`~bricks.extensions.TrainingDataMonitoring` reports every batch
+        this way, so the host does not wait for each step before queuing the
+        next. The rows are those of the synchronous read: same iterations,
+        same values. An extension that never reads the log says so with
+        ``reads_log = False``; before any other one runs, at the end of an
+        epoch, at checkpoints and at the end of training, pending rows are
+        completed.
+        """
+        self._readbacks.append(finish)
+
+    def settle_readbacks(self) -> None:
+        """Complete the log rows of every pending read-back (waits for the device)."""
+        while self._readbacks:
+            self._readbacks.pop(0)()
+
     def _run_extensions(self, callback_name: str, *args: Any) -> None:
+        if callback_name not in ("before_batch", "after_batch"):
+            self.settle_readbacks()
+            for ext in self.extensions:
+                ext.dispatch(callback_name, *args)
+            return
+        done = self.status["iterations_done"] - (callback_name == "after_batch")
         for ext in self.extensions:
+            if self._readbacks and getattr(ext, "reads_log", True):
+                need = ext.batches_until_needed(done)
+                if need is not None and need <= 1:
+                    self.settle_readbacks()
             ext.dispatch(callback_name, *args)
 
     def _new_epoch_iterator(self) -> Iterator:
@@ -269,6 +304,7 @@ class MainLoop:
         try:
             return self._run_epoch()
         except NonFiniteCostError as error:
+            self._readbacks.clear()  # rows of steps that a rollback replaces
             for ext in self.extensions:
                 handler = getattr(ext, "on_nonfinite", None)
                 restore = handler(error) if callable(handler) else None
@@ -320,6 +356,7 @@ class MainLoop:
         self.status["epochs_done"] += 1
         self.status["epoch_ends"].append(self.status["iterations_done"])
         self._epoch_iterator = None
+        self.settle_readbacks()
         self._finish_check()
         self._run_extensions("after_epoch")
         self.log.flush(with_status=True)
@@ -364,6 +401,7 @@ class MainLoop:
                 self.algorithm.process_batch(batch)
         else:
             self.algorithm.process_batches(batches)
+        self.settle_readbacks()  # the previous step's rows: the next one is queued already
         self.status["iterations_done"] += len(batches)
         timings = self.timings
         timings["read_data"] = read - start
@@ -442,6 +480,7 @@ class MainLoop:
         name; ``arrays`` is a flat ``{name: numpy array}`` mapping (parameters,
         optimizer state, RNG key, monitoring accumulators).
         """
+        self.settle_readbacks()
         self._finish_check()
         algo_json, arrays = {}, {}
         if hasattr(self.algorithm, "get_state"):
