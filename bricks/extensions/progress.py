@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import sys
@@ -18,9 +19,12 @@ from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
+from bricks.errors import ExtensionError, did_you_mean
 from bricks.extensions.base import TrainingExtension
 
 __all__ = ["ProgressBar", "epoch_length", "is_interactive"]
+
+logger = logging.getLogger(__name__)
 
 # the bar redrawn in place (a terminal, a notebook, an in-memory buffer)
 _BAR = "{desc} [{bar:%d}] {n_fmt:>%d}/{total_fmt} {rate_fmt} ETA {remaining}{postfix}"
@@ -150,7 +154,8 @@ class ProgressBar(TrainingExtension):
         name: the extension's name.
         report_every_n_batches: print a report line every this many batches.
         records: the records shown (default: every numeric record of the log
-            rows except ``time_*`` ones).
+            rows except ``time_*`` ones); one never logged is named in a
+            warning of the ``bricks.extensions.progress`` logger at the end.
         dynamic: redraw in place (``True``) or print lines (``False``);
             default: :func:`is_interactive` of the output.
     """
@@ -168,8 +173,6 @@ class ProgressBar(TrainingExtension):
     ) -> None:
         super().__init__(name)
         if report_every_n_batches is not None and int(report_every_n_batches) < 1:
-            from bricks.errors import ExtensionError
-
             raise ExtensionError(
                 f"ProgressBar: report_every_n_batches must be >= 1 or None, "
                 f"got {report_every_n_batches!r}"
@@ -390,6 +393,17 @@ class ProgressBar(TrainingExtension):
 
     def after_training(self) -> None:
         self._close_bar()
+        seen = set()
+        for _, row in self.main_loop.log:
+            seen.update(row)
+        for name in self.records or ():
+            if name not in self.latest:
+                logger.warning(
+                    "ProgressBar: record %r was never a number in the log, so it was never "
+                    "shown%s",
+                    name,
+                    did_you_mean(name, seen),
+                )
 
     def on_interrupt(self) -> None:
         self._close_bar()

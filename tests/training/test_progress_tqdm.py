@@ -53,7 +53,7 @@ def test_report_lines_above_the_bar(tmp_path):
     assert [r.split(" batches")[0].strip() for r in reports] == [
         "epoch 1 4/8", "epoch 1 8/8", "epoch 2 4/8", "epoch 2 8/8"
     ]
-    assert all("it/s ETA" in r and "train_cost=" in r for r in reports)
+    assert all(re.search(r"(it/s|s/it) ETA", r) and "train_cost=" in r for r in reports)
 
 
 def test_a_log_file_gets_one_line_per_report_and_no_carriage_returns(tmp_path):
@@ -70,7 +70,7 @@ def test_a_log_file_gets_one_line_per_report_and_no_carriage_returns(tmp_path):
     ]
     cost = loop.log.last_value("train_cost")
     assert lines[-1].endswith(f"train_cost={cost:.4g}")
-    assert all(re.search(r"\d+\.\d\dit/s ETA \d\d:\d\d", line) for line in lines), lines
+    assert all(re.search(r"\d+\.\d\d(it/s|s/it) ETA \d\d:\d\d", line) for line in lines), lines
 
 
 def test_a_log_file_without_reports_gets_a_line_per_epoch(tmp_path):
@@ -88,10 +88,12 @@ def test_interactivity_is_decided_by_the_output():
         assert not is_interactive(devnull)
 
 
-def test_records_choose_what_is_shown():
+def test_records_choose_what_is_shown(caplog):
     out = io.StringIO()
-    _run(ProgressBar(file=out, records=["missing"], interval=0.0), epochs=1)
+    _run(ProgressBar(file=out, records=["train_cots"], interval=0.0), epochs=1)
     assert "train_cost" not in out.getvalue()
+    assert "'train_cots' was never a number in the log" in caplog.text
+    assert "did you mean 'train_cost'?" in caplog.text
 
 
 def test_report_interval_is_checked():
