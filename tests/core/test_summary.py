@@ -33,7 +33,7 @@ def test_summary_of_a_two_layer_lstm_language_model():
     total = sum(int(np.prod(v.shape)) for v in values.values())
     assert text.splitlines()[-1].startswith(f"total: {total:,} parameter values in {len(values)}")
     assert "dim=32" in text and "length=64" in text
-    assert "/lm/stack/lstm_0" in text and "/lm/stack/lstm_1" in text
+    assert "/lm/stack/lstm#0" in text and "/lm/stack/lstm#1" in text
 
 
 def test_summary_counts_match_parameter_specs_before_initialization():
