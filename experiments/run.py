@@ -45,6 +45,7 @@ from typing import Any
 
 from bricks.errors import BricksError, ExperimentError, OverrideError, RunRefusedError
 
+from ._distributed import add_arguments, distribute_main_loop, join_group, launch_local
 from ._overrides import apply_overrides, check_plain
 from ._provenance import config_diff, format_diff, provenance, version_changes
 
@@ -136,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         help="JAX's NaN checking: the first NaN raises naming the primitive (slow: every "
         "operation is checked and compiled code re-runs op by op)",
     )
+    add_arguments(parser)
     return parser
 
 
@@ -434,6 +436,12 @@ class _Run:
             raise
         if main_loop.log.path is None:  # the runner owns the log file's place
             main_loop.log.path = os.fspath(self.run_dir / LOG_FILE)
+        group = getattr(self.args, "process_group", None)
+        if group is not None:
+            note = distribute_main_loop(main_loop, self.args, group, self.module)
+            self.summary["parallel"] = note
+            if note != "one device":
+                print(note, flush=True)
         return main_loop
 
     def _already_finished(self) -> int:
@@ -605,6 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         try:
+            if args.processes is not None and args.processes > 1:
+                name = Path(args.config).stem
+                run_dir = Path(args.output_dir) if args.output_dir else (
+                    newest_run_dir(name) if args.resume else new_run_dir(name))
+                raw = list(sys.argv[1:] if argv is None else argv)
+                return launch_local(args, raw, run_dir)
+            args.process_group = join_group(args)
             return run_experiment(args)
         except _StartupInterrupt as stop:
             print(

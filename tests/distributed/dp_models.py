@@ -30,7 +30,9 @@ def stream(process_index: int = 0, process_count: int = 1) -> DataStream:
     """The global batches of :func:`batches`, this process's slice of each."""
     data = batches()
     dataset = IndexableDataset({k: np.concatenate([b[k] for b in data]) for k in data[0]})
-    scheme = ProcessSlice(SequentialScheme(STEPS * BATCH, BATCH), process_index, process_count)
+    scheme = SequentialScheme(STEPS * BATCH, BATCH)
+    if process_count > 1:
+        scheme = ProcessSlice(scheme, process_index, process_count)
     return DataStream(dataset, iteration_scheme=scheme)
 
 

@@ -1,0 +1,190 @@
+"""The runner's data parallelism: ``--devices``, ``--processes`` and the process group.
+
+``--devices N`` trains over the first ``N`` local devices of one process
+(default: every local GPU/TPU; on CPU one device, because forced host
+devices share the same cores and only add overhead). ``--processes P``
+starts ``P`` processes on this machine joined by ``jax.distributed`` over
+loopback (for trying multi-process training out): process 0 works in the
+run directory and prints; process ``i > 0`` writes its own log, summary
+and output into ``<run>/process-<i>/``. ``--coordinator``,
+``--num-processes`` and ``--process-id`` join a group started elsewhere;
+without them a SLURM, Open MPI or Kubernetes launch is detected by
+``jax.distributed`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bricks.errors import ExperimentError
+
+__all__ = ["add_arguments", "distribute_main_loop", "join_group", "launch_local"]
+
+PROCESS_DIR = "process-{}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runner's options of data-parallel training."""
+    group = parser.add_argument_group("data-parallel training (docs/distributed.md)")
+    group.add_argument(
+        "--devices", type=int, default=None, metavar="N",
+        help="train data-parallel over N local devices (default: all local GPUs/TPUs; "
+        "on CPU 1); the global batch must divide by the number of devices",
+    )
+    group.add_argument(
+        "--processes", type=int, default=None, metavar="P",
+        help="start P processes on this machine joined by jax.distributed over loopback; "
+        "each reads its slice of every global batch; process 0 writes the run directory",
+    )
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="coordinator of a process group started elsewhere (with "
+                       "--num-processes and --process-id)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="P")
+    group.add_argument("--process-id", type=int, default=None, metavar="I")
+
+
+def join_group(args: argparse.Namespace) -> Any:
+    """Join the process group of the arguments or the environment (before jax computes)."""
+    from bricks.distributed import initialize
+
+    return initialize(args.coordinator, args.num_processes, args.process_id)
+
+
+def _batch_axes(stream: Any, module: Any) -> dict[str, int]:
+    axes = dict(getattr(module, "BATCH_AXES", {}) or {})
+    for source, labels in (getattr(stream, "axis_labels", None) or {}).items():
+        if source not in axes and labels and "batch" in labels:
+            axes[source] = list(labels).index("batch")
+    return axes
+
+
+def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
+                         module: Any = None) -> str:
+    """Make a config's main loop data-parallel; returns a line that says how.
+
+    With several processes the training stream reads this process's slice
+    of every global batch (:func:`bricks.data.slice_stream`) and the mesh
+    holds every device of every process.
+    """
+    import jax
+
+    from bricks.errors import MeshError
+
+    algorithm = main_loop.algorithm
+    if group.count > 1:
+        from bricks.data import slice_stream
+
+        slice_stream(main_loop.data_stream, group.index, group.count)
+        parallel: Any = "all"
+        size = len(jax.devices())
+    else:
+        default = 1 if jax.default_backend() == "cpu" else jax.local_device_count()
+        size = default if args.devices is None else args.devices
+        parallel = size if size > 1 else None
+    if parallel is None:
+        return "one device"
+    if not hasattr(algorithm, "distribute"):
+        raise ExperimentError(
+            f"--devices/--processes: the config's algorithm ({type(algorithm).__name__}) has no "
+            "distribute(); use bricks.algorithms.GradientDescent"
+        )
+    try:
+        algorithm.distribute(parallel, _batch_axes(main_loop.data_stream, module))
+    except MeshError as error:
+        raise ExperimentError(f"--devices {args.devices}: {error}") from None
+    return f"data-parallel over {size} devices, {group.count} process(es)"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -> int:
+    """Start ``args.processes`` local processes of this run and wait for them.
+
+    Returns 0 when all finished with 0, else the status of the first one
+    that failed (the others are stopped, and the failure is named).
+    """
+    count = int(args.processes)
+    if args.coordinator or args.process_id is not None or args.num_processes is not None:
+        raise ExperimentError("--processes starts its own group; do not combine it with "
+                              "--coordinator/--num-processes/--process-id")
+    port = _free_port()
+    rest = _without(list(argv), ("--processes", "--output-dir"))
+    env = dict(os.environ)
+    if env.get("JAX_PLATFORMS", "cpu") == "cpu":
+        env["XLA_FLAGS"] = " ".join(
+            [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+            + [f"--xla_force_host_platform_device_count={args.devices or 1}"]
+        )
+    procs = []
+    for i in range(count):
+        out_dir = run_dir if i == 0 else run_dir / PROCESS_DIR.format(i)
+        command = [sys.executable, "-m", "experiments.run", *rest, "--output-dir", str(out_dir),
+                   "--coordinator", f"localhost:{port}", "--num-processes", str(count),
+                   "--process-id", str(i)]
+        if i == 0:
+            procs.append(subprocess.Popen(command, env=env))
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with open(out_dir / "output.txt", "ab") as output:
+                procs.append(subprocess.Popen(command, env=env, stdout=output,
+                                              stderr=subprocess.STDOUT))
+    failed: tuple[int, int] | None = None
+    deadline = None
+    try:
+        while [p.poll() for p in procs].count(None):  # poll every one: it sets returncode
+            dead = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode not in (None, 0)]
+            if dead and failed is None:
+                # a peer's death makes jax's coordination service abort the others
+                # (SIGABRT): the process to name is the one that did not abort
+                failed = next((d for d in dead if d[1] != -signal.SIGABRT), dead[0])
+                deadline = time.monotonic() + 30
+                for other in procs:
+                    if other.poll() is None:
+                        other.terminate()
+            if deadline is not None and time.monotonic() > deadline:
+                break  # stuck in a collective with the lost peer: killed below
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    codes = [p.returncode for p in procs]
+    if failed is None and any(codes):
+        failed = next((i, c) for i, c in enumerate(codes) if c)
+    if failed is not None:
+        side = run_dir / PROCESS_DIR.format(failed[0])
+        where = "" if failed[0] == 0 else f" (its output: {side / 'output.txt'})"
+        print(f"python -m experiments.run: process {failed[0]} of {count} exited with status "
+              f"{failed[1]}{where}; statuses: {codes}", file=sys.stderr, flush=True)
+        return failed[1] if failed[1] > 0 else 128 - failed[1]
+    return 0
+
+
+def _without(argv: list[str], options: Sequence[str]) -> list[str]:
+    """``argv`` without ``options`` and their values (``--opt V`` or ``--opt=V``)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in options:
+            skip = True
+            continue
+        if any(arg.startswith(o + "=") for o in options):
+            continue
+        out.append(arg)
+    return out

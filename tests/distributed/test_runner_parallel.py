@@ -1,0 +1,75 @@
+"""``python -m experiments.run CONFIG --devices N / --processes P`` on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.run import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(Path(__file__).with_name("dp_config.py"))
+
+
+def _run(*args: str, devices: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", CONFIG, *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _results(run_dir: Path) -> tuple[dict, list[float]]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    costs = [r["records"]["train_cost"] for r in rows if "train_cost" in r.get("records", {})]
+    return summary, costs
+
+
+def test_more_devices_than_there_are_is_refused(tmp_path, capsys):
+    assert main([CONFIG, "--output-dir", str(tmp_path / "r"), "--devices", "3"]) == 2
+    assert "--devices 3: data_mesh: expected 1 to 2 devices" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_equal_two_devices_and_one(tmp_path):
+    runs = {
+        "processes": _run("--output-dir", str(tmp_path / "p"), "--processes", "2"),
+        "devices": _run("--output-dir", str(tmp_path / "d"), "--devices", "2", devices=2),
+        "one": _run("--output-dir", str(tmp_path / "o"), "--devices", "1", devices=2),
+    }
+    for name, done in runs.items():
+        assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr}"
+    p, d, o = (_results(tmp_path / k) for k in "pdo")
+    assert p[0]["parallel"] == "data-parallel over 2 devices, 2 process(es)"
+    assert d[0]["parallel"] == "data-parallel over 2 devices, 1 process(es)"
+    assert o[0]["parallel"] == "one device"
+    assert len(p[1]) == 20
+    for other in (d, o):
+        np.testing.assert_allclose(p[1], other[1], rtol=1e-5)
+        for k, v in other[0]["results"]["params"].items():
+            np.testing.assert_allclose(p[0]["results"]["params"][k], v, rtol=1e-5, atol=1e-6)
+    # process 0 prints and writes the run directory; process 1 keeps to its own folder
+    assert "finished after 20 iterations" in runs["processes"].stdout
+    side = tmp_path / "p" / "process-1"
+    assert "finished after 20 iterations" in (side / "output.txt").read_text()
+    assert sorted(x.name for x in (tmp_path / "p" / "checkpoints").iterdir() if
+                  x.name.startswith("ckpt-"))
+
+
+@pytest.mark.slow
+def test_a_lost_process_stops_the_run_and_is_named(tmp_path):
+    start = time.monotonic()
+    done = _run("--output-dir", str(tmp_path / "p"), "--processes", "2",
+                "--set", "die_process=1", "--set", "die_after=5")
+    assert done.returncode == 3, done.stderr
+    assert "process 1 of 2 exited with status 3" in done.stderr
+    assert "process-1/output.txt" in done.stderr
+    assert time.monotonic() - start < 120
