@@ -24,7 +24,9 @@ from bricks.core.brick import Brick, Initializable
 from bricks.core.initialization import Constant
 from bricks.core.roles import INITIAL_STATE, WEIGHT
 from bricks.core.simple import Logistic, Tanh
-from bricks.recurrent._fused_backward import recurrent_dot
+from bricks.core.tracing import current_frame
+from bricks.recurrent._fused_backward import _reverse_differentiated, recurrent_dot
+from bricks.recurrent._lstm_cell import lstm_cell
 from bricks.recurrent._recurrent import BaseRecurrent, learned_initial_state, recurrent
 
 __all__ = ["SimpleRecurrent", "LSTM", "GatedRecurrent"]
@@ -235,6 +237,11 @@ class LSTM(_GatedTransition):
         """One step: ``inputs`` ``(batch, 4 dim)``, ``states``/``cells`` ``(batch, dim)``."""
         d = self.dim
         act = inputs + recurrent_dot(states, self.W_state)
+        if self._hand_written_backward():
+            peepholes = ()
+            if self.peepholes:
+                peepholes = (self.W_cell_to_in, self.W_cell_to_forget, self.W_cell_to_out)
+            return lstm_cell(act, cells, peepholes)
         gate, activation = self.gate_activation.apply, self.activation.apply
         pre_in, pre_forget, pre_out = act[..., :d], act[..., d : 2 * d], act[..., 3 * d :]
         if self.peepholes:
@@ -246,6 +253,25 @@ class LSTM(_GatedTransition):
             pre_out = pre_out + next_cells * _row(self.W_cell_to_out, cells)
         next_states = gate(pre_out) * activation(next_cells)
         return next_states, next_cells
+
+    def _hand_written_backward(self) -> bool:
+        """Whether the step may use :func:`lstm_cell` (Blocks' equations with a
+        hand-written backward): in reverse-mode differentiation of the
+        parameters, with the default activations, and where no graph
+        intervention or request concerns the activation bricks (whose outputs
+        it does not annotate)."""
+        if not self.fused_backward or not _reverse_differentiated(self.W_state):
+            return False
+        if type(self.activation) is not Tanh or type(self.gate_activation) is not Logistic:
+            return False
+        rec = current_frame().recorder
+        if rec is None:
+            return True
+        if rec.discovery:
+            return False
+        children = (f"{self.activation.path}.", f"{self.gate_activation.path}.")
+        tags = [*rec.interventions, *rec.requested]
+        return not any(child in tag for tag in tags for child in children)
 
     @application(outputs=["states", "cells"])
     def initial_states(

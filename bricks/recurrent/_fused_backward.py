@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from bricks.core.tracing import Frame, Recorder, current_frame, use_frame
 from bricks.errors import RecurrentError
@@ -120,10 +121,39 @@ def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
         fusion.outs.append(jax.ShapeDtypeStruct(out.shape, out.dtype))
         fusion.weights.append(weight)
         return out
-    z, w = fusion.zs[k], fusion.ws[len(fusion.lhs)]
+    z, (w, w_t) = fusion.zs[k], fusion.ws[len(fusion.lhs)]
     fusion.lhs.append(lhs)
     fusion.weights.append(weight)
-    return (jnp.dot(lhs, w) + z).astype(z.dtype)
+    return (_product(lhs, w, w_t) + z).astype(z.dtype)
+
+
+@jax.custom_jvp
+def _product(lhs: jax.Array, w: jax.Array, w_t: jax.Array) -> jax.Array:
+    """``lhs @ w``, whose cotangent for ``lhs`` is ``g @ w_t`` with ``w_t = wᵀ``
+    stored transposed, once, outside the scan (XLA's CPU matrix product is
+    about 20% slower when it contracts the second axis of its right operand)."""
+    del w_t
+    return jnp.dot(lhs, w)
+
+
+def _product_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, Any]:
+    lhs, w, w_t = primals
+    d_lhs, d_w, d_w_t = tangents
+    del d_w_t  # w_t is wᵀ: its tangent is d_wᵀ, already counted through d_w
+    out = jnp.dot(lhs, w)
+    parts = []
+    if not isinstance(d_lhs, SymbolicZero):
+        contract = (((lhs.ndim - 1,), (1,)), ((), ()))
+        parts.append(jax.lax.dot_general(d_lhs, w_t, contract))
+    if not isinstance(d_w, SymbolicZero):
+        parts.append(jnp.dot(lhs, d_w))
+    if not parts:
+        return out, SymbolicZero(jax.typeof(out).to_tangent_aval())
+    tangent = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return out, tangent.astype(out.dtype)
+
+
+_product.defjvp(_product_jvp, symbolic_zeros=True)
 
 
 def _with_fusion(fusion: _Fusion, fn: Callable[..., Any], *args: Any) -> Any:
@@ -266,14 +296,16 @@ def _fused(
     body = jax.checkpoint(step) if remat else step
     weights = tuple(plan.weights)  # parameters of the active mapping, one per fused product
     w0 = tuple(jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in weights)
-    converted, consts = jax.closure_convert(body, init, (x0, z0), w0)
+    pairs0 = tuple((w, jax.ShapeDtypeStruct(w.shape[::-1], w.dtype)) for w in w0)
+    converted, consts = jax.closure_convert(body, init, (x0, z0), pairs0)
 
     def zeros() -> tuple[Any, ...]:
         return tuple(jnp.zeros((length, *s.shape), s.dtype) for s in shapes)
 
     def scan_all(consts: Any, ws: Any, init: Any, xs: Any, zs: Any) -> Any:
+        pairs = tuple((w, w.T) for w in ws)
         return jax.lax.scan(
-            lambda c, xz: converted(c, xz, ws, *consts),
+            lambda c, xz: converted(c, xz, pairs, *consts),
             init,
             (xs, zs),
             length=length,
