@@ -97,13 +97,18 @@ def test_resumed_runs_equal_the_reference_bitwise(tmp_path: Path) -> None:
                     np.atleast_1d(value).view(np.uint8),
                     err_msg=f"{cut} {how} {key}",
                 )
-            rows = {int(k): v for k, v in info["rows"].items()}
-            ref_rows = {int(k): v for k, v in ref_info["rows"].items()}
+            rows = {int(k): _same_place(v) for k, v in info["rows"].items()}
+            ref_rows = {int(k): _same_place(v) for k, v in ref_info["rows"].items()}
             after = sorted(k for k in ref_rows if k > resume_point)
             assert after and after[-1] == 200
             for k in after:
                 assert rows.get(k) == ref_rows[k], (cut, how, k)
             assert info["stream"] == ref_info["stream"]
+
+
+def _same_place(row: dict) -> dict:
+    """A row without ``saved_to``: the checkpoint directory differs between the runs."""
+    return {k: v for k, v in row.items() if k != "saved_to"}
 
 
 @pytest.mark.slow
