@@ -219,3 +219,18 @@ def test_the_plot_gets_values_every_few_batches():
         [["train_cost"]],
     )[1]
     assert plot.batches_until_needed(0) == 10 and plot.batches_until_needed(13) == 7
+
+
+@pytest.mark.slow
+def test_default_console_is_one_line_per_report_and_blocks_on_request(tmp_path):
+    from ._helpers import run
+    from .test_char_lm import TINY
+
+    plain = run("char_lm", tmp_path / "plain", *TINY).stdout + "\n"
+    proc = run("char_lm", tmp_path / "blocks", *TINY, "--set", "print_blocks=True")
+    assert "Training status:" not in plain and "Training status:" in proc.stdout
+    # stderr is a pipe here: report lines (every monitor_every=2 batches), no redraws
+    lines = [s for s in proc.stderr.splitlines() if s.startswith("epoch ")]
+    assert [s.split(" batches")[0] for s in lines] == ["epoch 1 2/30", "epoch 1 4/30"], lines
+    assert "\r" not in proc.stderr
+    assert all("train_cost=" in s and "valid_cost=" in s for s in lines)
