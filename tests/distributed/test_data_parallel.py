@@ -125,3 +125,51 @@ def test_four_devices_equal_one_in_a_subprocess(single, tmp_path):
     out = json.loads(out_file.read_text())
     _assert_same({k: np.asarray(v) for k, v in out["params"].items()}, single[0])
     np.testing.assert_allclose(out["costs"], single[1], rtol=1e-5)
+
+
+def test_distribute_moves_a_trained_state_onto_the_mesh_and_back():
+    from .dp_models import mlp_algorithm
+
+    data = batches(6)
+    one, moved = mlp_algorithm(None), mlp_algorithm(None)
+    for b in data[:3]:
+        one.process_batch(b)
+        moved.process_batch(b)
+    moved.distribute(2)
+    assert len(moved.current_parameters()["/mlp/linear_0.W"].sharding.device_set) == 2
+    for b in data[3:5]:
+        one.process_batch(b)
+        moved.process_batch(b)
+    moved.distribute(None)
+    assert len(moved.current_parameters()["/mlp/linear_0.W"].sharding.device_set) == 1
+    one.process_batch(data[5])
+    moved.process_batch(data[5])
+    _assert_same(moved.parameter_values(), one.parameter_values())
+
+
+@pytest.mark.slow
+def test_checkpoint_on_two_devices_resumes_on_one_with_the_same_batches():
+    """Topology change: 25 steps on 2 devices, the main loop's state, 25 more on 1 device."""
+    from bricks.extensions import FinishAfter, TrainingDataMonitoring
+    from bricks.main_loop import MainLoop
+
+    from .dp_models import mlp_algorithm, stream
+
+    def loop(parallel, steps):
+        return MainLoop(mlp_algorithm(parallel), stream(), extensions=[
+            TrainingDataMonitoring(["cost"], prefix="batch", after_batch=True),
+            FinishAfter(after_n_batches=steps)])
+
+    whole = loop(None, 50)
+    whole.run()
+    first = loop(2, 25)
+    first.run()
+    state, arrays = first.get_state()
+    state = json.loads(json.dumps(state))
+    assert state["data_stream"]["iterator"] == {"position": 25}
+    second = loop(None, 50)
+    second.set_state(state, arrays)
+    second.run()
+    _assert_same(second.algorithm.parameter_values(), whole.algorithm.parameter_values())
+    costs = [v for _, v in second.log.records("batch_cost")]
+    np.testing.assert_allclose(costs, [v for _, v in whole.log.records("batch_cost")], rtol=1e-5)
