@@ -33,11 +33,16 @@ DOCUMENTED = {
 _MADE: dict[type, tuple] = {}
 
 
-def _check(example, kind: str, which: int) -> str:
+def _check(example, kind: str, which: int, values: bool = True) -> str:
     if example.cls not in _MADE:
         _MADE[example.cls] = example.make()
     return check_bad_input(
-        example, kind, which, made=_MADE[example.cls], documented=DOCUMENTED.get(example.cls, ())
+        example,
+        kind,
+        which,
+        made=_MADE[example.cls],
+        documented=DOCUMENTED.get(example.cls, ()),
+        values=values,
     )
 
 
@@ -54,7 +59,8 @@ def _check(example, kind: str, which: int) -> str:
     which=st.integers(min_value=0, max_value=2),
 )
 def test_a_bad_input_is_a_named_error_or_a_documented_result(example, kind, which):
-    _check(example, kind, which)
+    # shapes only (eval_shape, no compilation); the slow test also compares values
+    _check(example, kind, which, values=False)
 
 
 @pytest.mark.slow
