@@ -119,6 +119,8 @@ def test_refused_resumes_leave_the_run_as_it_was_and_a_plain_resume_works(
     shape = run(run_dir, "--resume", "--set", "hidden_dim=4", "--allow-config-change")
     assert shape.returncode == 2, shape.stdout + shape.stderr
     assert "(1, 4)" in shape.stderr and "(1, 1)" in shape.stderr
+    broken = run(run_dir, "--resume", "--set", "batch_size=0", "--allow-config-change")
+    assert broken.returncode == 1, broken.stdout + broken.stderr  # build() fails
     assert hashes(run_dir) == before
 
     finished = run(run_dir, "--resume")
