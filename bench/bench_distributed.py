@@ -1,0 +1,114 @@
+"""Data-parallel step time on 1, 2, 4, 8 CPU devices: a correctness-and-overhead figure.
+
+    python bench/bench_distributed.py [--devices 1,2,4,8] [--steps 40] [--batch 128]
+
+Each device count runs in its own process (``XLA_FLAGS=
+--xla_force_host_platform_device_count=N``): ``GradientDescent(parallel=N)``
+trains the MLP 784-500-500-10 with Adam on the same global batches. Forced
+host devices share the machine's cores, so more devices do not make a step
+faster: the figure shows the cost of the sharded program (per-device work,
+the all-reduce of the gradients as copies in host memory) and checks that
+the parameters after the timed steps equal the one-device run. Reported:
+median step time (wall, after ``block_until_ready``), its ratio to one
+device, the largest relative difference of a parameter to the one-device run
+(``||p_N - p_1|| / ||p_1||``), and the bytes each step
+all-reduces (the gradients, float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _child(devices: int, steps: int, batch: int) -> dict:
+    import jax
+    import numpy as np
+
+    from bricks.algorithms import Adam, GradientDescent
+    from bricks.core import (
+        MLP,
+        CategoricalCrossEntropy,
+        Constant,
+        IsotropicGaussian,
+        Rectifier,
+        Softmax,
+    )
+    from bricks.graph import ComputationGraph
+
+    assert len(jax.devices()) == devices
+    mlp = MLP([Rectifier(), Rectifier(), Softmax()], [784, 500, 500, 10],
+              weights_init=IsotropicGaussian(0.01), biases_init=Constant(0))
+    mlp.initialize(seed=1)
+
+    def cost(features, targets):
+        return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
+
+    graph = ComputationGraph(cost, features=(None, 784), targets=(None,))
+    algorithm = GradientDescent(cost=graph, step_rule=Adam(1e-3),
+                                parallel=devices if devices > 1 else None)
+    rng = np.random.RandomState(0)
+    data = [{"features": rng.rand(batch, 784).astype(np.float32),
+             "targets": rng.randint(0, 10, batch).astype(np.int32)} for _ in range(8)]
+    for b in data[:3]:  # compile and warm up
+        algorithm.process_batch(b)
+    jax.block_until_ready(algorithm.current_parameters())
+    times = []
+    for i in range(steps):
+        start = time.perf_counter()
+        algorithm.process_batch(data[i % len(data)])
+        jax.block_until_ready(algorithm.current_parameters())
+        times.append(time.perf_counter() - start)
+    params = algorithm.parameter_values()
+    return {
+        "devices": devices,
+        "median_step_us": float(np.median(times) * 1e6),
+        "params": {k: v.tolist() for k, v in params.items()},
+        "gradient_bytes": int(sum(v.size * 4 for v in params.values())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", default="1,2,4,8")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(_child(args.child, args.steps, args.batch)))
+        return
+    import numpy as np
+
+    results = []
+    for n in [int(x) for x in args.devices.split(",")]:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--steps", str(args.steps),
+             "--batch", str(args.batch)],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = results[0]
+    print(f"MLP 784-500-500-10, Adam, global batch {args.batch}, {args.steps} timed steps; "
+          f"gradients all-reduced per step: {base['gradient_bytes'] / 1e6:.2f} MB; "
+          f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
+    print("| devices | median step | vs 1 device | parameters, max relative difference (norm) |")
+    print("| --- | --- | --- | --- |")
+    for r in results:
+        diff = max(  # ||p_N - p_1|| / ||p_1|| of each parameter, the largest
+            float(np.linalg.norm(np.asarray(r["params"][k]) - np.asarray(v))
+                  / np.linalg.norm(np.asarray(v)))
+            for k, v in base["params"].items()
+        )
+        print(f"| {r['devices']} | {r['median_step_us']:.0f} us | "
+              f"{r['median_step_us'] / base['median_step_us']:.2f} | {diff:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
