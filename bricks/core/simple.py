@@ -135,6 +135,9 @@ class Bias(Initializable):
 class Activation(Brick):
     """Base of element-wise bricks: subclasses define :meth:`function`."""
 
+    #: whether integer and bool inputs are cast to float32 before :meth:`function`
+    promotes_integers: bool = True
+
     @staticmethod
     def function(x: jax.Array) -> jax.Array:
         raise NotImplementedError
@@ -156,8 +159,7 @@ class Activation(Brick):
 class Identity(Activation):
     """Returns its input."""
 
-    #: whether integer and bool inputs are cast to float32 before :meth:`function`
-    promotes_integers: bool = True
+    promotes_integers = False
 
     @staticmethod
     def function(x: jax.Array) -> jax.Array:
@@ -191,8 +193,6 @@ class Softplus(Activation):
 class Softmax(Activation):
     """Softmax over the last axis, with a stable log-probability and
     categorical cross-entropy computed from the pre-softmax input."""
-
-    promotes_integers = False
 
     @staticmethod
     def function(x: jax.Array) -> jax.Array:
