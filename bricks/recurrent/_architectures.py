@@ -25,7 +25,11 @@ from bricks.core.initialization import Constant
 from bricks.core.roles import INITIAL_STATE, WEIGHT
 from bricks.core.simple import Logistic, Tanh
 from bricks.core.tracing import current_frame
-from bricks.recurrent._fused_backward import _reverse_differentiated, recurrent_dot
+from bricks.recurrent._fused_backward import (
+    _reverse_differentiated,
+    fused_backward_enabled,
+    recurrent_dot,
+)
 from bricks.recurrent._lstm_cell import lstm_cell
 from bricks.recurrent._recurrent import BaseRecurrent, learned_initial_state, recurrent
 
@@ -260,7 +264,9 @@ class LSTM(_GatedTransition):
         parameters, with the default activations, and where no graph
         intervention or request concerns the activation bricks (whose outputs
         it does not annotate)."""
-        if not self.fused_backward or not _reverse_differentiated(self.W_state):
+        if not (self.fused_backward and fused_backward_enabled()):
+            return False
+        if not _reverse_differentiated(self.W_state):
             return False
         if type(self.activation) is not Tanh or type(self.gate_activation) is not Logistic:
             return False

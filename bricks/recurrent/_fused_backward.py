@@ -80,6 +80,16 @@ _FUSION: contextvars.ContextVar[_Fusion | None] = contextvars.ContextVar(
 )
 
 
+#: the context of a scan run with ``fused_backward=False``
+_OFF = _Fusion(candidates=())
+
+
+def fused_backward_enabled() -> bool:
+    """``False`` inside the step of a scan run with ``fused_backward=False`` (so a
+    brick's own hand-written backward, like LSTM's cell, is switched off too)."""
+    return _FUSION.get() is not _OFF
+
+
 def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
     """``jnp.dot(lhs, weight)`` for the recurrent matrix product of a step.
 
@@ -93,7 +103,7 @@ def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
         product over all time steps (see the module docstring).
     """
     fusion = _FUSION.get()
-    if fusion is None:
+    if fusion is None or fusion is _OFF:
         return jnp.dot(lhs, weight)
     if _trace_state is not None and fusion.trace is not None and _trace_state() != fusion.trace:
         raise RecurrentError(
@@ -227,7 +237,7 @@ def fused_scan(
     if result is None:
 
         def unfused(carry: Any, x_t: Any) -> Any:
-            return _with_fusion(None, fn, carry, x_t)  # type: ignore[arg-type]
+            return _with_fusion(None if fused else _OFF, fn, carry, x_t)  # type: ignore[arg-type]
 
         step = jax.checkpoint(unfused) if remat else unfused
         result = jax.lax.scan(

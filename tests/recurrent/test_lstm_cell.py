@@ -57,7 +57,7 @@ def test_cell_equals_numpy_blocks_equations():
         np.testing.assert_allclose(mine, r, rtol=1e-5, atol=1e-6)
 
 
-def _uses_cell(lstm, params, x, graph=None):
+def _uses_cell(lstm, params, x, graph=None, call=None):
     """Whether tracing the gradient calls ``lstm_cell`` (counted by a spy)."""
     calls = []
 
@@ -68,7 +68,7 @@ def _uses_cell(lstm, params, x, graph=None):
     def loss(p):
         if graph is not None:
             return graph.evaluate(p, {"inputs": x})[0][0]
-        return jnp.sum(apply_with(p, lambda: lstm.apply(x))[0])
+        return jnp.sum(apply_with(p, call or (lambda: lstm.apply(x)))[0])
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(architectures, "lstm_cell", spy)
@@ -85,6 +85,8 @@ def test_lstm_uses_the_cell_only_where_it_may():
     lstm.fused_backward = False
     assert not _uses_cell(lstm, params, x)
     lstm.fused_backward = True
+    plain = _uses_cell(lstm, params, x, call=lambda: lstm.apply(x, fused_backward=False))
+    assert not plain
 
     def cost(inputs):
         return jnp.sum(lstm.apply(inputs)[0])
