@@ -20,6 +20,7 @@ from bricks.extensions.plot import Plot
 from bricks.extensions.predicates import OnLogRecord
 from bricks.extensions.printing import Printing
 from bricks.extensions.progress import ProgressBar
+from bricks.extensions.rollback import RollbackOnNonFinite
 from bricks.extensions.stopping import EarlyStopping, FinishIfNoImprovementAfter
 from bricks.extensions.timing import Timestamp, Timing
 from bricks.extensions.training import (
@@ -44,6 +45,7 @@ __all__ = [
     "FinishIfNoImprovement",
     "Checkpoint",
     "Load",
+    "RollbackOnNonFinite",
     "Plot",
     "Printing",
     "ProgressBar",
