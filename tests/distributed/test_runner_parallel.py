@@ -73,3 +73,22 @@ def test_a_lost_process_stops_the_run_and_is_named(tmp_path):
     assert "process 1 of 2 exited with status 3" in done.stderr
     assert "process-1/output.txt" in done.stderr
     assert time.monotonic() - start < 120
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_on_one_process(tmp_path):
+    """Topology change: 10 steps on 2 processes, checkpoint, resume on 1 process to step 20."""
+    first = _run("--output-dir", str(tmp_path / "p"), "--processes", "2",
+                 "--set", "num_batches=10")
+    assert first.returncode == 0, first.stderr
+    resumed = _run("--output-dir", str(tmp_path / "p"), "--resume", "--set", "num_batches=20",
+                   "--allow-config-change")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and "ckpt-000000010" in resumed.stdout
+    whole = _run("--output-dir", str(tmp_path / "o"))
+    assert whole.returncode == 0, whole.stderr
+    (p_summary, p_costs), (o_summary, o_costs) = _results(tmp_path / "p"), _results(tmp_path / "o")
+    assert p_summary["iterations_done"] == o_summary["iterations_done"] == 20
+    np.testing.assert_allclose(p_costs[-20:], o_costs, rtol=1e-5)
+    for k, v in o_summary["results"]["params"].items():
+        np.testing.assert_allclose(p_summary["results"]["params"][k], v, rtol=1e-5, atol=1e-6)
