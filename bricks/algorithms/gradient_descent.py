@@ -75,9 +75,22 @@ def _sizes_of(shapes: tuple[tuple[int, ...], ...]) -> list[int]:
     return [math.prod(shape) for shape in shapes]
 
 
+_ZEROS_AT_ONCE = 64
+_zero_pools: dict[int, list[jax.Array]] = {}
+
+
 @functools.lru_cache(maxsize=64)
-def _zeros_maker(size: int) -> Callable[[], jax.Array]:
-    return jax.jit(lambda: jnp.zeros(size, jnp.float32))
+def _zeros_maker(size: int) -> Callable[[], tuple[jax.Array, ...]]:
+    return jax.jit(lambda: tuple(jnp.zeros(size, jnp.float32) for _ in range(_ZEROS_AT_ONCE)))
+
+
+def _zeros(size: int) -> jax.Array:
+    """A fresh float32 zero vector: made 64 at a time by one compiled call, since every
+    per-batch report needs one and a dispatch costs about half a small training step."""
+    pool = _zero_pools.setdefault(size, [])
+    if not pool:
+        pool.extend(_zeros_maker(size)())
+    return pool.pop()
 
 
 def _means(acc: np.ndarray, variables: Sequence[Variable], sizes: Sequence[int]) -> dict:
@@ -203,6 +216,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         self._state: dict[str, Any] | None = None
         self._step_fn: Callable | None = None
         self._multi_fn: Callable | None = None
+        self._masked_fn: Callable | None = None
         self._batch_keys: tuple | None = None
         # (step function, batch keys, pass the batch as it is): what the fast path of
         # process_batch checks, set by a slow call that compiled or reused that function
@@ -273,9 +287,9 @@ class GradientDescent(TrainingState, BlocksUpdates):
         return _sizes_of(tuple(tuple(v.shape or ()) for v in self._monitors[slot]))
 
     def _zero_acc(self, slot: int) -> jax.Array:
-        # a compiled zeros maker: an eager jnp.zeros or a device_put of host
-        # zeros costs ~10x a jitted call, and this runs at every report
-        return _zeros_maker(sum(self._sizes(slot)) + 1)()
+        # compiled zeros: an eager jnp.zeros or a device_put of host zeros
+        # costs ~10x a jitted call, and this runs at every report
+        return _zeros(sum(self._sizes(slot)) + 1)
 
     def read_monitor(self, slot: int, log: Any = None) -> dict[str, Any]:
         """Means of the slot's variables since its last read (per element); resets it.
@@ -364,16 +378,31 @@ class GradientDescent(TrainingState, BlocksUpdates):
 
         def multi(state, batches, base_key):
             self.compilations += 1
+            state, flags = jax.lax.scan(lambda s, b: step(s, b, base_key), state, batches)
+            return state, flags[-1]
 
-            def body(s, b):
-                s, bad = step(s, b, base_key)
-                return s, bad
+        def masked(state, batches_count, base_key):
+            # a scan over stacked batches of which the first ``count`` are real:
+            # the others (padding of a short chunk) leave the state as it is, so
+            # one program serves every shorter chunk. Only short chunks run it:
+            # on a GPU a cond in a loop reads its predicate back to the host
+            self.compilations += 1
+            batches, count = batches_count
 
-            state, flags = jax.lax.scan(body, state, batches)
+            def body(s, xs):
+                i, b = xs
+                return jax.lax.cond(
+                    i < count, lambda s: step(s, b, base_key), lambda s: (s, flags_of(s)), s
+                )
+
+            length = jax.tree_util.tree_leaves(batches)[0].shape[0]
+            steps = jnp.arange(length, dtype=jnp.int32)
+            state, flags = jax.lax.scan(body, state, (steps, batches))
             return state, flags[-1]
 
         self._step_fn = jit_step(single, self.parallel)
         self._multi_fn = jit_step(multi, self.parallel)
+        self._masked_fn = jit_step(masked, self.parallel)
 
     def _place_state(self) -> None:
         """On a mesh: the state and key replicated on every device."""
@@ -448,18 +477,33 @@ class GradientDescent(TrainingState, BlocksUpdates):
             self._batch_names = tuple(inputs)
             self._fast = (self._step_fn, keys, type(batch) is dict and keys == tuple(inputs))
 
-    def process_batches(self, batches: Sequence[Mapping[str, Any]]) -> None:
+    def process_batches(
+        self, batches: Sequence[Mapping[str, Any]], length: int | None = None
+    ) -> None:
         """Run ``len(batches)`` steps in one compiled ``lax.scan`` call.
 
         Same results as calling :meth:`process_batch` on each; batches of
         different shapes fall back to one call each.
+
+        Args:
+            batches: the batches, in order.
+            length: the scan's length (default ``len(batches)``); fewer
+                batches are padded with masked steps that change nothing, so
+                shorter chunks share one more program (the main loop's
+                ``steps_per_call``: the end of an epoch), never a single step.
         """
+        length = len(batches) if length is None else int(length)
+        if len(batches) > length:
+            raise AlgorithmError(
+                f"process_batches: {len(batches)} batches do not fit a scan of length {length}"
+            )
         inputs = [self._inputs(b) for b in batches]
         shapes = {tuple((k, np.shape(v)) for k, v in b.items()) for b in inputs}
-        if len(batches) == 1 or len(shapes) != 1:
+        if length == 1 or len(shapes) != 1:
             for b in batches:
                 self.process_batch(b)
             return
+        inputs = inputs + [inputs[-1]] * (length - len(inputs))  # masked in the scan
         state = self._require_state()
         self._discover(inputs[0])
         if self._multi_fn is None:
@@ -468,7 +512,11 @@ class GradientDescent(TrainingState, BlocksUpdates):
         if self.parallel is not None:
             stacked = self.parallel.shard_batch(stacked, stacked=True)
         self._live.forget()
-        self._state, flags = self._multi_fn(state, stacked, self._base_key)
+        if len(batches) == length:
+            self._state, flags = self._multi_fn(state, stacked, self._base_key)
+        else:
+            count = np.int32(len(batches))
+            self._state, flags = self._masked_fn(state, (stacked, count), self._base_key)
         self._flags.called(flags)
 
     def check_finite(self, log: Any = None, wait: bool = True) -> None:

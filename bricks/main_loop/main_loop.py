@@ -76,9 +76,10 @@ class MainLoop:
             persists to a JSON-lines file.
         steps_per_call: at most this many training steps run in one compiled
             call (a ``lax.scan``) whenever no extension needs control between
-            them; results and logs are the same as with ``1``. Only scans of
-            exactly this length are compiled (shorter stretches run step by
-            step), so choose a divisor of the reporting intervals.
+            them; results and logs are the same as with ``1``. One scan of
+            this length is compiled: a shorter stretch (before an extension
+            needs control, or at an epoch's end) runs in it with the missing
+            steps masked, so no other program is compiled.
 
     Attributes:
         log, status (``log.status``), extensions, algorithm, data_stream,
@@ -394,13 +395,13 @@ class MainLoop:
         read = time.perf_counter()
         self.status["received_first_batch"] = True
         self._run_extensions("before_batch", batches[0])
-        if len(batches) == 1:
+        if self.steps_per_call == 1:
             self.algorithm.process_batch(batches[0])
-        elif len(batches) < self.steps_per_call:  # one step each: no scan of another length
+        elif not hasattr(self.algorithm, "process_batches"):
             for batch in batches:
                 self.algorithm.process_batch(batch)
-        else:
-            self.algorithm.process_batches(batches)
+        else:  # a short chunk (the epoch's end) runs masked in the same compiled scan
+            self.algorithm.process_batches(batches, length=self.steps_per_call)
         self.settle_readbacks()  # the previous step's rows: the next one is queued already
         self.status["iterations_done"] += len(batches)
         timings = self.timings
