@@ -13,19 +13,12 @@ from bricks.recurrent._attention import (
 )
 from bricks.recurrent._beam_search import BeamSearch, BeamSearchResult
 from bricks.recurrent._bidirectional import Bidirectional
+from bricks.recurrent._emitters import AbstractEmitter, SoftmaxEmitter, TrivialEmitter
+from bricks.recurrent._feedback import AbstractFeedback, LookupFeedback, TrivialFeedback
 from bricks.recurrent._fused_backward import recurrent_dot
+from bricks.recurrent._readout import Readout
 from bricks.recurrent._recurrent import BaseRecurrent, RecurrentApplication, recurrent
-from bricks.recurrent._sequence_generator import (
-    AbstractEmitter,
-    AbstractFeedback,
-    FakeAttentionRecurrent,
-    LookupFeedback,
-    Readout,
-    SequenceGenerator,
-    SoftmaxEmitter,
-    TrivialEmitter,
-    TrivialFeedback,
-)
+from bricks.recurrent._sequence_generator import FakeAttentionRecurrent, SequenceGenerator
 from bricks.recurrent._stack import RECURRENTSTACK_SEPARATOR, RecurrentStack
 
 __all__ = [

@@ -216,7 +216,9 @@ def test_docs_and_docstring_examples_run():
     import pathlib
     import re
 
-    for name in ("_attention", "_sequence_generator", "_beam_search"):
+    modules = ("_attention", "_emitters", "_feedback", "_readout", "_sequence_generator",
+               "_beam_search")
+    for name in modules:
         module = importlib.import_module(f"bricks.recurrent.{name}")
         failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failures == 0, name
