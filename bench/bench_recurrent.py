@@ -66,6 +66,8 @@ def bricks_model(vocab: int, hidden: int, peepholes: bool = True, fused: bool = 
         params.update(brick.get_parameter_values())
 
     def loss(params, tokens, targets, remat=False, low_memory=False, in_step=False):
+        option = None if fused else False  # None: the default (off under remat)
+
         def forward():
             if in_step:  # the lookup runs inside the scan: recomputed per step under remat
                 outputs = stack.apply(
@@ -73,11 +75,11 @@ def bricks_model(vocab: int, hidden: int, peepholes: bool = True, fused: bool = 
                     remat=remat,
                     low_memory=low_memory,
                     input_transforms={"inputs": embed.apply},
-                    fused_backward=fused,
+                    fused_backward=option,
                 )
             else:
                 outputs = stack.apply(
-                    embed.apply(tokens), remat=remat, low_memory=low_memory, fused_backward=fused
+                    embed.apply(tokens), remat=remat, low_memory=low_memory, fused_backward=option
                 )
             logits = readout.apply(outputs[stack.apply.outputs.index("states#1")])
             return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()

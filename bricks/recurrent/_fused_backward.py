@@ -185,10 +185,12 @@ def fused_scan(
     unroll: int = 1,
     name: str = "scan",
     fused: bool = True,
+    disabled: bool = False,
 ) -> tuple[Any, Any]:
     """:func:`bricks.core.tracing.scan` with the fused backward of
     :func:`recurrent_dot` (when ``fused``; else the plain scan with no
-    fusion active in the body)."""
+    fusion active in the body, and with :func:`fused_backward_enabled`
+    ``False`` in it when ``disabled``)."""
     frame = current_frame()
     rec = frame.recorder
     steps = jnp.arange(length, dtype=jnp.int32)
@@ -237,7 +239,7 @@ def fused_scan(
     if result is None:
 
         def unfused(carry: Any, x_t: Any) -> Any:
-            return _with_fusion(None if fused else _OFF, fn, carry, x_t)  # type: ignore[arg-type]
+            return _with_fusion(_OFF if disabled else None, fn, carry, x_t)  # type: ignore[arg-type]
 
         step = jax.checkpoint(unfused) if remat else unfused
         result = jax.lax.scan(

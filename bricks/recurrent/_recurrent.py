@@ -247,8 +247,9 @@ def recurrent(
     * ``fused_backward`` — compute the gradients of the weights that the step
       multiplies with :func:`~bricks.recurrent.recurrent_dot` after the scan,
       as one matrix product over all steps (default: the brick's
-      ``fused_backward`` attribute, else ``True``); ``False`` lets JAX
-      accumulate them inside the backward scan;
+      ``fused_backward`` attribute, else ``True``; under ``remat`` only when
+      passed as ``True``, as it stores ``(time, batch, out)`` cotangents);
+      ``False`` lets JAX accumulate them inside the backward scan;
     * ``n_steps``, ``batch_size`` — needed only when no sequence is given.
 
     Returns:
@@ -596,9 +597,12 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
     remat = control["remat"]
     if remat is None:
         remat = bool(getattr(brick, "remat", False))
-    fused = control["fused_backward"]
-    if fused is None:
-        fused = bool(getattr(brick, "fused_backward", True))
+    enabled = control["fused_backward"]
+    if enabled is None:
+        enabled = bool(getattr(brick, "fused_backward", True))
+    # under remat the stacked (time, batch, out) cotangents of the fused weight
+    # gradients would undo the memory saving, so there it is only on when asked for
+    fused = bool(enabled) and (control["fused_backward"] is True or not remat)
     final, ys = fused_scan(
         body,
         init,
@@ -609,6 +613,7 @@ def _run(app: RecurrentApplication, brick: Any, args: tuple, kwargs: dict) -> An
         unroll=control["unroll"] or 1,
         name=f"{brick.path}.{bound.name}.scan",
         fused=fused,
+        disabled=not enabled,
     )
     del final
     ys = list(ys)

@@ -105,7 +105,7 @@ def _time_contractions(loss, params):
 def test_fused_equals_plain_scan_gradient(kind, control):
     brick, params = _brick(kind)
     inputs = {**_inputs(brick), "mask": _mask()}
-    fused = _loss(brick, inputs, **control)
+    fused = _loss(brick, inputs, fused_backward=True, **control)
     plain = _loss(brick, inputs, fused_backward=False, **control)
     n_weights = 2 if kind == "gru" else 1
     assert _time_contractions(fused, params) == n_weights
@@ -179,7 +179,7 @@ def test_fused_stack_with_fused_forks_and_input_transforms():
         return loss
 
     for control in ({"remat": True}, {"remat": True, "reverse": True}, {"low_memory": True}):
-        fused, plain = make(**control), make(fused_backward=False, **control)
+        fused, plain = make(fused_backward=True, **control), make(fused_backward=False, **control)
         assert _time_contractions(fused, params) == 3  # W_state, state_to_gates, state_to_state
         _assert_close(_grads(fused, params), _grads(plain, params))
 
@@ -212,7 +212,7 @@ def test_custom_brick_opts_in():
     params = brick.get_parameter_values()
     inputs = {"inputs": _inputs(brick)["inputs"], "mask": _mask()}
     for control in ({}, {"reverse": True, "remat": True}):
-        fused = _loss(brick, inputs, **control)
+        fused = _loss(brick, inputs, fused_backward=True, **control)
         plain = _loss(brick, inputs, fused_backward=False, **control)
         assert _time_contractions(fused, params) == 2
         _assert_close(_grads(fused, params), _grads(plain, params))
@@ -227,9 +227,12 @@ def test_custom_brick_opts_in():
     )
 
 
-def test_brick_attribute_turns_it_off():
+def test_brick_attribute_turns_it_off_and_remat_only_when_asked():
     brick, params = _brick("lstm")
     inputs = _inputs(brick)
+    assert _time_contractions(_loss(brick, inputs), params) == 1
+    # under remat the stacked cotangents would cost (time, batch, 4 dim) memory
+    assert _time_contractions(_loss(brick, inputs, remat=True), params) == 0
     brick.fused_backward = False
     assert _time_contractions(_loss(brick, inputs), params) == 0
     assert _time_contractions(_loss(brick, inputs, fused_backward=True), params) == 1
