@@ -30,6 +30,8 @@ from bricks.errors import ExperimentError
 __all__ = ["add_arguments", "distribute_main_loop", "join_group", "launch_local"]
 
 PROCESS_DIR = "process-{}"
+#: A run interrupted after its checkpoint (as the runner's ``EXIT_INTERRUPTED``).
+EXIT_INTERRUPTED = 75
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,9 +145,19 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
                                               stderr=subprocess.STDOUT))
     failed: tuple[int, int] | None = None
     deadline = None
+
+    def forward(signum: int, frame: Any) -> None:  # every process stops at one agreed step
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+           # Ctrl-C reaches the children from the terminal (one process group)
+           signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
     try:
         while [p.poll() for p in procs].count(None):  # poll every one: it sets returncode
-            dead = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode not in (None, 0)]
+            dead = [(i, p.returncode) for i, p in enumerate(procs)
+                    if p.returncode not in (None, 0, EXIT_INTERRUPTED)]
             if dead and failed is None:
                 # a peer's death makes jax's coordination service abort the others
                 # (SIGABRT): the process to name is the one that did not abort
@@ -162,9 +174,13 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
     codes = [p.returncode for p in procs]
-    if failed is None and any(codes):
-        failed = next((i, c) for i, c in enumerate(codes) if c)
+    if failed is None and any(c not in (0, EXIT_INTERRUPTED) for c in codes):
+        failed = next((i, c) for i, c in enumerate(codes) if c not in (0, EXIT_INTERRUPTED))
+    if failed is None and EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED  # interrupted at one agreed step; resume with --resume
     if failed is not None:
         side = run_dir / PROCESS_DIR.format(failed[0])
         where = "" if failed[0] == 0 else f" (its output: {side / 'output.txt'})"

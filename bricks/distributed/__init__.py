@@ -9,6 +9,7 @@ group (:func:`initialize`, :func:`process_index`, :func:`process_count`,
 ``docs/distributed.md``.
 """
 
+from ._agreement import Agreement
 from ._mesh import DATA_AXIS, data_mesh
 from ._placement import DataParallel
 from ._process import (
@@ -23,6 +24,7 @@ from ._process import (
 
 __all__ = [
     "DATA_AXIS",
+    "Agreement",
     "DataParallel",
     "ProcessGroup",
     "barrier",

@@ -55,6 +55,17 @@ __all__ = ["MainLoop", "TrainingFinish"]
 logger = logging.getLogger(__name__)
 
 
+def _agreement() -> Any:
+    """An agreement on interrupts when several processes train together, else ``None``."""
+    import sys
+
+    if "jax" not in sys.modules:  # a loop without jax (a numpy algorithm) is one process
+        return None
+    from bricks.distributed import Agreement, process_count
+
+    return Agreement(2) if process_count() > 1 else None
+
+
 class TrainingFinish(Exception):
     """Raised inside the loop to stop training cleanly (not an error)."""
 
@@ -112,6 +123,8 @@ class MainLoop:
         self._interrupts = 0
         self._save_requested = False
         self._readbacks: list[Callable[[], None]] = []
+        self._agreement: Any = None
+        self._local_interrupts = [False, False]  # batch, epoch: what this process received
         names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -177,6 +190,7 @@ class MainLoop:
         elif resume is not None:
             self.set_state(*resume)
         self._install_signal_handlers()
+        self._agreement, self._local_interrupts = _agreement(), [False, False]
         try:
             try:
                 if not self.status["training_started"]:
@@ -421,8 +435,20 @@ class MainLoop:
                     request()
         if self.log._pending:
             self.log.flush()
+        if self._agreement is not None:
+            self._agree_on_interrupts()
         self._check_finish_training("batch")
         return True
+
+    def _agree_on_interrupts(self) -> None:
+        """Several processes: an interrupt that reached one of them stops all, after
+        one agreed batch (each batch contributes its flags, the previous batch's
+        agreement counts; see :class:`bricks.distributed.Agreement`)."""
+        status, local = self.status, self._local_interrupts
+        local[0] |= status["batch_interrupt_received"]
+        local[1] |= status["epoch_interrupt_received"]
+        batch, epoch = self._agreement.step(local)
+        status["batch_interrupt_received"], status["epoch_interrupt_received"] = batch, epoch
 
     def _check_finish_training(self, level: str) -> None:
         if self.status["training_finish_requested"] or self.status["batch_interrupt_received"]:

@@ -54,3 +54,13 @@ def test_mesh_device_counts():
         data_mesh(3)
     with pytest.raises(MeshError, match="empty"):
         data_mesh([])
+
+
+def test_agreement_hands_back_the_previous_steps_flags():
+    from bricks.distributed import Agreement
+
+    agreement = Agreement(2)
+    assert agreement.flush() == (False, False)
+    assert agreement.step([False, True]) == (False, False)
+    assert agreement.step([False, False]) == (False, True)
+    assert agreement.flush() == (False, False)

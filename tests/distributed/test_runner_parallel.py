@@ -92,3 +92,37 @@ def test_two_process_run_resumes_on_one_process(tmp_path):
     np.testing.assert_allclose(p_costs[-20:], o_costs, rtol=1e-5)
     for k, v in o_summary["results"]["params"].items():
         np.testing.assert_allclose(p_summary["results"]["params"][k], v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_one_agreed_step(tmp_path):
+    import signal
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    run = tmp_path / "p"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", CONFIG, "--output-dir", str(run),
+         "--processes", "2", "--set", "num_batches=400", "--set", "pace_s=0.05"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        side = run / "process-1"
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:  # wait until process 1 trains
+            log = side / "log.jsonl"
+            if log.is_file() and log.read_text().count("train_cost") >= 3:
+                break
+            time.sleep(0.2)
+        pid = json.loads((side / "summary.json").read_text())["pid"]
+        os.kill(pid, signal.SIGTERM)
+        out = parent.communicate(timeout=200)[0]
+    finally:
+        parent.kill()
+    assert parent.returncode == 75, out
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (run, side)]
+    assert [s["status"] for s in summaries] == ["interrupted", "interrupted"]
+    steps = {s["iterations_done"] for s in summaries}
+    assert len(steps) == 1 and 3 <= steps.pop() < 400
+    newest = [sorted(x.name for x in (d / "checkpoints").iterdir()
+                     if x.name.startswith("ckpt-"))[-1] for d in (run, side)]
+    assert newest[0] == newest[1]
