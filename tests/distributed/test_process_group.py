@@ -14,7 +14,7 @@ from bricks.errors import DistributedError, MeshError
 
 @pytest.mark.parametrize(
     "name", ["bricks.distributed._mesh", "bricks.distributed._process",
-             "bricks.distributed._placement"]
+             "bricks.distributed._placement", "bricks.distributed._agreement"]
 )
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name))
