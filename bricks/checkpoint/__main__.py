@@ -25,7 +25,7 @@ import numpy as np
 
 from bricks.errors import CheckpointError, UnsafeCheckpointError
 
-from ._format import read_checkpoint, verify_checkpoint
+from ._format import _human, read_checkpoint, verify_checkpoint
 from ._manager import DAMAGED_MARK, _list, find_checkpoint, lock_holder
 
 RUN_CHECKPOINTS = "checkpoints"  # experiments.run's layout (read only, never imported)
@@ -64,14 +64,6 @@ def _run_status(summary: Any, checkpoints: Path) -> str:
     )
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def show(path: str | Path, out: TextIO = sys.stdout) -> None:
     """Print what the checkpoint at ``path`` holds (see the module docstring)."""
     chosen, skipped = find_checkpoint(_resolve(path, out))
@@ -93,9 +85,9 @@ def show(path: str | Path, out: TextIO = sys.stdout) -> None:
         print("  versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), file=out)
     print("files:", file=out)
     for f in sorted(chosen.iterdir()):
-        print(f"  {f.name:<16} {_size(f.stat().st_size):>10}", file=out)
+        print(f"  {f.name:<16} {_human(f.stat().st_size):>10}", file=out)
     total = sum(int(np.asarray(v).nbytes) for v in arrays.values())
-    print(f"arrays: {len(arrays)} ({_size(total)})", file=out)
+    print(f"arrays: {len(arrays)} ({_human(total)})", file=out)
     width = max((len(k) for k in arrays), default=0)
     for name, value in arrays.items():
         print(f"  {name:<{width}}  {value.dtype!s:<9} {tuple(value.shape)}", file=out)
