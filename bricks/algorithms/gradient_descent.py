@@ -323,10 +323,12 @@ class GradientDescent(TrainingState, BlocksUpdates):
         def finish(log: Any = None) -> dict[str, Any]:
             # np.asarray skips device_get's pytree machinery (5x cheaper on CPU)
             host_flags = np.asarray(flags)
-            if reader.last is flags or int(host_flags[1]) >= reader.logged_skipped:
+            bad, skipped = int(host_flags[0]), int(host_flags[1])
+            if bad >= 0 or skipped > reader.logged_skipped:  # else read() does nothing
                 reader.read(host_flags, log)  # older flags never undo a newer count
             return _means(np.asarray(acc), variables, sizes)
 
+        finish.ready = lambda: acc.is_ready() and flags.is_ready()  # type: ignore[attr-defined]
         return finish
 
     # -- building ------------------------------------------------------------

@@ -174,7 +174,9 @@ class TrainingDataMonitoring(MonitoringExtension):
             if which_callback == "after_batch" and defer is not None and start is not None:
                 # read back one step later (the main loop consumes it after queuing
                 # the next step, or before anything reads the log): no device sync
-                defer(functools.partial(self._write, row, start(self.slot), _AtRow(log, row)))
+                finish = start(self.slot)
+                write = functools.partial(self._write, row, finish, _AtRow(log, row))
+                defer(write, getattr(finish, "ready", None))
             else:
                 self._write(row, lambda log: algorithm.read_monitor(self.slot, log), log)
         for q in self.quantities:

@@ -66,6 +66,9 @@ def _agreement() -> Any:
     return Agreement(2) if process_count() > 1 else None
 
 
+_MAX_PENDING = 64  # read-backs left pending between steps, at most
+
+
 class TrainingFinish(Exception):
     """Raised inside the loop to stop training cleanly (not an error)."""
 
@@ -122,7 +125,7 @@ class MainLoop:
         self._old_handlers: dict[int, Any] = {}
         self._interrupts = 0
         self._save_requested = False
-        self._readbacks: list[Callable[[], None]] = []
+        self._readbacks: list[tuple[Callable[[], None], Callable[[], bool] | None]] = []
         self._agreement: Any = None
         self._local_interrupts = [False, False]  # batch, epoch: what this process received
         names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
@@ -262,7 +265,9 @@ class MainLoop:
         if check is not None:
             check(self.log, wait=True)
 
-    def defer_readback(self, finish: Callable[[], None]) -> None:
+    def defer_readback(
+        self, finish: Callable[[], None], ready: Callable[[], bool] | None = None
+    ) -> None:
         """Run ``finish`` (it completes a log row from a started device read-back) later:
         after the next step is queued, or before anything may read the log.
 
@@ -272,14 +277,22 @@ class MainLoop:
         same values. An extension that never reads the log says so with
         ``reads_log = False``; before any other one runs, at the end of an
         epoch, at checkpoints and at the end of training, pending rows are
-        completed.
+        completed. ``ready()`` says whether ``finish`` would not wait: between
+        steps only those are completed (in order), so the host never waits
+        for the device there, and at most 64 stay pending.
         """
-        self._readbacks.append(finish)
+        self._readbacks.append((finish, ready))
 
-    def settle_readbacks(self) -> None:
-        """Complete the log rows of every pending read-back (waits for the device)."""
-        while self._readbacks:
-            self._readbacks.pop(0)()
+    def settle_readbacks(self, wait: bool = True) -> None:
+        """Complete the log rows of the pending read-backs, in order: all of them
+        (waiting for the device), or with ``wait=False`` those whose values arrived."""
+        pending = self._readbacks
+        while pending:
+            finish, ready = pending[0]
+            if not wait and len(pending) <= _MAX_PENDING and ready is not None and not ready():
+                return
+            pending.pop(0)
+            finish()
 
     def _run_extensions(self, callback_name: str, *args: Any) -> None:
         if callback_name not in ("before_batch", "after_batch"):
@@ -416,7 +429,8 @@ class MainLoop:
                 self.algorithm.process_batch(batch)
         else:  # a short chunk (the epoch's end) runs masked in the same compiled scan
             self.algorithm.process_batches(batches, length=self.steps_per_call)
-        self.settle_readbacks()  # the previous step's rows: the next one is queued already
+        if self._readbacks:  # earlier steps' rows, if they arrived: the next step is queued
+            self.settle_readbacks(wait=False)
         self.status["iterations_done"] += len(batches)
         timings = self.timings
         timings["read_data"] = read - start

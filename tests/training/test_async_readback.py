@@ -53,10 +53,9 @@ def test_deferred_rows_equal_synchronous_rows(tmp_path):
 def test_no_sync_per_batch_when_nothing_reads_the_log():
     peek = Peek(reads_log=False, name="peek")
     _run(True, extra=[peek], epochs=1)
-    # the batch's values are still on their way; the previous batch's were consumed
-    assert [(i, cost, pending) for i, cost, pending in peek.seen] == [
-        (i, None, 1) for i in range(1, 5)
-    ]
+    # the batch's values are still on their way (earlier ones are completed once arrived)
+    assert [(i, cost) for i, cost, _ in peek.seen] == [(i, None) for i in range(1, 5)]
+    assert all(pending >= 1 for _, _, pending in peek.seen)
 
 
 def test_an_extension_that_reads_the_log_sees_complete_rows():

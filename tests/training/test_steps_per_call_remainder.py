@@ -37,7 +37,9 @@ def test_short_chunks_run_masked_in_one_scan(k, n, every):
     assert rows.keys() == one.log.get_state()["rows"].keys()
     for i, row in one.log.get_state()["rows"].items():
         for name, value in row.items():
-            np.testing.assert_allclose(rows[i][name], value, rtol=1e-4, atol=1e-7, err_msg=f"{i} {name}")
+            np.testing.assert_allclose(
+                rows[i][name], value, rtol=1e-4, atol=1e-7, err_msg=f"{i} {name}"
+            )
     for path, value in one_alg.parameter_values().items():
         np.testing.assert_allclose(fused_alg.parameter_values()[path], value, rtol=1e-5, atol=1e-7)
     assert fused.status["iterations_done"] == one.status["iterations_done"]
