@@ -127,6 +127,7 @@ def test_four_devices_equal_one_in_a_subprocess(single, tmp_path):
     np.testing.assert_allclose(out["costs"], single[1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_distribute_moves_a_trained_state_onto_the_mesh_and_back():
     from .dp_models import mlp_algorithm
 
