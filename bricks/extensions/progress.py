@@ -26,6 +26,9 @@ __all__ = ["ProgressBar", "epoch_length", "is_interactive"]
 
 logger = logging.getLogger(__name__)
 
+# how many rows back the latest values are looked for (monitoring may write a row late)
+_WINDOW = 64
+
 # the bar redrawn in place (a terminal, a notebook, an in-memory buffer)
 _BAR = "{desc} [{bar:%d}] {n_fmt:>%d}/{total_fmt} {rate_fmt} ETA {remaining}{postfix}"
 _COUNT = "{desc} {n_fmt} batches {rate_fmt} elapsed {elapsed}{postfix}"
@@ -211,7 +214,8 @@ class ProgressBar(TrainingExtension):
         return is_interactive(self._out()) if self.dynamic is None else bool(self.dynamic)
 
     def _postfix(self) -> str:
-        return ", ".join(f"{k}={_value(v)}" for k, v in self.latest.items())
+        names = self.records if self.records is not None else list(self.latest)
+        return ", ".join(f"{k}={_value(self.latest[k])}" for k in names if k in self.latest)
 
     def _bar_format(self, total: int | None) -> str:
         if total:
@@ -262,16 +266,30 @@ class ProgressBar(TrainingExtension):
             bar_format=fmt,
         )
 
+    def _wanted(self, key: str, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.records is not None:
+            return key in self.records
+        return not key.startswith("time_")
+
     def _collect(self) -> None:
-        row = self.main_loop.log.current_row
-        names = self.records if self.records is not None else row
-        for key in names:
-            value = row.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+        """The latest value of each shown record, from the last ``_WINDOW`` rows.
+
+        Monitoring may complete a row a step late (its read-back finishes
+        after the next step is queued), so the rows before the current one
+        are read too, newest first.
+        """
+        log = self.main_loop.log
+        done = log.status["iterations_done"]
+        found: dict[str, Any] = {}
+        for i in range(done, max(done - _WINDOW, -1), -1):
+            if i not in log:
                 continue
-            if self.records is None and key.startswith("time_"):
-                continue
-            self.latest[key] = value
+            for key, value in log[i].items():
+                if key not in found and self._wanted(key, value):
+                    found[key] = value
+        self.latest.update(found)
 
     # -- drawing ---------------------------------------------------------------
     def _open_bar(self, done: int, timed: int) -> Any:
@@ -368,13 +386,16 @@ class ProgressBar(TrainingExtension):
             self._epoch_start_time = time.perf_counter()
 
     def after_batch(self, batch: Any) -> None:
-        self._collect()
         self._set_clock()
+        due = self._report_due()
         if self._is_dynamic():
-            if self._report_due():
+            if due or time.perf_counter() - self._last_draw >= self.interval:
+                self._collect()
+            if due:
                 self._write(self.report_line())
-            self._draw(force=self._report_due())
-        elif self._report_due():
+            self._draw(force=due)
+        elif due:
+            self._collect()
             self._write(self.report_line())
 
     def after_epoch(self) -> None:

@@ -109,3 +109,14 @@ def test_reports_do_not_break_multi_step_calls():
         [v for _, v in one.log.records("train_cost")],
         rtol=1e-6,
     )
+
+
+def test_values_written_a_step_late_are_shown():
+    # monitoring completes a row after the next step is queued: the draw after batch 3
+    # shows batch 2's cost, which the current row (3) does not hold
+    out = io.StringIO()
+    loop = _run(ProgressBar(file=out, interval=0.0), epochs=1)
+    draws = [s for s in re.split(r"[\r\n]", out.getvalue()) if " 3/8 " in s]
+    cost = dict(loop.log.records("train_cost"))[2]
+    assert draws and f"train_cost={cost:.4g}" in draws[0], draws
+    assert "train_cost" not in loop.log[3]
