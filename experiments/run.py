@@ -439,7 +439,7 @@ class _Run:
         group = getattr(self.args, "process_group", None)
         if group is not None:
             note = distribute_main_loop(main_loop, self.args, group, self.module)
-            self.summary["parallel"] = note
+            self.parallel_note = note  # summary.json says it (see _write_summary)
             if note != "one device":
                 print(note, flush=True)
         return main_loop
@@ -476,6 +476,8 @@ class _Run:
 
     def _write_summary(self) -> None:
         assert self.run_dir is not None
+        if getattr(self, "parallel_note", None):
+            self.summary.setdefault("parallel", self.parallel_note)
         _write_json(self.run_dir / SUMMARY_FILE, self.summary)
 
     def _finish_summary(self, status: str, **extra: Any) -> None:

@@ -89,6 +89,7 @@ def test_two_process_run_resumes_on_one_process(tmp_path):
     assert whole.returncode == 0, whole.stderr
     (p_summary, p_costs), (o_summary, o_costs) = _results(tmp_path / "p"), _results(tmp_path / "o")
     assert p_summary["iterations_done"] == o_summary["iterations_done"] == 20
+    assert p_summary["parallel"] == "one device"  # the resumed start says how it ran
     np.testing.assert_allclose(p_costs[-20:], o_costs, rtol=1e-5)
     for k, v in o_summary["results"]["params"].items():
         np.testing.assert_allclose(p_summary["results"]["params"][k], v, rtol=1e-5, atol=1e-6)
