@@ -1,13 +1,9 @@
-"""Convolution and pooling bricks in Blocks' NCHW layout.
+"""Stacks of convolutions: :class:`ConvolutionalSequence` and :class:`Flattener`.
 
-Images are ``(batch, channels, height, width)`` and filters
-``(num_filters, num_channels, filter_height, filter_width)`` as in
-Blocks/Theano, computed by :func:`jax.lax.conv_general_dilated`.
-
-Unlike Theano's ``conv2d`` (which flips filters: a true convolution), the
-filters here are applied as a cross-correlation, like every modern framework
-(lax, PyTorch, flax). To reuse filters trained with Blocks, flip them:
-``W[..., ::-1, ::-1]``.
+The layers themselves live in :mod:`bricks.core.convolution` (NCHW images,
+filters in the Theano layout, applied as a cross-correlation) and
+:mod:`bricks.core.pooling`; this module re-exports them, so
+``from bricks.core.conv import Convolutional`` keeps working.
 
 A LeNet::
 
