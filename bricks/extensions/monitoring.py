@@ -97,6 +97,13 @@ class TrainingDataMonitoring(MonitoringExtension):
     is the batch's own value; with ``after_epoch=True`` the mean over the
     epoch's batches.
 
+    Reports after a batch do not wait for the device: the read-back starts
+    and the main loop writes the row once the values arrive (after the next
+    step is queued), or before an extension that may read the log runs
+    (one without ``reads_log = False``), at the end of an epoch, at
+    checkpoints and at the end. Rows and values are those of a synchronous
+    read.
+
     Args:
         variables: graph Variables, names (``"cost"``), or the algorithm's
             ``total_gradient_norm`` / ``total_step_norm``, and
