@@ -39,6 +39,8 @@ class _Converted(H5PYDataset):
 
     filename: str = ""
     converter: str = ""
+    #: ``load_in_memory`` unless given (MNIST and CIFAR-10 are read whole, as in Fuel)
+    load_in_memory_by_default: bool = False
 
     def __init__(
         self,
@@ -54,6 +56,8 @@ class _Converted(H5PYDataset):
                     f"`python -m bricks.data download {self.converter}` then "
                     f"`python -m bricks.data convert {self.converter}` (or give path=)"
                 )
+        if self.load_in_memory_by_default:
+            kwargs.setdefault("load_in_memory", True)
         super().__init__(path, which_sets=which_sets, **kwargs)
 
 
@@ -73,12 +77,7 @@ class MNIST(_Converted):
     filename = "mnist.hdf5"
     converter = "mnist"
     default_transformers = uint8_pixels_to_floatX(("features",))
-
-    def __init__(
-        self, which_sets: Sequence[str], path: str | os.PathLike | None = None, **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("load_in_memory", True)
-        super().__init__(which_sets, path, **kwargs)
+    load_in_memory_by_default = True
 
 
 class CIFAR10(_Converted):
@@ -91,12 +90,7 @@ class CIFAR10(_Converted):
     filename = "cifar10.hdf5"
     converter = "cifar10"
     default_transformers = uint8_pixels_to_floatX(("features",))
-
-    def __init__(
-        self, which_sets: Sequence[str], path: str | os.PathLike | None = None, **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("load_in_memory", True)
-        super().__init__(which_sets, path, **kwargs)
+    load_in_memory_by_default = True
 
 
 class TextCorpus(_Converted):

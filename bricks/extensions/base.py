@@ -88,18 +88,7 @@ CALLBACKS = (
     "on_interrupt",
     "on_error",
 )
-BOOLEAN_TRIGGERS = (
-    "before_training",
-    "before_first_epoch",
-    "before_epoch",
-    "before_batch",
-    "after_batch",
-    "after_epoch",
-    "after_training",
-    "on_resumption",
-    "on_interrupt",
-    "on_error",
-)
+BOOLEAN_TRIGGERS = ("before_training", "before_first_epoch", *CALLBACKS[1:])
 INTEGER_TRIGGERS = ("every_n_batches", "every_n_epochs", "after_n_batches", "after_n_epochs")
 CONDITION_KEYWORDS = BOOLEAN_TRIGGERS + INTEGER_TRIGGERS
 

@@ -16,14 +16,14 @@ from typing import Any
 from bricks.errors import ExtensionError
 from bricks.extensions.composite import CompositeExtension
 from bricks.extensions.predicates import OnLogRecord
-from bricks.extensions.training import FinishAfter, TrackTheBest, _request_finish
+from bricks.extensions.training import FinishAfter, TrackTheBest, _Patience
 
 __all__ = ["FinishIfNoImprovementAfter", "EarlyStopping"]
 
 logger = logging.getLogger(__name__)
 
 
-class FinishIfNoImprovementAfter(FinishAfter):
+class FinishIfNoImprovementAfter(_Patience, FinishAfter):
     """Finish when the record ``notification_name`` was not written for a patience.
 
     Unlike :class:`~bricks.extensions.FinishIfNoImprovement`, the name is
@@ -48,48 +48,11 @@ class FinishIfNoImprovementAfter(FinishAfter):
         patience_log_record: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if (iterations is None) == (epochs is None):
-            raise ExtensionError(
-                "FinishIfNoImprovementAfter needs exactly one of iterations= or epochs=, "
-                f"got iterations={iterations!r}, epochs={epochs!r}"
-            )
+        self._init_patience(iterations, epochs)
         self.notification_name = notification_name
-        self.iterations, self.epochs = iterations, epochs
         unit = "epochs" if epochs is not None else "iterations"
         self.patience_log_record = patience_log_record or f"{notification_name}_patience_{unit}"
-        self.last_best_iter: int | None = None
-        self.last_best_epoch: int | None = None
         super().__init__(default_conditions={"after_epoch": True}, **kwargs)
-
-    def update_best(self) -> None:
-        """Note a new best when the notification is in the current row."""
-        log = self.main_loop.log
-        if self.notification_name in log.current_row:
-            self.last_best_iter = log.status["iterations_done"]
-            self.last_best_epoch = log.status["epochs_done"]
-
-    def do(self, which_callback: str, *args: Any) -> None:
-        self.update_best()
-        if self.last_best_iter is None:
-            return
-        status = self.main_loop.log.status
-        if self.epochs is not None:
-            patience = self.epochs - (status["epochs_done"] - self.last_best_epoch)
-        else:
-            patience = self.iterations - (status["iterations_done"] - self.last_best_iter)
-        self.main_loop.log.current_row[self.patience_log_record] = patience
-        if patience <= 0:
-            _request_finish(self.main_loop)
-
-    def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
-        state.update(last_best_iter=self.last_best_iter, last_best_epoch=self.last_best_epoch)
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        super().set_state(state)
-        self.last_best_iter = state.get("last_best_iter")
-        self.last_best_epoch = state.get("last_best_epoch")
 
 
 class EarlyStopping(CompositeExtension):

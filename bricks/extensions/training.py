@@ -28,6 +28,58 @@ def _request_finish(main_loop: Any) -> None:
     main_loop.log.current_row["training_finish_requested"] = True
 
 
+class _Patience:
+    """The patience count of :class:`FinishIfNoImprovement` and
+    :class:`~bricks.extensions.FinishIfNoImprovementAfter`: each call notes a
+    new best when ``notification_name`` is in the current row, writes the
+    remaining patience (epochs or iterations since that best) to
+    ``patience_log_record`` and requests the finish when none is left."""
+
+    notification_name: str
+    patience_log_record: str
+    main_loop: Any
+
+    def _init_patience(self, iterations: int | None, epochs: int | None) -> None:
+        if (iterations is None) == (epochs is None):
+            raise ExtensionError(
+                f"{type(self).__name__} needs exactly one of iterations= or epochs=, "
+                f"got iterations={iterations!r}, epochs={epochs!r}"
+            )
+        self.iterations, self.epochs = iterations, epochs
+        self.last_best_iter: int | None = None
+        self.last_best_epoch: int | None = None
+
+    def update_best(self) -> None:
+        """Note a new best when the notification is in the current row."""
+        log = self.main_loop.log
+        if self.notification_name in log.current_row:
+            self.last_best_iter = log.status["iterations_done"]
+            self.last_best_epoch = log.status["epochs_done"]
+
+    def do(self, which_callback: str, *args: Any) -> None:
+        self.update_best()
+        if self.last_best_iter is None:
+            return
+        log = self.main_loop.log
+        if self.epochs is not None:
+            patience = self.epochs - (log.status["epochs_done"] - self.last_best_epoch)
+        else:
+            patience = self.iterations - (log.status["iterations_done"] - self.last_best_iter)
+        log.current_row[self.patience_log_record] = patience
+        if patience <= 0:
+            _request_finish(self.main_loop)
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
+        state.update(last_best_iter=self.last_best_iter, last_best_epoch=self.last_best_epoch)
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)  # type: ignore[misc]
+        self.last_best_iter = state.get("last_best_iter")
+        self.last_best_epoch = state.get("last_best_epoch")
+
+
 class FinishAfter(SimpleExtension):
     """Finish training when its conditions fire (e.g. ``after_n_epochs=10``).
 
@@ -165,7 +217,7 @@ class TrackTheBest(SimpleExtension):
             log.current_row[self.notification_name] = True
 
 
-class FinishIfNoImprovement(SimpleExtension):
+class FinishIfNoImprovement(_Patience, SimpleExtension):
     """Stop when :class:`TrackTheBest` saw no new best for a patience.
 
     Args:
@@ -191,19 +243,13 @@ class FinishIfNoImprovement(SimpleExtension):
         patience_log_record: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if (iterations is None) == (epochs is None):
-            raise ExtensionError(
-                "FinishIfNoImprovement needs exactly one of iterations= or epochs="
-            )
+        self._init_patience(iterations, epochs)
         default = {"after_epoch": True} if epochs is not None else {"after_batch": True}
         super().__init__(default_conditions=default, **kwargs)
         self._given, self._given_patience = notification_name, patience_log_record
         if not notification_name.endswith("_best_so_far"):
             notification_name += "_best_so_far"
-        self.iterations, self.epochs = iterations, epochs
         self._watch(notification_name)
-        self.last_best_iter: int | None = None
-        self.last_best_epoch: int | None = None
 
     def _watch(self, notification_name: str) -> None:
         self.notification_name = notification_name
@@ -221,28 +267,3 @@ class FinishIfNoImprovement(SimpleExtension):
                     written.add(sub.notification_name)
         if self.notification_name not in written and self._given in written:
             self._watch(self._given)  # a TrackTheBest with its own notification name
-
-    def do(self, which_callback: str, *args: Any) -> None:
-        log = self.main_loop.log
-        if self.notification_name in log.current_row:
-            self.last_best_iter = log.status["iterations_done"]
-            self.last_best_epoch = log.status["epochs_done"]
-        if self.last_best_iter is None:
-            return
-        if self.epochs is not None:
-            patience = self.epochs - (log.status["epochs_done"] - self.last_best_epoch)
-        else:
-            patience = self.iterations - (log.status["iterations_done"] - self.last_best_iter)
-        log.current_row[self.patience_log_record] = patience
-        if patience <= 0:
-            _request_finish(self.main_loop)
-
-    def get_state(self) -> dict[str, Any]:
-        state = super().get_state()
-        state.update(last_best_iter=self.last_best_iter, last_best_epoch=self.last_best_epoch)
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        super().set_state(state)
-        self.last_best_iter = state.get("last_best_iter")
-        self.last_best_epoch = state.get("last_best_epoch")

@@ -46,6 +46,11 @@ def test_plain_stream_of_mnist_still_gives_the_stored_uint8(mnist):
     np.testing.assert_array_equal(features[:, 0], imgs)
 
 
+def test_mnist_loads_in_memory_unless_told_otherwise(mnist):
+    assert MNIST(("train",)).load_in_memory  # Fuel's default for MNIST
+    assert not MNIST(("train",), load_in_memory=False).load_in_memory
+
+
 def test_mnist_default_stream_resumes_mid_epoch(mnist):
     def build():
         return DataStream.default_stream(
