@@ -19,6 +19,11 @@ from bricks.extensions.base import SimpleExtension
 __all__ = ["Timing", "Timestamp"]
 
 
+# the main loop's timings entry where Timing adds the device time it waited for at its
+# own points (shared by several Timing extensions of one loop)
+_DEVICE_WAIT = "device_wait_total"
+
+
 def _wait_for_device(algorithm: Any) -> None:
     """Block until the device has finished the steps dispatched so far."""
     current = getattr(algorithm, "current_parameters", None)
@@ -33,9 +38,10 @@ def _wait_for_device(algorithm: Any) -> None:
 def _synced(method: Callable[..., Any], algorithm: Any) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        result = method(*args, **kwargs)
+        # the previous call's device work ends inside this one: the host's work between
+        # the two (data, extensions, read-backs) still overlaps the device's
         _wait_for_device(algorithm)
-        return result
+        return method(*args, **kwargs)
 
     call._timing_synced = True  # type: ignore[attr-defined]
     return call
@@ -51,14 +57,14 @@ class Timing(SimpleExtension):
 
     JAX dispatches a step and returns before the device has run it, so the
     host time of a step call says little. With ``sync=True`` (the default)
-    the main loop waits for the device after each step call (one call runs
-    up to ``steps_per_call`` steps), so "train" is the time the step really
-    took, device included: true figures, at the cost of the overlap between
-    the device's work and the host's next batch (nothing where monitoring
-    reads values after every call anyway). ``sync=False`` adds no waits and
-    records the host's dispatch time. Either way Timing waits for the device
-    whenever it fires, so ``time_this_epoch`` is wall time with the epoch's
-    work done.
+    each step call first waits for the device to finish the previous one,
+    and Timing waits for the rest whenever it fires, so "train" is the time
+    the steps really took, device included. The host's work between two
+    calls (the next batch, the extensions, monitoring read-backs) still
+    overlaps the device's; only a second call queued behind the first is
+    given up. ``sync=False`` adds no waits and records the host's dispatch
+    time. Either way Timing waits for the device whenever it fires, so
+    ``time_this_epoch`` is wall time with the epoch's work done.
 
     After a resume the clock starts again: the first ``*_this_epoch``
     records cover the part of the epoch run since the resumption, and the
@@ -94,9 +100,13 @@ class Timing(SimpleExtension):
                 setattr(algorithm, name, _synced(method, algorithm))
 
     def _marks(self) -> tuple[float, float, float]:
-        _wait_for_device(self.main_loop.algorithm)
         t = self.main_loop.timings
-        return (t["read_data_total"], t["train_total"], time.perf_counter())
+        start = time.perf_counter()
+        _wait_for_device(self.main_loop.algorithm)
+        now = time.perf_counter()
+        if self.sync:  # the device's work still queued here is training time too
+            t[_DEVICE_WAIT] = t.get(_DEVICE_WAIT, 0.0) + now - start
+        return (t["read_data_total"], t["train_total"] + t.get(_DEVICE_WAIT, 0.0), now)
 
     def dispatch(self, callback_name: str, *args: Any) -> None:
         if callback_name in ("before_training", "on_resumption"):

@@ -55,7 +55,7 @@ def _epoch_row(sync: bool, batches: int = 5) -> dict:
 def test_train_time_includes_the_device():
     row = _epoch_row(sync=True)
     assert row["time_train_this_epoch"] >= 5 * STEP_S * 0.9
-    assert row["time_train_total"] == pytest.approx(row["time_train_this_epoch"])
+    assert row["time_train_total"] == pytest.approx(row["time_train_this_epoch"], rel=0.05)
     assert row["time_this_epoch"] >= row["time_train_this_epoch"]
 
 
@@ -92,3 +92,20 @@ def test_first_epoch_after_resume_counts_only_this_run():
     assert row["time_train_this_epoch"] <= wall
     # the totals go on from the restored log
     assert row["b_time_train_total"] >= before + row["time_train_this_epoch"] * 0.99
+
+
+def test_the_host_still_overlaps_the_device():
+    """A step call returns at once; the wait for it comes with the next call."""
+    from bricks.extensions import TrainingExtension
+
+    class Queued(TrainingExtension):
+        seen: list[int] = []
+
+        def after_batch(self, batch) -> None:
+            self.seen.append(self.main_loop.algorithm.queued)
+
+    algorithm = _AsyncAlgorithm()
+    MainLoop(
+        algorithm, ListStream(4), extensions=[Timing(), Queued(), FinishAfter(after_n_epochs=1)]
+    ).run()
+    assert Queued.seen == [1, 1, 1, 1]  # this call's work still queued when extensions run
