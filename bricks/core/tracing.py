@@ -45,6 +45,7 @@ __all__ = [
     "apply_with",
     "current_frame",
     "scan",
+    "scan_body",
     "Intervention",
 ]
 
@@ -369,8 +370,6 @@ def scan(
     every step. With ``remat=True`` the body is wrapped in
     :func:`jax.checkpoint` so backprop stores only the carries.
     """
-    frame = current_frame()
-    rec = frame.recorder
     if length is None:
         leaves = jax.tree_util.tree_leaves(xs)
         if not leaves:
@@ -379,21 +378,40 @@ def scan(
             raise ShapeError(f"scan {name!r} needs `length` when it has no sequences")
         length = leaves[0].shape[0]
     steps = jnp.arange(length, dtype=jnp.int32)
+    fn, finish = scan_body(body, length=length, name=name)
+    step = jax.checkpoint(fn) if remat else fn
+    carry, ys = jax.lax.scan(step, init, (xs, steps), length=length, reverse=reverse, unroll=unroll)
+    return carry, finish(ys)
 
+
+def scan_body(
+    body: Callable[[Any, Any], tuple[Any, Any]], *, length: int, name: str = "scan"
+) -> tuple[Callable[[Any, Any], tuple[Any, Any]], Callable[[Any], Any]]:
+    """The step of :func:`scan` and the function that finishes its outputs.
+
+    ``step(carry, (x, t))`` runs ``body(carry, x)`` recording its annotations
+    under the scope ``"<name>/"`` (``t`` is the step index, for stochastic
+    interventions); ``finish(ys)`` takes the stacked outputs of
+    ``lax.scan(step, ...)``, records the body's variables with their leading
+    time axis of ``length`` and returns the body's own outputs. Outside a
+    graph the step just calls ``body`` and ``finish`` returns ``ys``. For
+    scans that drive ``lax.scan`` themselves (a custom backward).
+    """
+    frame = current_frame()
+    rec = frame.recorder
     if rec is None:
 
         def plain(carry, x_t):
             return body(carry, x_t[0])
 
-        fn = jax.checkpoint(plain) if remat else plain
-        return jax.lax.scan(fn, init, (xs, steps), length=length, reverse=reverse, unroll=unroll)
+        return plain, lambda ys: ys
 
     scope = rec.new_tag(name) + "/"
     rec.root.scans.append(scope[:-1])
     inner_requested = {t for t in rec.requested if t.startswith(scope)}
     inner_vars: dict[str, Variable] = {}
 
-    def wrapped(carry, x_t):
+    def step(carry, x_t):
         x, t = x_t
         child = Recorder(
             interventions=rec.interventions,
@@ -409,15 +427,13 @@ def scan(
         extras = {tag: child.collected[tag] for tag in sorted(child.collected)}
         return carry, (y, extras)
 
-    fn = jax.checkpoint(wrapped) if remat else wrapped
-    carry, (ys, extras) = jax.lax.scan(
-        fn, init, (xs, steps), length=length, reverse=reverse, unroll=unroll
-    )
-    for tag, var in inner_vars.items():
-        rec.variables[tag] = replace(
-            var,
-            shape=(length, *var.shape),
-            scan_scope=var.scan_scope or scope[:-1],
-        )
-    rec.collected.update(extras)
-    return carry, ys
+    def finish(ys_extras: Any) -> Any:
+        ys, extras = ys_extras
+        for tag, var in inner_vars.items():
+            rec.variables[tag] = replace(
+                var, shape=(length, *var.shape), scan_scope=var.scan_scope or scope[:-1]
+            )
+        rec.collected.update(extras)
+        return ys
+
+    return step, finish
