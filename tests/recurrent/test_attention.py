@@ -124,14 +124,20 @@ def test_glimpse_gradients_finite_for_all_zero_mask():
     assert all(np.all(np.isfinite(np.asarray(g))) for g in grads.values())
 
 
-def test_attention_recurrent_matches_numpy_loop():
+def attention_recurrent(transition):
+    """``transition`` reading 4-d attended sequences through a match space of 5, initialized."""
     rec = AttentionRecurrent(
-        SimpleRecurrent(dim=3),
+        transition,
         SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
         weights_init=IsotropicGaussian(0.5),
         biases_init=Constant(0.1),
     )
     rec.initialize(seed=1)
+    return rec
+
+
+def test_attention_recurrent_matches_numpy_loop():
+    rec = attention_recurrent(SimpleRecurrent(dim=3))
     T, S, B = 5, 6, 2
     inputs = RNG.randn(T, B, 3).astype(np.float32)
     attended = RNG.randn(S, B, 4).astype(np.float32)
@@ -167,13 +173,7 @@ def test_attention_recurrent_matches_numpy_loop():
 
 
 def test_missing_attended_is_a_named_error():
-    rec = AttentionRecurrent(
-        SimpleRecurrent(dim=3),
-        SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
-        weights_init=IsotropicGaussian(0.5),
-        biases_init=Constant(0.1),
-    )
-    rec.initialize(seed=1)
+    rec = attention_recurrent(SimpleRecurrent(dim=3))
     with pytest.raises(AttentionError, match="attended"):
         rec.apply(inputs=jnp.ones((2, 1, 3)))
 
@@ -181,13 +181,7 @@ def test_missing_attended_is_a_named_error():
 def test_attention_reads_a_subset_of_the_states_of_an_lstm():
     from bricks.recurrent import LSTM
 
-    rec = AttentionRecurrent(
-        LSTM(dim=3),
-        SequenceContentAttention(["states"], attended_dim=4, match_dim=5),
-        weights_init=IsotropicGaussian(0.5),
-        biases_init=Constant(0.1),
-    )
-    rec.initialize(seed=1)
+    rec = attention_recurrent(LSTM(dim=3))
     out = rec.apply(inputs=jnp.ones((2, 1, 12)), attended=jnp.ones((3, 1, 4)))
     assert rec.apply.outputs == ["states", "cells", "weighted_averages", "weights"]
     assert [o.shape for o in out] == [(2, 1, 3), (2, 1, 3), (2, 1, 4), (2, 1, 3)]
