@@ -56,15 +56,17 @@ class Timing(SimpleExtension):
     batch, ``time_read_data_this_batch`` / ``time_train_this_batch``.
 
     JAX dispatches a step and returns before the device has run it, so the
-    host time of a step call says little. With ``sync=True`` (the default)
-    each step call first waits for the device to finish the previous one,
-    and Timing waits for the rest whenever it fires, so "train" is the time
-    the steps really took, device included. The host's work between two
-    calls (the next batch, the extensions, monitoring read-backs) still
-    overlaps the device's; only a second call queued behind the first is
-    given up. ``sync=False`` adds no waits and records the host's dispatch
-    time. Either way Timing waits for the device whenever it fires, so
-    ``time_this_epoch`` is wall time with the epoch's work done.
+    host time of a step call says little. Timing therefore waits for the
+    device whenever it fires and counts that wait as training time: "train"
+    is the steps' dispatch plus the device work still queued, "read data" is
+    the time the loop waited for the stream, and ``time_this_epoch`` is wall
+    time with the epoch's work done. Device work that overlapped the host's
+    reading of the next batch counts as reading time, so when the device is
+    the bottleneck "train" is close to the device time, and when the data is,
+    "read data" is. No step waits for the device (the default loop keeps its
+    queue of dispatched steps). ``sync=True`` makes each step call wait for
+    the previous one, which attributes the time step by step, at the price
+    of that queue.
 
     After a resume the clock starts again: the first ``*_this_epoch``
     records cover the part of the epoch run since the resumption, and the
@@ -77,11 +79,11 @@ class Timing(SimpleExtension):
 
     Args:
         prefix: prepended to the record names (``prefix_time_...``).
-        sync: wait for the device after each step call (see above).
+        sync: wait for the device before each step call (see above).
         **kwargs: conditions (see :mod:`bricks.extensions.base`).
     """
 
-    def __init__(self, prefix: str = "", sync: bool = True, **kwargs: Any) -> None:
+    def __init__(self, prefix: str = "", sync: bool = False, **kwargs: Any) -> None:
         defaults = {"before_first_epoch": True, "after_epoch": True}
         super().__init__(default_conditions=defaults, **kwargs)
         self.prefix = prefix + "_" if prefix else ""
@@ -104,8 +106,8 @@ class Timing(SimpleExtension):
         start = time.perf_counter()
         _wait_for_device(self.main_loop.algorithm)
         now = time.perf_counter()
-        if self.sync:  # the device's work still queued here is training time too
-            t[_DEVICE_WAIT] = t.get(_DEVICE_WAIT, 0.0) + now - start
+        # the device's work still queued here is training time too
+        t[_DEVICE_WAIT] = t.get(_DEVICE_WAIT, 0.0) + now - start
         return (t["read_data_total"], t["train_total"] + t.get(_DEVICE_WAIT, 0.0), now)
 
     def dispatch(self, callback_name: str, *args: Any) -> None:
