@@ -182,6 +182,7 @@ def test_convolutional_transpose_is_the_adjoint_of_convolutional(
         np.testing.assert_allclose(jnp.sum(conv_x * y), jnp.sum(x * convt_y), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_convolutional_transpose_in_a_sequence_restores_the_image_size():
     seq = ConvolutionalSequence(
         [
@@ -343,6 +344,7 @@ def test_pooling_without_ignore_border_against_numpy(image, size, step):
     assert mp.apply(x[None]).shape == (1, *out.shape)
 
 
+@pytest.mark.slow
 def test_pooling_output_size_against_window_starts():
     for n, size, step in itertools.product(range(1, 10), range(1, 5), range(1, 6)):
         pool = MaxPooling((size, 1), step=(step, 1), ignore_border=False, image_size=(n, 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ._helpers import check_run_dir, read_json, run
 
 TINY = [
@@ -30,6 +32,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_char_lm_tiny_samples_text(tmp_path):
     run_dir = tmp_path / "lm"
     proc = run("char_lm", run_dir, *TINY)
@@ -43,6 +46,7 @@ def test_char_lm_tiny_samples_text(tmp_path):
     assert read_json(run_dir / "vocabulary.json")["level"] == "character"
 
 
+@pytest.mark.slow
 def test_char_lm_on_a_user_corpus(tmp_path):
     corpus = tmp_path / "book.txt"
     corpus.write_text("abcab cabca bcabc " * 60, encoding="utf8")

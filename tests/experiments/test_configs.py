@@ -50,6 +50,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(TINY))
 def test_config_runs_tiny(config, tmp_path):
     run_dir = tmp_path / config

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bricks.checkpoint import load_parameters
 
@@ -53,6 +54,7 @@ def _run_until_interrupted(run_dir: Path, after: int) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_interrupt_and_resume_match_an_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
     run("sqrt", straight, *ARGS)

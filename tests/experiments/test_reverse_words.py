@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from ._helpers import REPO, check_run_dir, env, run
 
 TINY = [
@@ -33,6 +35,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_reverse_words_tiny_then_reverse_from_the_command_line(tmp_path):
     run_dir = tmp_path / "rw"
     proc = run("reverse_words", run_dir, *TINY, timeout=240)

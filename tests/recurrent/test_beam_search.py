@@ -162,6 +162,7 @@ def both_searches(gen, beam_size, max_length, eos, calls, **kwargs):
     return early, steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", [False, True])
 @pytest.mark.parametrize("beam_size", [1, 3, 7])
 @pytest.mark.parametrize("shift", [4.0, 10.0, -40.0])

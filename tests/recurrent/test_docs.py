@@ -20,6 +20,7 @@ MODULES = [
 ]
 
 
+@pytest.mark.slow
 def test_recurrent_md_runs():
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
     assert len(blocks) >= 4

@@ -210,6 +210,7 @@ def test_generate_needs_a_key():
         attention_generator().generate(3, 2, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_docs_and_docstring_examples_run():
     import doctest
     import importlib
