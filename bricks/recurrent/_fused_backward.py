@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from bricks.core.tracing import Frame, Recorder, current_frame, use_frame
+from bricks.core.tracing import current_frame, scan_body
 from bricks.errors import RecurrentError
 
 __all__ = ["recurrent_dot", "fused_scan"]
@@ -192,44 +192,8 @@ def fused_scan(
     fusion active in the body, and with :func:`fused_backward_enabled`
     ``False`` in it when ``disabled``)."""
     frame = current_frame()
-    rec = frame.recorder
     steps = jnp.arange(length, dtype=jnp.int32)
-    if rec is None:
-
-        def fn(carry: Any, x_t: Any) -> Any:
-            return body(carry, x_t[0])
-
-        finish = None
-    else:
-        scope = rec.new_tag(name) + "/"
-        rec.root.scans.append(scope[:-1])
-        inner_requested = {t for t in rec.requested if t.startswith(scope)}
-        inner_vars: dict[str, Any] = {}
-
-        def fn(carry: Any, x_t: Any) -> Any:
-            x, t = x_t
-            child = Recorder(
-                interventions=rec.interventions,
-                requested=inner_requested,
-                key=rec.key,
-                _parent=rec,
-                _scope=scope,
-                _step=t,
-            )
-            with use_frame(Frame(params=current_frame().params, recorder=child, extra=frame.extra)):
-                carry, y = body(carry, x)
-            inner_vars.update(child.variables)
-            extras = {tag: child.collected[tag] for tag in sorted(child.collected)}
-            return carry, (y, extras)
-
-        def finish(ys: Any) -> Any:
-            ys, extras = ys
-            for tag, var in inner_vars.items():
-                rec.variables[tag] = replace(
-                    var, shape=(length, *var.shape), scan_scope=var.scan_scope or scope[:-1]
-                )
-            rec.collected.update(extras)
-            return ys
+    fn, finish = scan_body(body, length=length, name=name)
 
     params = frame.params.values() if fused and frame.params else ()
     candidates = tuple(v for v in params if _reverse_differentiated(v))
@@ -246,7 +210,7 @@ def fused_scan(
             step, init, (xs, steps), length=length, reverse=reverse, unroll=unroll
         )
     carry, ys = result
-    return carry, (ys if finish is None else finish(ys))
+    return carry, finish(ys)
 
 
 def _example(tree: Any) -> Any:
