@@ -14,7 +14,8 @@ quantity, its shape in terms of the inputs and the likely fix.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -25,6 +26,7 @@ from bricks.core.tracing import Variable
 from bricks.errors import AlgorithmError, CostShapeError, did_you_mean
 
 __all__ = [
+    "check_batch_sources",
     "describe_shape",
     "is_fixed_shape",
     "check_cost",
@@ -34,6 +36,31 @@ __all__ = [
     "flat_monitored",
     "find_by_name",
 ]
+
+
+_logger = logging.getLogger("bricks.algorithms")
+
+
+def check_batch_sources(
+    batch: Mapping[str, Any], names: Sequence[str], on_unused: str, reader: str, owner: str
+) -> None:
+    """Refuse a batch that lacks a source ``reader`` reads; refuse (or warn of,
+    as ``on_unused`` says) sources nothing reads. ``owner`` is the class whose
+    ``on_unused_sources`` argument changes that."""
+    missing = [n for n in names if n not in batch]
+    if missing:
+        raise AlgorithmError(
+            f"the batch lacks source(s) {missing} that {reader} reads; "
+            f"batch sources: {list(batch)}; {reader} inputs: {list(names)}"
+        )
+    unused = [k for k in batch if k not in names]
+    if unused and on_unused == "raise":
+        raise AlgorithmError(
+            f"batch source(s) {unused} are not read by {reader} (inputs: {list(names)}); "
+            f"select sources on the stream, or pass on_unused_sources='ignore' to {owner}"
+        )
+    if unused and on_unused == "warn":
+        _logger.warning("batch sources %s are not read by %s", unused, reader)
 
 
 def describe_shape(graph: Any, shape: Sequence[Any]) -> str:

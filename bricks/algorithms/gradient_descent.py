@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bricks.algorithms.checks import (
+    check_batch_sources,
     check_cost,
     check_monitorable,
     find_by_name,
@@ -430,21 +431,9 @@ class GradientDescent(TrainingState, BlocksUpdates):
         keys = tuple(batch)
         names = self.inputs
         if keys != self._batch_keys:
-            missing = [n for n in names if n not in batch]
-            if missing:
-                raise AlgorithmError(
-                    f"the batch lacks source(s) {missing} that the cost reads; "
-                    f"batch sources: {list(batch)}; cost inputs: {names}"
-                )
-            unused = [k for k in batch if k not in names]
-            if unused and self.on_unused_sources == "raise":
-                raise AlgorithmError(
-                    f"batch source(s) {unused} are not read by the cost (inputs: {names}); "
-                    "select sources on the stream, or pass on_unused_sources='ignore' "
-                    "(or 'warn') to GradientDescent"
-                )
-            if unused and self.on_unused_sources == "warn":
-                logger.warning("batch sources %s are not read by the cost", unused)
+            check_batch_sources(
+                batch, names, self.on_unused_sources, "the cost", "GradientDescent"
+            )
             self._batch_keys = keys
         return {n: batch[n] for n in names}
 

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bricks.algorithms.checks import check_batch_sources
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.core.roles import AUXILIARY
 from bricks.core.tracing import Variable
@@ -354,18 +355,9 @@ class UpdatesAlgorithm:
         """Apply every update once, reading ``batch``'s sources."""
         self.initialize()
         names = self.inputs
-        missing = [n for n in names if n not in batch]
-        if missing:
-            raise AlgorithmError(
-                f"the batch lacks source(s) {missing} that the updates read; "
-                f"batch sources: {list(batch)}"
-            )
-        unused = [k for k in batch if k not in names]
-        if unused and self.on_unused_sources == "raise":
-            raise AlgorithmError(
-                f"batch source(s) {unused} are not read by any update (inputs: {names}); "
-                "pass on_unused_sources='ignore' to UpdatesAlgorithm"
-            )
+        check_batch_sources(
+            batch, names, self.on_unused_sources, "the updates", "UpdatesAlgorithm"
+        )
         if self._step_fn is None:
             self._compile()
         inputs = {n: np.asarray(batch[n]) for n in names}  # jit moves them: no eager op

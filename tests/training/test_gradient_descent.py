@@ -103,3 +103,14 @@ def test_a_snapshot_read_later_in_another_thread_equals_get_state_at_the_snapsho
     assert not np.array_equal(arrays["params//mlp/linear_0.W"], now)
     with pytest.raises(AlgorithmError, match="only once"):
         snapshot.get_state()
+
+
+def test_updates_algorithm_checks_batch_sources_as_gradient_descent_does():
+    from bricks.algorithms import UpdatesAlgorithm
+
+    algorithm = UpdatesAlgorithm(updates=[("n", lambda v, m: m + 1)], values={"n": 1.0})
+    algorithm.initialize()
+    with pytest.raises(AlgorithmError, match=r"lacks source\(s\) \['m'\] that the updates read"):
+        algorithm.process_batch({})
+    with pytest.raises(AlgorithmError, match="not read by the updates.*UpdatesAlgorithm"):
+        algorithm.process_batch({"m": np.float32(1), "extra": np.float32(0)})
