@@ -142,6 +142,11 @@ class DataShapeError(DataError, ValueError):
     """A source holds data of another shape or dtype than expected."""
 
 
+class BucketError(DataShapeError):
+    """A sequence is longer than the largest length bucket of ``Padding(buckets=...)``
+    (or a buckets function gave a shorter length); sequences are never cut."""
+
+
 class RequestError(DataError, ValueError):
     """A request (or dataset state) that does not fit what is read: a request
     given to a transformer, ``None`` given to an indexable dataset."""
@@ -207,6 +212,12 @@ class AlgorithmError(BricksError, ValueError):
 class CostShapeError(AlgorithmError, TypeError):
     """The cost given to training or monitoring is not a scalar (e.g. per-example
     costs of shape ``(batch,)`` where their ``.mean()`` was meant)."""
+
+
+class ExampleMaskError(BricksError, ValueError):
+    """Batches padded to full size (an ``example_mask`` source, from ``PadBatch``)
+    meet a cost or monitored value that does not read the mask, so the padded
+    rows would count: the message names the value and how to honour the mask."""
 
 
 class NonFiniteCostError(BricksError, FloatingPointError):

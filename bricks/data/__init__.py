@@ -18,6 +18,7 @@ from ._batching import (
     MultiProcessing,
     Unpack,
 )
+from ._buckets import EXAMPLE_MASK, PadBatch
 from ._converters import convert, download, read_idx, safe_unpickle
 from ._datasets import Dataset, IndexableDataset, IterableDataset
 from ._hdf5 import H5PYDataset, create_split_array, write_hdf5
@@ -76,6 +77,7 @@ __all__ = [
     "ConstantScheme",
     "DataStream",
     "Dataset",
+    "EXAMPLE_MASK",
     "EpochIterator",
     "ExpectsAxisLabels",
     "Filter",
@@ -93,6 +95,7 @@ __all__ = [
     "MinimumImageDimensions",
     "MultiProcessing",
     "NGrams",
+    "PadBatch",
     "Padding",
     "Prefetch",
     "ProcessSlice",

@@ -14,6 +14,7 @@ import numpy as np
 from bricks.errors import DataShapeError, SchemeError
 
 from ._batching import Batch, Unpack, _Expanding
+from ._buckets import Buckets, as_bucketer
 from ._datasets import check_sources
 from ._schemes import ConstantScheme
 from ._streams import AbstractDataStream
@@ -29,12 +30,23 @@ class Padding(Transformer):
     array padded with zeros, followed by a ``(batch, max_len)`` mask that is
     1 where data is. Use :class:`TimeMajor` afterwards for recurrent models.
 
+    With ``buckets`` the time axis is padded beyond the longest sequence, up
+    to a bucket, so a compiled step sees a few lengths only (one program
+    each): ``"pow2"`` (the next power of two: at most
+    ⌈log2(longest / shortest)⌉ + 1 lengths), an increasing list of lengths
+    (a sequence longer than the largest is a
+    :class:`~bricks.errors.BucketError`, never cut), or a function
+    ``length -> padded length``.
+
     >>> import numpy as np
     >>> from bricks.data import DataStream, IterableDataset, Batch, ConstantScheme
     >>> s = Batch(DataStream(IterableDataset({"w": [[1, 2, 3], [4]]})), ConstantScheme(2))
     >>> w, mask = next(Padding(s).get_epoch_iterator())
     >>> w.tolist(), mask.tolist()
     ([[1, 2, 3], [4, 0, 0]], [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    >>> w, mask = next(Padding(s, buckets="pow2").get_epoch_iterator())
+    >>> w.tolist(), mask.tolist()
+    ([[1, 2, 3, 0], [4, 0, 0, 0]], [[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     """
 
     def __init__(
@@ -42,6 +54,7 @@ class Padding(Transformer):
         data_stream: AbstractDataStream,
         mask_sources: Sequence[str] | None = None,
         mask_dtype: Any = "float32",
+        buckets: Buckets = None,
     ) -> None:
         if data_stream.produces_examples:
             raise SchemeError(
@@ -51,6 +64,8 @@ class Padding(Transformer):
         super().__init__(data_stream)
         self.mask_sources = self._which(mask_sources)
         self.mask_dtype = np.dtype(mask_dtype)
+        self.buckets = buckets
+        self._bucket = as_bucketer(buckets, "Padding")
         sources = []
         labels = dict(self.axis_labels) if self.axis_labels else None
         for s in data_stream.sources:
@@ -78,10 +93,12 @@ class Padding(Transformer):
                         f"Padding: source {s!r}, example {i} of the batch: expected shape "
                         f"(length, {', '.join(map(str, rest))}) like example 0, found {x.shape}"
                     )
-            lengths = [len(x) for x in seqs]
+            length = max(len(x) for x in seqs)
+            if self._bucket is not None:
+                length = self._bucket(length, s)
             dtype = np.result_type(*seqs)
-            padded = np.zeros((len(seqs), max(lengths), *rest), dtype=dtype)
-            mask = np.zeros((len(seqs), max(lengths)), dtype=self.mask_dtype)
+            padded = np.zeros((len(seqs), length, *rest), dtype=dtype)
+            mask = np.zeros((len(seqs), length), dtype=self.mask_dtype)
             for i, x in enumerate(seqs):
                 padded[i, : len(x)] = x
                 mask[i, : len(x)] = 1
