@@ -346,5 +346,10 @@ class BatchShardingError(DistributedError, ValueError):
     """A batch cannot be split evenly over the devices (or processes) of a mesh."""
 
 
+class ShardingError(DistributedError, ValueError):
+    """Sharded (FSDP-style) parameters were asked for wrongly: without a mesh, with a
+    bad size threshold, or with settings that contradict the mesh's own."""
+
+
 class ProcessSliceError(SchemeError):
     """A global batch cannot be split evenly over the processes that read it."""

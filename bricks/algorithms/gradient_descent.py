@@ -49,7 +49,7 @@ from bricks.algorithms.non_finite import (
     flags_of,
     initial_counters,
 )
-from bricks.algorithms.parallel import as_parallel, jit_step
+from bricks.algorithms.parallel import as_parallel, jit_step, place
 from bricks.algorithms.rules import RemoveNotFinite, Scale
 from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.training_state import TrainingState
@@ -62,6 +62,7 @@ from bricks.algorithms.updates import (
 from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
 from bricks.core.values import bind_values, unbind_values
+from bricks.distributed import host_copy
 from bricks.errors import AlgorithmError, StepRuleError, did_you_mean
 
 __all__ = ["GradientDescent", "StateSnapshot"]
@@ -144,6 +145,11 @@ class GradientDescent(TrainingState, BlocksUpdates):
             ``{source: axis}`` otherwise); results equal one device's. Default
             ``None``: one device.
         batch_axes: the batch axis of each source, for ``parallel``.
+        shard_parameters: with ``parallel``, split the parameters and the
+            optimizer state shaped like them over the devices (FSDP-style)
+            instead of replicating them (see
+            :class:`~bricks.distributed.DataParallel`; its
+            ``describe(algorithm.current_parameters())`` says which are split).
 
     Attributes:
         graph, step_rule, total_gradient_norm, total_step_norm (Variables to
@@ -163,8 +169,9 @@ class GradientDescent(TrainingState, BlocksUpdates):
         updates: Any = None,
         parallel: Any = None,
         batch_axes: int | Mapping[str, int] = 0,
+        shard_parameters: bool = False,
     ) -> None:
-        self.parallel = as_parallel(parallel, batch_axes)
+        self.parallel = as_parallel(parallel, batch_axes, shard_parameters)
         if on_unused_sources not in _UNUSED:
             raise AlgorithmError(
                 f"on_unused_sources must be one of {_UNUSED}, got {on_unused_sources!r}"
@@ -403,23 +410,29 @@ class GradientDescent(TrainingState, BlocksUpdates):
             state, flags = jax.lax.scan(body, state, (steps, batches))
             return state, flags[-1]
 
-        self._step_fn = jit_step(single, self.parallel)
-        self._multi_fn = jit_step(multi, self.parallel)
-        self._masked_fn = jit_step(masked, self.parallel)
+        self._step_fn = jit_step(single, self.parallel, self._state)
+        self._multi_fn = jit_step(multi, self.parallel, self._state)
+        self._masked_fn = jit_step(masked, self.parallel, self._state)
 
     def _place_state(self) -> None:
-        """On a mesh: the state and key replicated on every device."""
+        """On a mesh: the state and key replicated (or sharded) on its devices."""
         if self.parallel is not None and self._state is not None:
-            self._state, self._base_key = self.parallel.place_state((self._state, self._base_key))
+            self._state, self._base_key = place(self.parallel, self._state, self._base_key)
 
-    def distribute(self, parallel: Any, batch_axes: int | Mapping[str, int] = 0) -> None:
+    def distribute(
+        self,
+        parallel: Any,
+        batch_axes: int | Mapping[str, int] = 0,
+        shard_parameters: bool = False,
+    ) -> None:
         """Train data-parallel from now on (what ``parallel=`` of the constructor does).
 
         The runner calls this for ``--devices``/``--processes`` on the
         algorithm a config built; the state (also a restored one) moves onto
-        the mesh and the step is compiled again for it.
+        the mesh and the step is compiled again for it (``shard_parameters``:
+        as the constructor's; ``--shard-parameters`` of the runner).
         """
-        self.parallel = as_parallel(parallel, batch_axes)
+        self.parallel = as_parallel(parallel, batch_axes, shard_parameters)
         self._step_fn = self._multi_fn = None
         if self.parallel is None and self._state is not None:
             device = jax.local_devices()[0]
@@ -546,8 +559,9 @@ class GradientDescent(TrainingState, BlocksUpdates):
         return dict(self._require_state()["params"])
 
     def parameter_values(self) -> dict[str, np.ndarray]:
-        """Host copies of all parameters."""
-        return jax.device_get(self.current_parameters())
+        """Host copies of all parameters, whatever their sharding (gathered: with
+        parameters split over several processes every process must call this)."""
+        return host_copy(self.current_parameters())
 
     def write_back(self) -> None:
         """Unbind the graph's bricks: they keep the values of now (the main loop's end).

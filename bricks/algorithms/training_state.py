@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bricks.algorithms.live import StateSnapshot, device_copy
+from bricks.algorithms.parallel import gathered
 from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
+from bricks.distributed import host_copy
 from bricks.errors import AlgorithmError, StepRuleError, did_you_mean
 
 __all__ = ["TrainingState"]
@@ -78,8 +80,14 @@ class TrainingState:
 
     # -- checkpointing -------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """``(json, arrays)``: parameters, optimizer state, key, accumulators, counters."""
-        return self._host_payload(jax.device_get(self._require_state()), self._base_key)
+        """``(json, arrays)``: parameters, optimizer state, key, accumulators, counters.
+
+        The arrays are whole host copies whatever the sharding (also of sharded,
+        FSDP-style parameters), so a state saved sharded restores unsharded and
+        back. With arrays split over several processes they are gathered
+        (:func:`bricks.distributed.host_copy`): every process must call this.
+        """
+        return self._host_payload(host_copy(self._require_state()), self._base_key)
 
     def snapshot(self) -> StateSnapshot:
         """The training state of this moment, copied on the device without waiting.
@@ -91,7 +99,11 @@ class TrainingState:
         which returns what :meth:`get_state` would have returned now.
         Asynchronous checkpoints are built on this.
         """
-        return StateSnapshot(self, device_copy(self._require_state()))
+        state = self._require_state()
+        # arrays split over processes are gathered now, in step with the other
+        # processes, so that the snapshot can be read from any thread
+        whole = gathered(getattr(self, "parallel", None), state)
+        return StateSnapshot(self, device_copy(state) if whole is None else whole)
 
     def _host_payload(
         self, host: Mapping[str, Any], base_key: Any

@@ -1,9 +1,11 @@
 """Data-parallel training over devices and processes, on ``jax.sharding`` and ``jax.distributed``.
 
 A :func:`data_mesh` lays the devices on one ``"data"`` axis; a
-:class:`DataParallel` places the training state replicated over it and each
-batch sharded along its batch axis, so the compiled training step runs as
-one SPMD program whose results equal the single-device run. The process
+:class:`DataParallel` places the training state replicated over it (or, with
+``shard_parameters=True``, its large arrays split FSDP-style) and each batch
+sharded along its batch axis, so the compiled training step runs as one SPMD
+program whose results equal the single-device run; :func:`host_copy` reads
+a state back whatever its sharding. The process
 group (:func:`initialize`, :func:`process_index`, :func:`process_count`,
 :func:`barrier`) joins several processes with ``jax.distributed``. See
 ``docs/distributed.md``.
@@ -11,7 +13,7 @@ group (:func:`initialize`, :func:`process_index`, :func:`process_count`,
 
 from ._agreement import Agreement
 from ._mesh import DATA_AXIS, data_mesh
-from ._placement import DataParallel
+from ._placement import MIN_SHARD_SIZE, DataParallel, host_copy
 from ._process import (
     ProcessGroup,
     barrier,
@@ -24,11 +26,13 @@ from ._process import (
 
 __all__ = [
     "DATA_AXIS",
+    "MIN_SHARD_SIZE",
     "Agreement",
     "DataParallel",
     "ProcessGroup",
     "barrier",
     "data_mesh",
+    "host_copy",
     "initialize",
     "is_coordinator",
     "process_count",
