@@ -133,7 +133,7 @@ def test_read_ahead_of_a_transformer_in_a_thread():
         Prefetch(m, workers=2)
 
 
-def test_abandoned_epoch_stops_workers():
+def test_abandoned_epoch_keeps_workers_for_the_next_and_close_stops_them():
     s = Prefetch(
         DataStream(
             IndexableDataset({"x": np.arange(1000)}), iteration_scheme=SequentialScheme(1000, 10)
@@ -146,5 +146,12 @@ def test_abandoned_epoch_stops_workers():
     workers = list(it._inner.workers)
     start = time.monotonic()
     it.close()
+    assert time.monotonic() - start < 3
+    assert all(w.is_alive() for w in workers)  # persistent: the next epoch reuses them
+    again = s.get_epoch_iterator()
+    assert next(again)[0].tolist() == list(range(10))
+    assert [w.pid for w in again._inner.workers] == [w.pid for w in workers]
+    start = time.monotonic()
+    s.close()
     assert time.monotonic() - start < 3
     assert not any(w.is_alive() for w in workers)

@@ -123,6 +123,8 @@ def test_shared_memory_is_released_at_close() -> None:
     iterator = Prefetch(_stream(), workers=2, processes=True).get_epoch_iterator()
     next(iterator)
     assert _shm() - before, "process workers hold semaphores in /dev/shm while they run"
-    iterator._inner.close()
+    iterator._inner.close()  # the epoch ends; its workers stay for the next one
+    assert _shm() - before
+    del iterator  # the stream goes: its workers and their semaphores with it
     gc.collect()
     assert _shm() - before == set()
