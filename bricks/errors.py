@@ -353,3 +353,12 @@ class ShardingError(DistributedError, ValueError):
 
 class ProcessSliceError(SchemeError):
     """A global batch cannot be split evenly over the processes that read it."""
+
+
+class ProcessLostError(DistributedError):
+    """A process of the group died or stopped answering: the message names it (its
+    index, the step it last reached) and the runtime error that revealed it."""
+
+
+class DeviceAssignmentError(DistributedError, ValueError):
+    """The local GPUs cannot be split evenly over the local processes of ``--processes``."""

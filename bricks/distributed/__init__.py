@@ -7,7 +7,9 @@ sharded along its batch axis, so the compiled training step runs as one SPMD
 program whose results equal the single-device run; :func:`host_copy` reads
 a state back whatever its sharding. The process
 group (:func:`initialize`, :func:`process_index`, :func:`process_count`,
-:func:`barrier`) joins several processes with ``jax.distributed``. See
+:func:`barrier`) joins several processes with ``jax.distributed``; the
+:class:`StepWatchdog` stops them all, naming the stuck one, when a step
+overruns its deadline. See
 ``docs/distributed.md``.
 """
 
@@ -23,13 +25,17 @@ from ._process import (
     process_index,
     settings_from_environment,
 )
+from ._watchdog import EXIT_STUCK, LocalStore, StepWatchdog
 
 __all__ = [
     "DATA_AXIS",
+    "EXIT_STUCK",
     "MIN_SHARD_SIZE",
     "Agreement",
     "DataParallel",
+    "LocalStore",
     "ProcessGroup",
+    "StepWatchdog",
     "barrier",
     "data_mesh",
     "host_copy",

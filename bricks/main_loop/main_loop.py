@@ -66,6 +66,17 @@ def _agreement() -> Any:
     return Agreement(2) if process_count() > 1 else None
 
 
+def _watchdog(setting: Any) -> Any:
+    """The step watchdog: the one given, else a default one when several processes train."""
+    import sys
+
+    if setting is not None or "jax" not in sys.modules:
+        return setting or None
+    from bricks.distributed import StepWatchdog, process_count
+
+    return StepWatchdog() if process_count() > 1 else None
+
+
 _MAX_PENDING = 64  # read-backs left pending between steps, at most
 
 
@@ -94,6 +105,10 @@ class MainLoop:
             this length is compiled: a shorter stretch (before an extension
             needs control, or at an epoch's end) runs in it with the missing
             steps masked, so no other program is compiled.
+        watchdog: a :class:`~bricks.distributed.StepWatchdog` that aborts every
+            process when a step overruns its deadline, naming the stuck one
+            (default: one with default deadlines when several processes
+            train; ``False``: none).
 
     Attributes:
         log, status (``log.status``), extensions, algorithm, data_stream,
@@ -109,6 +124,7 @@ class MainLoop:
         log: TrainingLog | None = None,
         log_path: str | None = None,
         steps_per_call: int = 1,
+        watchdog: Any = None,
     ) -> None:
         if log is not None and log_path is not None:
             raise MainLoopError("give MainLoop either log= or log_path=, not both")
@@ -127,6 +143,7 @@ class MainLoop:
         self._save_requested = False
         self._readbacks: list[tuple[Callable[[], None], Callable[[], bool] | None]] = []
         self._agreement: Any = None
+        self.watchdog, self._watchdog = watchdog, None
         self._local_interrupts = [False, False]  # batch, epoch: what this process received
         names = [getattr(e, "name", type(e).__name__) for e in self.extensions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -194,6 +211,9 @@ class MainLoop:
             self.set_state(*resume)
         self._install_signal_handlers()
         self._agreement, self._local_interrupts = _agreement(), [False, False]
+        self._watchdog = _watchdog(self.watchdog)
+        if self._watchdog is not None:
+            self._watchdog.start()
         try:
             try:
                 if not self.status["training_started"]:
@@ -220,6 +240,8 @@ class MainLoop:
                 self.log.current_row["training_finished"] = True
         except BaseException as error:
             self._restore_signal_handlers()
+            # a collective that lost its peer: name the process that went silent
+            lost = None if self._watchdog is None else self._watchdog.explain(error)
             try:  # the rows of the steps that ran stay complete
                 self.settle_readbacks()
             except Exception:  # the original error is what the user must see
@@ -236,6 +258,8 @@ class MainLoop:
                 self.log.close()
             except Exception:
                 logger.error("Could not close the log:\n%s", traceback.format_exc())
+            if lost is not None:
+                raise lost from error
             raise
         else:
             self.settle_readbacks()
@@ -247,6 +271,8 @@ class MainLoop:
             self.log.close()
         finally:
             self._restore_signal_handlers()
+            if self._watchdog is not None:
+                self._watchdog.stop()
 
     def _mark_resumed(self) -> None:
         """Status of a run that goes on: where it resumed, no finish or interrupt pending."""
@@ -298,7 +324,7 @@ class MainLoop:
         if callback_name not in ("before_batch", "after_batch"):
             self.settle_readbacks()
             for ext in self.extensions:
-                ext.dispatch(callback_name, *args)
+                self._dispatch(ext, callback_name, *args)
             return
         done = self.status["iterations_done"] - (callback_name == "after_batch")
         for ext in self.extensions:
@@ -306,6 +332,13 @@ class MainLoop:
                 need = ext.batches_until_needed(done)
                 if need is not None and need <= 1:
                     self.settle_readbacks()
+            self._dispatch(ext, callback_name, *args)
+
+    def _dispatch(self, ext: Any, callback_name: str, *args: Any) -> None:
+        if self._watchdog is None:
+            ext.dispatch(callback_name, *args)
+            return
+        with self._watchdog.excused(getattr(ext, "name", type(ext).__name__)):
             ext.dispatch(callback_name, *args)
 
     def _new_epoch_iterator(self) -> Iterator:
@@ -451,6 +484,8 @@ class MainLoop:
             self.log.flush()
         if self._agreement is not None:
             self._agree_on_interrupts()
+        if self._watchdog is not None:
+            self._watchdog.beat(self.status["iterations_done"])
         self._check_finish_training("batch")
         return True
 
