@@ -1,7 +1,9 @@
 """Training algorithms: :class:`GradientDescent` and Blocks' step rules on optax."""
 
+from bricks.algorithms.compiles import CompileCounter
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.gradient_descent import GradientDescent, StateSnapshot
+from bricks.algorithms.ragged import example_mean
 from bricks.algorithms.rules import (
     AdaDelta,
     AdaGrad,
@@ -43,4 +45,6 @@ __all__ = [
     "Restrict",
     "RemoveNotFinite",
     "l2_norm",
+    "CompileCounter",
+    "example_mean",
 ]

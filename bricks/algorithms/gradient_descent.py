@@ -50,6 +50,7 @@ from bricks.algorithms.non_finite import (
     initial_counters,
 )
 from bricks.algorithms.parallel import as_parallel, jit_step, place
+from bricks.algorithms.ragged import check_mask_is_read, guard_example_mask
 from bricks.algorithms.rules import RemoveNotFinite, Scale
 from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.training_state import TrainingState
@@ -380,7 +381,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         bind_values(self._bound, self._live, adopt=adopt)
 
     def _compile(self) -> None:
-        step = make_step(self)
+        step = guard_example_mask(self, make_step(self))  # a padded batch: checked
 
         def single(state, batch, base_key):
             self.compilations += 1
@@ -444,6 +445,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         keys = tuple(batch)
         names = self.inputs
         if keys != self._batch_keys:
+            check_mask_is_read(batch, names, "GradientDescent")
             check_batch_sources(
                 batch, names, self.on_unused_sources, "the cost", "GradientDescent"
             )

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bricks.algorithms.checks import describe_shape, find_by_name, is_fixed_shape
+from bricks.algorithms.ragged import EXAMPLE_MASK, padded_examples
 from bricks.errors import ExtensionError, RecordNameError, did_you_mean
 from bricks.extensions.aggregation import (
     MEAN,
@@ -128,6 +129,14 @@ class DatasetEvaluator:
             ``"concatenate"`` or an :class:`Aggregation`.
         where: who evaluates (``"DataStreamMonitoring 'valid'"``), for messages.
 
+    A stream padded by :class:`~bricks.data.PadBatch` (an ``example_mask``
+    source) weighs each batch by its real examples, so a ragged last batch
+    runs in the same program; every monitored value must honour the mask
+    (see :mod:`bricks.algorithms.ragged`).
+
+    Attributes:
+        compilations: how many programs the monitoring function compiled.
+
     Raises:
         RecordNameError: two monitored quantities have one name.
         ExtensionError: an unknown name, or a quantity whose shape changes
@@ -148,6 +157,7 @@ class DatasetEvaluator:
         self.aggregation = dict(aggregation or {})
         self._fn = None
         self._ready = False
+        self.compilations = 0  # programs of the monitoring function (traces)
         if _outputs_known(graph):
             self._setup()
         else:  # names of a cost function's dict, resolved at the first batch
@@ -210,6 +220,7 @@ class DatasetEvaluator:
             return [by_tag[v.tag] for v in needed]
 
         def step(params, accs, inputs, n, key):
+            self.compilations += 1
             values = values_of(params, inputs, key)
             new = []
             for i, (acc, scheme, value) in enumerate(
@@ -249,6 +260,8 @@ class DatasetEvaluator:
                 accs = self._init_accs(params, inputs, key)
                 concatenated = [[] for _ in self.variables]
                 seen = True
+            if EXAMPLE_MASK in batch:  # PadBatch: the repeated rows weigh nothing
+                n = padded_examples(self, batch, n, params, key)
             new, host_values = self._fn(params, tuple(accs), inputs, np.float32(n), key)
             for i, scheme in enumerate(self.schemes):
                 if collects(scheme):

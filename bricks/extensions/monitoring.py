@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bricks.algorithms.ragged import check_quantities_read_mask
 from bricks.errors import ExtensionError, RecordNameError
 from bricks.extensions.aggregation import Aggregation, MonitoredQuantity
 from bricks.extensions.base import SimpleExtension
@@ -161,6 +162,8 @@ class TrainingDataMonitoring(MonitoringExtension):
 
     def _aggregate_quantities(self, batch: Mapping[str, Any]) -> None:
         """Hand this batch's values (read back now) to each MonitoredQuantity."""
+        where = f"TrainingDataMonitoring {self.name!r}"
+        check_quantities_read_mask(batch, self.quantities, where)
         values: dict[str, Any] = {}
         if self._quantity_slot is not None:
             values = self.main_loop.algorithm.read_monitor(self._quantity_slot, self.main_loop.log)
@@ -281,3 +284,8 @@ class DataStreamMonitoring(MonitoringExtension):
         row = self.main_loop.log.current_row
         for name, value in values.items():
             row[self._record_name(name)] = value
+
+    @property
+    def compilations(self) -> int:
+        """How many programs its monitoring function compiled (0 before the first report)."""
+        return self._evaluator.compilations if self._evaluator is not None else 0

@@ -1,0 +1,85 @@
+"""An epoch of bucketed sequence batches compiles a bounded number of step programs,
+and the bucketed results equal the unbucketed ones (the mask is honoured)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bricks.algorithms import CompileCounter, GradientDescent, Scale
+from bricks.data import Batch, ConstantScheme, DataStream, IterableDataset, Padding, TimeMajor
+
+from .masked_models import MaskedRNN, random_words, time_major, value_and_gradients
+
+LOW, HIGH, BATCH = 3, 40, 4
+
+
+def padded_epoch(words, buckets):
+    stream = Batch(DataStream(IterableDataset({"words": words})), ConstantScheme(BATCH))
+    return list(TimeMajor(Padding(stream, buckets=buckets)).get_epoch_iterator(as_dict=True))
+
+
+def monitored_step(algorithm, slot, batch):
+    """One training step; the cost and gradients it computed (read back)."""
+    algorithm.process_batch(batch)
+    values = algorithm.read_monitor(slot)
+    grads = {path: values[v.name] for path, v in algorithm.gradients.items()}
+    return values["cost"], grads
+
+
+@pytest.mark.slow
+def test_an_epoch_of_pow2_buckets_compiles_at_most_log2_programs_with_unchanged_results():
+    words = random_words(24, LOW, HIGH, seed=1)
+    bucketed, exact = padded_epoch(words, "pow2"), padded_epoch(words, None)
+    bound = math.ceil(math.log2(HIGH / LOW)) + 1
+    assert len({b["words"].shape for b in exact}) > bound  # unbucketed: more programs
+
+    model = MaskedRNN()
+    graph = model.graph()
+    algorithm = GradientDescent(cost=graph, step_rule=Scale(0.05))
+    slot = algorithm.add_monitor(["cost", *algorithm.gradients.values()])
+    with CompileCounter() as counter:
+        for b, e in zip(bucketed, exact, strict=True):
+            params = algorithm.parameter_values()
+            cost, grads = monitored_step(algorithm, slot, b)
+            want_cost, want_grads = value_and_gradients(graph, params, e)
+            np.testing.assert_allclose(cost, want_cost, rtol=1e-5)
+            for path, g in want_grads.items():
+                np.testing.assert_allclose(grads[path], g, rtol=1e-4, atol=1e-6, err_msg=path)
+    lengths = {b["words"].shape[0] for b in bucketed}
+    assert lengths <= {4, 8, 16, 32, 64}
+    assert algorithm.compilations == len(lengths) <= bound
+    assert counter.count("single") == algorithm.compilations
+
+
+@pytest.mark.slow
+def test_a_bucketed_batch_equals_its_examples_run_one_by_one_unpadded():
+    words = random_words(4, LOW, 12, seed=2)
+    (batch,) = padded_epoch(words, [16])
+    model = MaskedRNN()
+    graph = model.graph()
+    params = {k: np.asarray(v) for k, v in graph.parameter_values().items()}
+    cost, grads = value_and_gradients(graph, params, batch)
+    alone = [value_and_gradients(graph, params, time_major([w])) for w in words]
+    np.testing.assert_allclose(cost, np.mean([c for c, _ in alone]), rtol=1e-5)
+    for path in grads:
+        mean = np.mean([g[path] for _, g in alone], axis=0)
+        np.testing.assert_allclose(grads[path], mean, rtol=1e-4, atol=1e-6, err_msg=path)
+
+
+def test_compile_counter_counts_programs_by_name_and_stops():
+    import jax
+    import jax.numpy as jnp
+
+    def triple(x):
+        return 3 * x
+
+    f = jax.jit(triple)
+    counter = CompileCounter()
+    with counter:
+        f(jnp.ones(2))
+        f(jnp.ones(2))
+        f(jnp.ones(5))
+    assert counter.count("triple") == 2 and counter.total >= 2
+    f(jnp.ones(7))  # after the block: not counted
+    assert counter.count("triple") == 2 and "triple" in repr(counter)
