@@ -76,7 +76,11 @@ class TrainingState:
         path = self._hyper_path(name)
         state = self._require_state()
         old = get_at(state["opt"], path)
-        state["opt"] = set_at(state["opt"], path, jnp.asarray(value, old.dtype))
+        new = jnp.asarray(value, old.dtype)
+        parallel = getattr(self, "parallel", None)
+        if parallel is not None:  # placed as the step expects it: no re-compile
+            new = parallel.place_state(new, old.sharding)
+        state["opt"] = set_at(state["opt"], path, new)
 
     # -- checkpointing -------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

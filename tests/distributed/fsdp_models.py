@@ -22,6 +22,7 @@ from bricks.core import (
     Softmax,
     Tanh,
 )
+from bricks.data import DataStream, IndexableDataset, SequentialScheme
 from bricks.distributed import DataParallel
 from bricks.extensions import FinishAfter, TrainingDataMonitoring
 from bricks.graph import ComputationGraph
@@ -98,8 +99,17 @@ def sharded(devices: Any) -> DataParallel:
 
 
 def algorithm(model: str, parallel: Any = None, **kwargs: Any) -> GradientDescent:
+    """GradientDescent of a fresh ``model`` with Adam (or ``step_rule=``)."""
     graph, _ = MODELS[model][0]()
-    return GradientDescent(cost=graph, step_rule=Adam(0.01), parallel=parallel, **kwargs)
+    kwargs.setdefault("step_rule", Adam(0.01))
+    return GradientDescent(cost=graph, parallel=parallel, **kwargs)
+
+
+def stream(model: str, steps: int = STEPS) -> DataStream:
+    """The batches of ``model`` as a resumable stream (its state counts the batches)."""
+    data = MODELS[model][1](steps)
+    dataset = IndexableDataset({k: np.concatenate([b[k] for b in data]) for k in data[0]})
+    return DataStream(dataset, iteration_scheme=SequentialScheme(steps * BATCH, BATCH))
 
 
 def train(

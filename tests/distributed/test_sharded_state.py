@@ -3,6 +3,12 @@ and everything that reads the state (issue 20)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -18,11 +24,12 @@ from .fsdp_models import (
     STEPS,
     algorithm,
     assert_same,
-    lm_batches,
     mlp_batches,
     sharded,
     train,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MLP_LAYOUT = {  # path: (split axis or None, the shape of device 0's piece on 2 devices)
     "/mlp/linear_0.W": (1, (6, 4)),
@@ -174,3 +181,169 @@ def test_sharded_in_scans_equals_one(single_lm):
     params, costs = train("lm", sharded(2), steps_per_call=7)  # 50 = 7 x 7 + a masked chunk
     assert_same(params, single_lm[0])
     np.testing.assert_allclose(costs, single_lm[1], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_four_devices_sharded_equal_one_in_a_subprocess(single_mlp, single_lm, tmp_path):
+    code = (
+        "import json, sys, jax; sys.path.insert(0, sys.argv[1])\n"
+        "from tests.distributed.fsdp_models import sharded, train\n"
+        "assert len(jax.devices()) == 4\n"
+        "out = {}\n"
+        "for model in ('mlp', 'lm'):\n"
+        "    p, c = train(model, sharded(4))\n"
+        "    out[model] = {'params': {k: v.tolist() for k, v in p.items()}, 'costs': c}\n"
+        "a = __import__('tests.distributed.fsdp_models', fromlist=['x']).algorithm(\n"
+        "    'lm', sharded(4))\n"
+        "out['layout'] = a.parallel.describe(a.current_parameters())\n"
+        "json.dump(out, open(sys.argv[2], 'w'))\n"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    out_file = tmp_path / "out.json"
+    subprocess.run([sys.executable, "-c", code, str(ROOT), str(out_file)], env=env,
+                   check=True, timeout=600)
+    out = json.loads(out_file.read_text())
+    for model, single in (("mlp", single_mlp), ("lm", single_lm)):
+        assert_same({k: np.asarray(v) for k, v in out[model]["params"].items()}, single[0])
+        np.testing.assert_allclose(out[model]["costs"], single[1], rtol=1e-5)
+    assert out["layout"]["/embed.W"] == "sharded on axis 0 of (12, 8): (3, 8) per device"
+    assert out["layout"]["/readout.W"] == "sharded on axis 1 of (8, 12): (8, 3) per device"
+
+
+# -- everything that reads the state ---------------------------------------------
+def _steps(trained, data):
+    for b in data:
+        trained.process_batch(b)
+
+
+@pytest.mark.slow
+def test_a_state_saved_sharded_restores_unsharded_and_back():
+    data = mlp_batches(30)
+    whole = algorithm("mlp")
+    _steps(whole, data)
+    first = algorithm("mlp", sharded(2))
+    _steps(first, data[:10])
+    meta, arrays = first.get_state()
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    assert arrays["params//mlp/linear_0.W"].shape == (6, 8)  # whole, not device 0's piece
+    second = algorithm("mlp")  # unsharded
+    second.set_state(meta, arrays)
+    _steps(second, data[10:20])
+    third = algorithm("mlp", sharded(2))  # sharded again
+    third.set_state(*second.get_state())
+    restored = third.current_parameters()["/mlp/linear_0.W"]
+    assert restored.addressable_shards[0].data.shape == (6, 4)
+    _steps(third, data[20:])
+    assert_same(third.parameter_values(), whole.parameter_values())
+    assert int(third._state["step"]) == 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first_sharded", [True, False])
+def test_checkpoint_resumes_across_sharding(tmp_path, first_sharded):
+    """25 steps (sharded or not), a checkpoint, 25 more the other way: equal to 50 steps."""
+    from bricks.checkpoint import restore_main_loop
+    from bricks.extensions import Checkpoint, FinishAfter, TrainingDataMonitoring
+    from bricks.main_loop import MainLoop
+
+    from .fsdp_models import stream
+
+    def loop(parallel, steps, *extra):
+        return MainLoop(algorithm("mlp", parallel), stream("mlp"), extensions=[
+            TrainingDataMonitoring(["cost"], prefix="batch", after_batch=True),
+            FinishAfter(after_n_batches=steps), *extra])
+
+    whole = loop(None, STEPS)
+    whole.run()
+    order = [sharded(2), None] if first_sharded else [None, sharded(2)]
+    first = loop(order[0], 25, Checkpoint(tmp_path / "ckpt"))
+    first.run()
+    second = loop(order[1], STEPS)
+    restore_main_loop(second, tmp_path / "ckpt")
+    second.run()
+    assert second.status["iterations_done"] == STEPS
+    assert_same(second.algorithm.parameter_values(), whole.algorithm.parameter_values())
+    costs = [v for _, v in first.log.records("batch_cost")]
+    costs += [v for i, v in second.log.records("batch_cost") if i > 25]
+    np.testing.assert_allclose(costs, [v for _, v in whole.log.records("batch_cost")],
+                               rtol=1e-5)
+
+
+def _numpy_mlp(values, x):
+    h = np.tanh(x @ values["/mlp/linear_0.W"] + values["/mlp/linear_0.b"])
+    logits = h @ values["/mlp/linear_1.W"] + values["/mlp/linear_1.b"]
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+
+
+@pytest.mark.slow
+def test_bricks_monitoring_and_snapshots_read_sharded_values():
+    from bricks.extensions import DataStreamMonitoring, FinishAfter
+    from bricks.main_loop import MainLoop
+
+    from .fsdp_models import mlp_graph, stream
+
+    graph, mlp = mlp_graph()
+    trained = GradientDescent(cost=graph, step_rule=Scale(0.1), parallel=sharded(2))
+    valid = mlp_batches(2, seed=5)
+    loop = MainLoop(trained, stream("mlp", 3), extensions=[
+        DataStreamMonitoring(["cost"], stream("mlp", 2), prefix="valid", after_batch=True),
+        FinishAfter(after_n_batches=3)])
+    loop.run()
+    values = trained.parameter_values()
+    x = valid[0]["features"]
+    np.testing.assert_allclose(mlp.apply(x), _numpy_mlp(values, x), rtol=1e-5)  # live values
+    train_data = mlp_batches(2)  # stream("mlp", 2) serves the first two batches of seed 0
+    ce = [-np.log(_numpy_mlp(values, b["features"])[np.arange(8), b["targets"]]).mean()
+          for b in train_data]
+    logged = [v for _, v in loop.log.records("valid_cost")][-1]  # after the last step
+    np.testing.assert_allclose(logged, np.mean(ce), rtol=1e-5)
+    # a snapshot reads what get_state reads; hyperparameters still change without a re-compile
+    meta, arrays = trained.get_state()
+    snap_meta, snap_arrays = trained.snapshot().get_state()
+    assert meta == snap_meta and arrays.keys() == snap_arrays.keys()
+    for k in arrays:
+        np.testing.assert_array_equal(arrays[k], snap_arrays[k], err_msg=k)
+    compiled = trained.compilations
+    trained.set_hyperparameter("learning_rate", 0.0)
+    before = trained.parameter_values()
+    _steps(trained, mlp_batches(1, seed=7))
+    assert_same(trained.parameter_values(), before, rtol=0)
+    assert trained.compilations == compiled
+
+
+@pytest.mark.slow
+def test_remove_not_finite_skips_a_step_on_sharded_state():
+    from bricks.algorithms import Adam, CompositeRule, RemoveNotFinite
+
+    data = mlp_batches(6)
+    data[2] = {**data[2], "features": np.full_like(data[2]["features"], np.nan)}
+    runs = []
+    for parallel in (None, sharded(2)):
+        trained = algorithm("mlp", parallel,
+                            step_rule=CompositeRule([Adam(0.01), RemoveNotFinite()]))
+        _steps(trained, data)
+        trained.check_finite()
+        assert trained.skipped_steps == 1
+        runs.append(trained.parameter_values())
+    assert_same(runs[1], runs[0])
+    assert all(np.isfinite(v).all() for v in runs[1].values())
+
+
+@pytest.mark.slow
+def test_distribute_shards_a_trained_state_and_gathers_it_back():
+    data = mlp_batches(6)
+    one, moved = algorithm("mlp"), algorithm("mlp")
+    _steps(one, data[:3])
+    _steps(moved, data[:3])
+    moved.distribute(2, shard_parameters=True)
+    assert moved.parallel.min_shard_size == MIN_SHARD_SIZE  # the default: (6, 8) is too small
+    assert moved.current_parameters()["/mlp/linear_0.W"].sharding.is_fully_replicated
+    moved.distribute(sharded(2))
+    assert moved.current_parameters()["/mlp/linear_0.W"].addressable_shards[0].data.shape == (6, 4)
+    _steps(one, data[3:5])
+    _steps(moved, data[3:5])
+    moved.distribute(None)
+    assert len(moved.current_parameters()["/mlp/linear_0.W"].sharding.device_set) == 1
+    _steps(one, data[5:])
+    _steps(moved, data[5:])
+    assert_same(moved.parameter_values(), one.parameter_values())
