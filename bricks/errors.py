@@ -351,6 +351,12 @@ class ShardingError(DistributedError, ValueError):
     bad size threshold, or with settings that contradict the mesh's own."""
 
 
+class CheckpointCommitError(CheckpointError, DistributedError):
+    """A checkpoint of a multi-process run was not committed: the processes disagree
+    on the step or the data position of the save, or one did not reach the commit
+    barrier (lost, or past the timeout); the previous checkpoint stays the newest."""
+
+
 class ProcessSliceError(SchemeError):
     """A global batch cannot be split evenly over the processes that read it."""
 

@@ -5,8 +5,9 @@
 devices share the same cores and only add overhead). ``--processes P``
 starts ``P`` processes on this machine joined by ``jax.distributed`` over
 loopback (for trying multi-process training out): process 0 works in the
-run directory and prints; process ``i > 0`` writes its own log, summary
-and output into ``<run>/process-<i>/``. ``--coordinator``,
+run directory, prints and writes the run's one checkpoint directory;
+process ``i > 0`` writes its own log, summary and output into
+``<run>/process-<i>/`` and resumes from the run directory's checkpoints. ``--coordinator``,
 ``--num-processes`` and ``--process-id`` join a group started elsewhere;
 without them a SLURM, Open MPI or Kubernetes launch is detected by
 ``jax.distributed`` itself.
@@ -27,7 +28,14 @@ from typing import Any
 
 from bricks.errors import ExperimentError
 
-__all__ = ["add_arguments", "distribute_main_loop", "join_group", "launch_local"]
+__all__ = [
+    "add_arguments",
+    "agree_on_resume",
+    "distribute_main_loop",
+    "join_group",
+    "launch_local",
+    "resume_source",
+]
 
 PROCESS_DIR = "process-{}"
 #: A run interrupted after its checkpoint (as the runner's ``EXIT_INTERRUPTED``).
@@ -52,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "--num-processes and --process-id)")
     group.add_argument("--num-processes", type=int, default=None, metavar="P")
     group.add_argument("--process-id", type=int, default=None, metavar="I")
+    # set by --processes for process i > 0, whose --output-dir is <run>/process-<i>/
+    group.add_argument("--run-root", default=None, help=argparse.SUPPRESS)
 
 
 def join_group(args: argparse.Namespace) -> Any:
@@ -59,6 +69,39 @@ def join_group(args: argparse.Namespace) -> Any:
     from bricks.distributed import initialize
 
     return initialize(args.coordinator, args.num_processes, args.process_id)
+
+
+def resume_source(args: argparse.Namespace, run_dir: Path) -> Path:
+    """The run directory whose ``config.json`` and ``checkpoints/`` a ``--resume`` reads.
+
+    A run of several processes has one checkpoint directory, written by
+    process 0 in the run directory; process ``i > 0`` of ``--processes``
+    works in ``<run>/process-<i>/`` and resumes from the run directory
+    (``--run-root``), whatever the number of processes that wrote it.
+    """
+    root = getattr(args, "run_root", None)
+    return Path(root) if root else run_dir
+
+
+def agree_on_resume(main_loop: Any, checkpoint: Path) -> None:
+    """Refuse a multi-process resume whose processes restored different checkpoints.
+
+    Raises:
+        RunRefusedError: the processes resumed from checkpoints of other
+            names or iterations (each one is named).
+    """
+    from bricks.distributed import every_process
+    from bricks.errors import RunRefusedError
+
+    mine = [checkpoint.name, int(main_loop.status["iterations_done"])]
+    seen = every_process("bricks-resume", mine)
+    if any(s != seen[0] for s in seen):
+        described = "; ".join(f"process {i}: {s[0]} (iteration {s[1]})"
+                              for i, s in enumerate(seen))
+        raise RunRefusedError(
+            f"--resume: expected every process to restore the same checkpoint, got {described}; "
+            "are the processes reading different run directories?"
+        )
 
 
 def _batch_axes(stream: Any, module: Any) -> dict[str, int]:
@@ -123,7 +166,7 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
         raise ExperimentError("--processes starts its own group; do not combine it with "
                               "--coordinator/--num-processes/--process-id")
     port = _free_port()
-    rest = _without(list(argv), ("--processes", "--output-dir"))
+    rest = _without(list(argv), ("--processes", "--output-dir", "--run-root"))
     env = dict(os.environ)
     if env.get("JAX_PLATFORMS", "cpu") == "cpu":
         env["XLA_FLAGS"] = " ".join(
@@ -135,7 +178,7 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
         out_dir = run_dir if i == 0 else run_dir / PROCESS_DIR.format(i)
         command = [sys.executable, "-m", "experiments.run", *rest, "--output-dir", str(out_dir),
                    "--coordinator", f"localhost:{port}", "--num-processes", str(count),
-                   "--process-id", str(i)]
+                   "--process-id", str(i)] + ([] if i == 0 else ["--run-root", str(run_dir)])
         if i == 0:
             procs.append(subprocess.Popen(command, env=env))
         else:

@@ -51,7 +51,14 @@ from ._config import (
     newest_run_dir,
     resolve_config,
 )
-from ._distributed import add_arguments, distribute_main_loop, join_group, launch_local
+from ._distributed import (
+    add_arguments,
+    agree_on_resume,
+    distribute_main_loop,
+    join_group,
+    launch_local,
+    resume_source,
+)
 from ._provenance import config_diff, format_diff, provenance, version_changes
 
 __all__ = ["main", "load_config_module", "resolve_config", "new_run_dir", "newest_run_dir"]
@@ -237,16 +244,19 @@ class _Run:
     def _prepare_resume(self) -> tuple[dict[str, Any], Path | None]:
         args = self.args
         run_dir = Path(args.output_dir) if args.output_dir else newest_run_dir(self.name)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise ExperimentError(f"--resume: {os.fspath(run_dir)!r} holds no {CONFIG_FILE}")
-        if not (run_dir / CHECKPOINT_DIR).is_dir():
+        # process i > 0 of --processes resumes from the run's one checkpoint directory
+        source = resume_source(args, run_dir)
+        if not (source / CONFIG_FILE).is_file():
+            raise ExperimentError(f"--resume: {os.fspath(source)!r} holds no {CONFIG_FILE}")
+        if not (source / CHECKPOINT_DIR).is_dir():
             raise ExperimentError(
-                f"--resume: {os.fspath(run_dir)!r} has no {CHECKPOINT_DIR}/ directory; the run "
+                f"--resume: {os.fspath(source)!r} has no {CHECKPOINT_DIR}/ directory; the run "
                 "ended before its first checkpoint, start it again without --resume"
             )
+        run_dir.mkdir(parents=True, exist_ok=True)
         self._reserve(run_dir)
-        resume = _find_resume_point(run_dir)
-        saved = _read_json(run_dir / CONFIG_FILE)
+        resume = _find_resume_point(source)
+        saved = _read_json(source / CONFIG_FILE)
         # the saved values win; keys added to the config file since get their defaults
         config = resolve_config({**self.module.get_config(), **saved}, args.overrides, args.seed)
         diff = config_diff(saved, config)
@@ -323,6 +333,7 @@ class _Run:
                 )
             except CheckpointMismatchError as error:
                 raise RunRefusedError(f"--resume of {os.fspath(run_dir)!r}: {error}") from None
+            agree_on_resume(self.main_loop, resume)
         _write_json(run_dir / CONFIG_FILE, config)
         self._write_provenance(config, resume)
         print(f"run directory: {run_dir}", flush=True)

@@ -44,7 +44,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,7 @@ def write_checkpoint(
     state: Mapping[str, Any],
     arrays: Mapping[str, Any],
     meta: Mapping[str, Any] | None = None,
+    before_commit: Callable[[str | None], None] | None = None,
 ) -> Path:
     """Write one checkpoint atomically and durably; return its final path.
 
@@ -281,6 +282,12 @@ def write_checkpoint(
         state: a JSON-able mapping (the main loop's state).
         arrays: ``{name: array}`` of numeric arrays (numpy or jax).
         meta: JSON-able metadata (step, versions, configuration hash, metrics).
+        before_commit: called once everything is written and fsynced, just
+            before the rename that commits it, with ``None``; or, when the
+            write failed, with what went wrong (before the error is raised).
+            It may raise to keep the checkpoint uncommitted (the temporary
+            directory is then removed). A multi-process run waits there for
+            every process (:class:`bricks.distributed.SaveCommit`).
 
     Raises:
         CheckpointWriteError: an object array or a non-JSON value; or the
@@ -332,15 +339,29 @@ def write_checkpoint(
         _fault("manifest")
         _fsync_dir(tmp)
         _fault("dir_fsync")
-        os.rename(tmp, final)
     except OSError as error:
         shutil.rmtree(tmp, ignore_errors=True)  # at once: a full disk must not fill up more
         needed = _aligned_end(stored) + len(state_bytes)
-        raise CheckpointWriteError(
+        failure = CheckpointWriteError(
             f"writing checkpoint {name} into {directory} failed: {error.strerror or error} "
             f"({_free_space(directory)} free there, this checkpoint needs about "
             f"{_human(needed)}); the previous checkpoints are untouched"
-        ) from error
+        )
+        if before_commit is not None:
+            before_commit(str(failure))
+        raise failure from error
+    try:
+        if before_commit is not None:
+            before_commit(None)
+        os.rename(tmp, final)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise CheckpointWriteError(
+                f"committing checkpoint {name} into {directory} failed: {error}; the previous "
+                "checkpoints are untouched"
+            ) from error
+        raise
     _fault("rename")
     _fsync_dir(directory)
     _fault("committed")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bricks.distributed import SaveCommit, is_coordinator, is_multi_process
 from bricks.errors import (
     CheckpointCorruptError,
     CheckpointError,
@@ -282,6 +283,7 @@ class CheckpointManager:
         self.keep_best = None if keep_best is None else int(keep_best)
         self.metric, self.mode, self.use_lock = metric, mode, lock
         self._lock_key: str | None = None
+        self._save_commit: SaveCommit | None = None
         self._mutex = threading.Lock()
         self.skipped: list[str] = []
 
@@ -302,11 +304,16 @@ class CheckpointManager:
                 (the runner reserves a run's directory before the
                 ``Checkpoint`` extension it builds takes it).
 
+        In a multi-process run only process 0 takes the lock (the others
+        never write into the directory).
+
         Raises:
             CheckpointLockedError: another live process holds it (host and pid named).
         """
         if not self.use_lock or self._lock_key is not None:
             return
+        if is_multi_process() and not is_coordinator():
+            return  # only process 0 writes (see save): the others leave the directory alone
         self._lock_key = _take_lock(self.directory, shareable)
         if cleanup:
             self.cleanup()
@@ -415,10 +422,18 @@ class CheckpointManager:
         arrays: Mapping[str, Any],
         meta: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
-    ) -> Path:
+    ) -> Path | None:
         """Write a checkpoint for ``step``, then apply the retention rules.
 
         Older checkpoints are deleted only after the new one is committed.
+
+        In a run of several processes joined by ``jax.distributed`` every
+        process calls this at the same step and one checkpoint is committed:
+        process 0 writes it, once every process has checked that all are at
+        the same step and data position (``state["data_stream"]``), and
+        renames it into place only after every process reached the commit
+        barrier; the other processes write nothing and return ``None`` (see
+        :class:`bricks.distributed.SaveCommit`).
 
         Args:
             step: the iteration number (names the directory).
@@ -426,15 +441,61 @@ class CheckpointManager:
             arrays: ``{name: numeric array}``.
             meta: extra JSON-able metadata.
             metrics: values for ``keep_best`` (``{metric: value}``).
+
+        Raises:
+            CheckpointCommitError: (several processes) they disagree on the
+                step or data position, or one was lost before the commit.
         """
         with self._mutex:
-            self.acquire()
+            commit = self._commit()
             full_meta = dict(meta or {})
+            if commit is not None:
+                position = state.get("data_stream") if isinstance(state, Mapping) else None
+                full_meta["processes"] = commit.begin(step, position)
+                if not commit.writes:
+                    commit.commit()
+                    return None
+            self.acquire()
             full_meta["step"] = int(step)
             full_meta["metrics"] = {k: float(v) for k, v in (metrics or {}).items()}
-            path = write_checkpoint(self.directory, self._name_for(step), state, arrays, full_meta)
+            if commit is None:
+                path = write_checkpoint(
+                    self.directory, self._name_for(step), state, arrays, full_meta
+                )
+            else:
+                path = self._write_committed(commit, step, state, arrays, full_meta)
             self._apply_retention(path)
             return path
+
+    def _write_committed(
+        self,
+        commit: SaveCommit,
+        step: int,
+        state: Mapping[str, Any],
+        arrays: Mapping[str, Any],
+        meta: Mapping[str, Any],
+    ) -> Path:
+        """Process 0's write of a multi-process save: renamed once all reached the commit."""
+        reached: list[str | None] = []
+
+        def before_commit(failure: str | None) -> None:
+            reached.append(failure)
+            commit.commit(failure)
+
+        try:
+            return write_checkpoint(
+                self.directory, self._name_for(step), state, arrays, meta, before_commit
+            )
+        except Exception as error:
+            if not reached:  # failed before writing (a value that is not JSON ...): say so
+                commit.commit(f"{type(error).__name__}: {error}")
+            raise
+
+    def _commit(self) -> SaveCommit | None:
+        """The commit protocol of this directory's saves in a multi-process run."""
+        if self._save_commit is None and is_multi_process():
+            self._save_commit = SaveCommit(self.directory.name)
+        return self._save_commit
 
     def _metric_of(self, path: Path) -> float | None:
         try:

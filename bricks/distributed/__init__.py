@@ -14,6 +14,7 @@ overruns its deadline. See
 """
 
 from ._agreement import Agreement
+from ._checkpoint import SaveCommit, every_process, is_multi_process
 from ._mesh import DATA_AXIS, data_mesh
 from ._placement import MIN_SHARD_SIZE, DataParallel, host_copy
 from ._process import (
@@ -36,11 +37,14 @@ __all__ = [
     "LocalStore",
     "ProcessGroup",
     "StepWatchdog",
+    "SaveCommit",
     "barrier",
     "data_mesh",
+    "every_process",
     "host_copy",
     "initialize",
     "is_coordinator",
+    "is_multi_process",
     "process_count",
     "process_index",
     "settings_from_environment",
