@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "--num-processes and --process-id)")
     group.add_argument("--num-processes", type=int, default=None, metavar="P")
     group.add_argument("--process-id", type=int, default=None, metavar="I")
+    group.add_argument(
+        "--shard-parameters", action="store_true",
+        help="split each large parameter and its optimizer state over the devices (FSDP-style) "
+        "instead of replicating them (docs/distributed.md); needs more than one device",
+    )
+    group.add_argument("--min-shard-size", type=int, default=None, metavar="N",
+                       help="with --shard-parameters: arrays of fewer than N elements stay "
+                       "replicated (default 16384)")
     # set by --processes for process i > 0, whose --output-dir is <run>/process-<i>/
     group.add_argument("--run-root", default=None, help=argparse.SUPPRESS)
 
@@ -122,7 +130,7 @@ def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
     """
     import jax
 
-    from bricks.errors import MeshError
+    from bricks.errors import MeshError, ShardingError
 
     algorithm = main_loop.algorithm
     if group.count > 1:
@@ -135,7 +143,16 @@ def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
         default = 1 if jax.default_backend() == "cpu" else jax.local_device_count()
         size = default if args.devices is None else args.devices
         parallel = size if size > 1 else None
+    shard = bool(getattr(args, "shard_parameters", False))
+    minimum = getattr(args, "min_shard_size", None)
+    if minimum is not None and not shard:
+        raise ExperimentError("--min-shard-size is the threshold of --shard-parameters; give both")
     if parallel is None:
+        if shard:
+            raise ExperimentError(
+                "--shard-parameters splits parameters over several devices, but this run has "
+                "one; give --devices N (N > 1) or --processes P"
+            )
         return "one device"
     if not hasattr(algorithm, "distribute"):
         raise ExperimentError(
@@ -143,10 +160,21 @@ def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
             "distribute(); use bricks.algorithms.GradientDescent"
         )
     try:
+        if shard:
+            from bricks.distributed import MIN_SHARD_SIZE, DataParallel
+
+            parallel = DataParallel(
+                None if parallel == "all" else parallel, _batch_axes(main_loop.data_stream, module),
+                shard_parameters=True,
+                min_shard_size=MIN_SHARD_SIZE if minimum is None else minimum)
         algorithm.distribute(parallel, _batch_axes(main_loop.data_stream, module))
-    except MeshError as error:
+    except (MeshError, ShardingError) as error:
         raise ExperimentError(f"--devices {args.devices}: {error}") from None
-    return f"data-parallel over {size} devices, {group.count} process(es)"
+    note = f"data-parallel over {size} devices, {group.count} process(es)"
+    if shard:
+        shapes = {v.path: tuple(v.shape) for v in algorithm.graph.parameters}
+        note += "; " + algorithm.parallel.summary(shapes)
+    return note
 
 
 def _free_port() -> int:

@@ -158,6 +158,24 @@ class DataParallel:
                 out[name] = f"replicated (no axis of {shape} divides by {self.size})"
         return out
 
+    def summary(self, tree: Mapping[str, Any]) -> str:
+        """One line on how ``{name: array or shape}`` is placed (the runner's ``summary.json``).
+
+        >>> DataParallel(1).summary({"W": (4, 6), "b": (6,)})
+        'parameters replicated'
+        """
+        if not self.shard_parameters:
+            return "parameters replicated"
+        shapes = [tuple(v) if isinstance(v, tuple) else np.shape(v) for v in tree.values()]
+        split = [s for s in shapes if self.shard_axis(s) is not None]
+        total = sum(math.prod(s) for s in shapes)
+        share = sum(math.prod(s) for s in split) / max(total, 1)
+        return (
+            f"parameters and optimizer state sharded FSDP-style: {len(split)} of "
+            f"{len(shapes)} arrays ({share:.1%} of {total} elements; min_shard_size "
+            f"{self.min_shard_size})"
+        )
+
     def place_state(self, tree: Any, shardings: Any = None) -> Any:
         """``tree`` (parameters, optimizer state ...) on the mesh.
 

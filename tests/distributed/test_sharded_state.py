@@ -347,3 +347,70 @@ def test_distribute_shards_a_trained_state_and_gathers_it_back():
     _steps(one, data[5:])
     _steps(moved, data[5:])
     assert_same(moved.parameter_values(), one.parameter_values())
+
+
+# -- the runner ------------------------------------------------------------------
+CONFIG = str(Path(__file__).with_name("fsdp_config.py"))
+
+
+def _run(*args: str, devices: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.run([sys.executable, "-m", "experiments.run", CONFIG, *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=400)
+
+
+def _results(run_dir: Path) -> tuple[dict, list[float]]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    costs = [r["records"]["train_cost"] for r in rows if "train_cost" in r.get("records", {})]
+    return summary, costs
+
+
+def test_runner_refuses_sharding_it_cannot_do(tmp_path, capsys):
+    from experiments.run import main
+
+    out = str(tmp_path / "r")
+    assert main([CONFIG, "--output-dir", out, "--devices", "1", "--shard-parameters"]) == 2
+    assert "--shard-parameters splits parameters over several devices" in capsys.readouterr().err
+    assert main([CONFIG, "--output-dir", out + "2", "--devices", "2", "--min-shard-size", "9"]) == 2
+    assert "--min-shard-size is the threshold of --shard-parameters" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runner_shards_parameters_on_two_devices(tmp_path):
+    from experiments.run import main
+
+    run = tmp_path / "d"
+    assert main([CONFIG, "--output-dir", str(run), "--devices", "2", "--shard-parameters",
+                 "--min-shard-size", str(MIN)]) == 0
+    summary, costs = _results(run)
+    assert summary["parallel"] == (
+        "data-parallel over 2 devices, 1 process(es); parameters and optimizer state sharded "
+        f"FSDP-style: 2 of 4 arrays (86.7% of 83 elements; min_shard_size {MIN})")
+    layout = summary["results"]["layout"]
+    assert layout["/mlp/linear_0.W"] == "sharded on axis 1 of (6, 8): (6, 4) per device"
+    single, single_costs = train("mlp", steps=4)
+    np.testing.assert_allclose(costs, single_costs, rtol=1e-5)
+    assert_same({k: np.asarray(v) for k, v in summary["results"]["params"].items()}, single)
+
+
+@pytest.mark.slow
+def test_two_processes_sharded_save_and_resume_on_one_process(tmp_path):
+    """Each weight split over 2 processes (1 device each): parameter_values and the checkpoint
+    gather it; the run resumes unsharded on one process and equals the uninterrupted run."""
+    first = _run("--output-dir", str(tmp_path / "p"), "--processes", "2", "--shard-parameters",
+                 "--min-shard-size", str(MIN), "--set", "num_batches=6")
+    assert first.returncode == 0, first.stdout + first.stderr
+    summary, _ = _results(tmp_path / "p")
+    assert summary["parallel"].startswith("data-parallel over 2 devices, 2 process(es); para")
+    single, _ = train("mlp", steps=6)
+    assert_same({k: np.asarray(v) for k, v in summary["results"]["params"].items()}, single)
+    resumed = _run("--output-dir", str(tmp_path / "p"), "--resume", "--set", "num_batches=12",
+                   "--allow-config-change")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "ckpt-000000006" in resumed.stdout
+    summary, costs = _results(tmp_path / "p")
+    assert summary["parallel"] == "one device" and summary["iterations_done"] == 12
+    single, single_costs = train("mlp", steps=12)
+    np.testing.assert_allclose(costs[-12:], single_costs, rtol=1e-5)
+    assert_same({k: np.asarray(v) for k, v in summary["results"]["params"].items()}, single)
