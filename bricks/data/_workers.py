@@ -140,7 +140,7 @@ def pickle_payload(payload: Any, what: str, who: str, start_method: str) -> tupl
             "and classes it holds at module level (no lambdas or local functions), or use "
             "start_method='fork' (no HDF5 file may be open then), or Prefetch(processes=False)"
         ) from error
-    needs_main = bool(pickler.from_main) and start_method != "fork"
+    needs_main = bool(pickler.from_main)
     if needs_main:
         names = ", ".join(pickler.from_main)
         main = sys.modules.get("__main__")
@@ -342,7 +342,10 @@ class WorkerPool:
         self.slots = Slots(cap=2 * workers * depth + 4, enabled=processes and kind == "read")
         target = _read_worker if kind == "read" else _stream_worker
         if processes:
-            body, needs_main = pickle_payload(payload, what, "Prefetch worker", start_method)
+            if start_method == "fork":  # inherited, never pickled: lambdas are fine
+                body, needs_main = payload, False
+            else:
+                body, needs_main = pickle_payload(payload, what, "Prefetch worker", start_method)
             ctx = _context(start_method)
             if not needs_main:
                 _install_no_main_filter()

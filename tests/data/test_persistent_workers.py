@@ -389,3 +389,19 @@ def test_a_class_from_an_interactive_main_is_refused_with_the_fix():
                           env=_env(), timeout=120)
     assert done.returncode == 1
     assert "interactive session" in done.stderr and "Doubled" in done.stderr, done.stderr
+
+
+def test_fork_workers_take_a_lambda_and_persist():
+    from bricks.data import Mapping
+
+    inner = DataStream(IndexableDataset({"x": X}), iteration_scheme=SequentialScheme(N, 40))
+    s = Prefetch(Mapping(inner, lambda d: (d[0] + 1,)), processes=True, start_method="fork")
+    try:
+        pids = []
+        for _ in range(2):
+            got = np.concatenate([b[0] for b in s.get_epoch_iterator()])
+            assert np.array_equal(got, X + 1)
+            pids.append(s._live_pools[0].workers[0].pid)
+        assert pids[0] == pids[1] != os.getpid()
+    finally:
+        s.close()
