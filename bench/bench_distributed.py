@@ -1,6 +1,7 @@
 """Data-parallel step time on 1, 2, 4, 8 CPU devices: a correctness-and-overhead figure.
 
     python bench/bench_distributed.py [--devices 1,2,4,8] [--steps 40] [--batch 128]
+    python bench/bench_distributed.py --memory [--devices 1,2,4,8]
 
 Each device count runs in its own process (``XLA_FLAGS=
 --xla_force_host_platform_device_count=N``): ``GradientDescent(parallel=N)``
@@ -13,6 +14,12 @@ median step time (wall, after ``block_until_ready``), its ratio to one
 device, the largest relative difference of a parameter to the one-device run
 (``||p_N - p_1|| / ||p_1||``), and the bytes each step
 all-reduces (the gradients, float32).
+
+``--memory`` instead measures what sharding the state saves
+(``shard_parameters=True``, FSDP-style): the bytes of parameters and Adam
+state that device 0 holds, replicated and sharded, for the MLP above (W1)
+and a larger one (784-2048-2048-10), read from the placed arrays
+(``addressable_shards[0]``) after ``initialize()``; no step runs.
 """
 
 from __future__ import annotations
@@ -72,15 +79,90 @@ def _child(devices: int, steps: int, batch: int) -> dict:
     }
 
 
+MEMORY_MODELS = {"W1 784-500-500-10": [784, 500, 500, 10],
+                 "MLP 784-2048-2048-10": [784, 2048, 2048, 10]}
+
+
+def _memory_child(devices: int) -> dict:
+    """Bytes of parameters + optimizer state on device 0, replicated and sharded."""
+    import jax
+    import numpy as np
+
+    from bricks.algorithms import Adam, GradientDescent
+    from bricks.core import (
+        MLP,
+        CategoricalCrossEntropy,
+        Constant,
+        IsotropicGaussian,
+        Rectifier,
+        Softmax,
+    )
+    from bricks.distributed import DataParallel
+    from bricks.graph import ComputationGraph
+
+    assert len(jax.devices()) == devices
+    out: dict = {"devices": devices}
+    for name, dims in MEMORY_MODELS.items():
+        row = {}
+        for shard in (False, True):
+            mlp = MLP([Rectifier(), Rectifier(), Softmax()], dims,
+                      weights_init=IsotropicGaussian(0.01), biases_init=Constant(0))
+            mlp.initialize(seed=1)
+
+            def cost(features, targets, mlp=mlp):
+                return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
+
+            graph = ComputationGraph(cost, features=(None, dims[0]), targets=(None,))
+            parallel = DataParallel(devices, shard_parameters=shard) if devices > 1 else None
+            algorithm = GradientDescent(cost=graph, step_rule=Adam(1e-3), parallel=parallel)
+            algorithm.initialize()
+            state = algorithm._state
+            leaves = jax.tree_util.tree_leaves((state["params"], state["opt"]))
+            row["sharded" if shard else "replicated"] = int(sum(
+                leaf.addressable_shards[0].data.nbytes for leaf in leaves))
+            row["total"] = int(sum(np.asarray(leaf).nbytes for leaf in leaves))
+            del algorithm, state, leaves
+        out[name] = row
+    return out
+
+
+def _memory(devices: list[int]) -> None:
+    rows = []
+    for n in devices:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], env=env,
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("Parameters + Adam state held by one device (MB), replicated vs shard_parameters=True "
+          "(min_shard_size 16384)")
+    print("| model | devices | replicated | sharded | sharded / replicated |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in MEMORY_MODELS:
+        for r in rows:
+            rep, sh = r[name]["replicated"], r[name]["sharded"]
+            print(f"| {name} | {r['devices']} | {rep / 1e6:.2f} | {sh / 1e6:.2f} | "
+                  f"{sh / rep:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", default="1,2,4,8")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--memory", action="store_true",
+                        help="bytes of state per device, replicated vs sharded (no timing)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(_child(args.child, args.steps, args.batch)))
+        return
+    if args.memory_child is not None:
+        print(json.dumps(_memory_child(args.memory_child)))
+        return
+    if args.memory:
+        _memory([int(x) for x in args.devices.split(",")])
         return
     import numpy as np
 
