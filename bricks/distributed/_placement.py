@@ -150,8 +150,9 @@ class DataParallel:
             elif self.size == 1:
                 out[name] = "replicated (one device)"
             elif math.prod(shape) < self.min_shard_size:
+                n = math.prod(shape)
                 out[name] = (
-                    f"replicated ({math.prod(shape)} elements < min_shard_size "
+                    f"replicated ({n} element{'s' * (n != 1)} < min_shard_size "
                     f"{self.min_shard_size})"
                 )
             else:

@@ -63,7 +63,7 @@ def test_describe_says_how_each_array_is_placed():
         "w": "sharded on axis 1 of (6, 8): (6, 4) per device",
         "b": f"replicated (8 elements < min_shard_size {MIN})",
         "odd": "replicated (no axis of (5, 7) divides by 2)",
-        "scalar": f"replicated (1 elements < min_shard_size {MIN})",
+        "scalar": f"replicated (1 element < min_shard_size {MIN})",
     }
     assert DataParallel(2).describe({"w": (6, 8)}) == {"w": "replicated"}
 
