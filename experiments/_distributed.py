@@ -16,7 +16,9 @@ without them a SLURM, Open MPI or Kubernetes launch is detected by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bricks.errors import ExperimentError
+from bricks.errors import DeviceAssignmentError, ExperimentError
 
 __all__ = [
     "add_arguments",
@@ -61,6 +63,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-processes", type=int, default=None, metavar="P")
     group.add_argument("--process-id", type=int, default=None, metavar="I")
     group.add_argument(
+        "--step-deadline", type=float, default=60.0, metavar="SECONDS",
+        help="several processes: the step watchdog stops every process, naming the stuck "
+        "one, when a step takes longer than max(F x the median step, SECONDS) (default 60; "
+        "0: no watchdog)",
+    )
+    group.add_argument("--step-deadline-factor", type=float, default=10.0, metavar="F",
+                       help="the F of --step-deadline (default 10)")
+    group.add_argument(
+        "--extension-deadline", type=float, default=600.0, metavar="SECONDS",
+        help="an extension call (checkpoint save, validation) may take 10x its longest call "
+        "so far, and at least SECONDS (default 600)",
+    )
+    group.add_argument(
+        "--heartbeat-timeout", type=int, default=100, metavar="SECONDS",
+        help="jax.distributed counts a process lost after SECONDS without a heartbeat "
+        "(default 100)",
+    )
+    group.add_argument(
         "--shard-parameters", action="store_true",
         help="split each large parameter and its optimizer state over the devices (FSDP-style) "
         "instead of replicating them (docs/distributed.md); needs more than one device",
@@ -76,7 +96,25 @@ def join_group(args: argparse.Namespace) -> Any:
     """Join the process group of the arguments or the environment (before jax computes)."""
     from bricks.distributed import initialize
 
-    return initialize(args.coordinator, args.num_processes, args.process_id)
+    return initialize(args.coordinator, args.num_processes, args.process_id,
+                      heartbeat_timeout_s=getattr(args, "heartbeat_timeout", 100))
+
+
+def watch_steps(main_loop: Any, args: argparse.Namespace) -> None:
+    """Give a main loop of several processes the step watchdog of the command line
+    (unless its config chose one: ``MainLoop(watchdog=...)``)."""
+    from bricks.distributed import StepWatchdog
+
+    if getattr(main_loop, "watchdog", False) is not None:
+        return
+    seconds = getattr(args, "step_deadline", 60.0)
+    if seconds <= 0:
+        main_loop.watchdog = False
+        return
+    main_loop.watchdog = StepWatchdog(
+        factor=getattr(args, "step_deadline_factor", 10.0), minimum_s=seconds,
+        extension_minimum_s=getattr(args, "extension_deadline", 600.0),
+    )
 
 
 def resume_source(args: argparse.Namespace, run_dir: Path) -> Path:
@@ -137,6 +175,7 @@ def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
         from bricks.data import slice_stream
 
         slice_stream(main_loop.data_stream, group.index, group.count)
+        watch_steps(main_loop, args)
         parallel: Any = "all"
         size = len(jax.devices())
     else:
@@ -196,7 +235,14 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
     port = _free_port()
     rest = _without(list(argv), ("--processes", "--output-dir", "--run-root"))
     env = dict(os.environ)
-    if env.get("JAX_PLATFORMS", "cpu") == "cpu":
+    gpus = _visible_gpus(env)
+    from bricks.distributed._process import local_device_environments
+
+    try:  # each local process gets its own GPUs
+        own = local_device_environments(gpus, count)
+    except DeviceAssignmentError as error:
+        raise ExperimentError(str(error)) from None
+    if not gpus and env.get("JAX_PLATFORMS", "cpu") == "cpu":
         env["XLA_FLAGS"] = " ".join(
             [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
             + [f"--xla_force_host_platform_device_count={args.devices or 1}"]
@@ -208,11 +254,11 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
                    "--coordinator", f"localhost:{port}", "--num-processes", str(count),
                    "--process-id", str(i)] + ([] if i == 0 else ["--run-root", str(run_dir)])
         if i == 0:
-            procs.append(subprocess.Popen(command, env=env))
+            procs.append(subprocess.Popen(command, env={**env, **own[i]}))
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             with open(out_dir / "output.txt", "ab") as output:
-                procs.append(subprocess.Popen(command, env=env, stdout=output,
+                procs.append(subprocess.Popen(command, env={**env, **own[i]}, stdout=output,
                                               stderr=subprocess.STDOUT))
     failed: tuple[int, int] | None = None
     deadline = None
@@ -237,6 +283,8 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
                 for other in procs:
                     if other.poll() is None:
                         other.terminate()
+                        with contextlib.suppress(ProcessLookupError):  # a stopped one too
+                            os.kill(other.pid, signal.SIGCONT)
             if deadline is not None and time.monotonic() > deadline:
                 break  # stuck in a collective with the lost peer: killed below
             time.sleep(0.05)
@@ -255,10 +303,40 @@ def launch_local(args: argparse.Namespace, argv: Sequence[str], run_dir: Path) -
     if failed is not None:
         side = run_dir / PROCESS_DIR.format(failed[0])
         where = "" if failed[0] == 0 else f" (its output: {side / 'output.txt'})"
-        print(f"python -m experiments.run: process {failed[0]} of {count} exited with status "
-              f"{failed[1]}{where}; statuses: {codes}", file=sys.stderr, flush=True)
+        print(f"python -m experiments.run: {_describe_exit(failed[0], count, failed[1])}"
+              f"{where}; statuses: {codes}", file=sys.stderr, flush=True)
         return failed[1] if failed[1] > 0 else 128 - failed[1]
     return 0
+
+
+def _visible_gpus(env: dict[str, str]) -> list[str]:
+    """The GPUs that ``--processes`` splits: ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi -L``."""
+    if env.get("JAX_PLATFORMS", "") == "cpu":
+        return []
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return [d for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, _ in enumerate(x for x in listed.splitlines() if x.startswith("GPU "))]
+
+
+def _describe_exit(index: int, count: int, status: int) -> str:
+    """``process 1 of 2 exited with status 3``, naming the coordinator, a signal, the watchdog."""
+    from bricks.distributed import EXIT_STUCK
+
+    who = f"process {index} of {count}" + (" (the coordinator)" if index == 0 else "")
+    if status < 0:
+        name = signal.Signals(-status).name if -status in signal.valid_signals() else "?"
+        return f"{who} was lost: killed by signal {-status} ({name})"
+    if status == EXIT_STUCK:
+        return (f"{who} exited with status {status}: its step watchdog found a stuck process "
+                "(its message names it)")
+    return f"{who} exited with status {status}"
 
 
 def _without(argv: list[str], options: Sequence[str]) -> list[str]:

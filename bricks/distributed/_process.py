@@ -11,19 +11,20 @@ Without any of these, the run is one process and nothing is started.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import jax
 
-from bricks.errors import DistributedError
+from bricks.errors import DeviceAssignmentError, DistributedError
 
 __all__ = [
     "ProcessGroup",
     "barrier",
     "initialize",
     "is_coordinator",
+    "local_device_environments",
     "process_count",
     "process_index",
     "settings_from_environment",
@@ -190,3 +191,40 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def local_device_environments(visible: Sequence[str], processes: int) -> list[dict[str, str]]:
+    """Split this machine's GPUs evenly over ``processes`` local processes.
+
+    Args:
+        visible: the GPUs the launcher may hand out (``CUDA_VISIBLE_DEVICES``'s
+            entries: indices or UUIDs); empty on a machine without GPUs.
+        processes: how many local processes share them.
+
+    Returns:
+        one environment update per process: process ``i`` sees the ``i``-th
+        block of ``len(visible) / processes`` GPUs as its own
+        (``CUDA_VISIBLE_DEVICES``); ``{}`` each when there are no GPUs.
+
+    Raises:
+        DeviceAssignmentError: the GPUs do not divide evenly (or ``processes < 1``).
+
+    >>> local_device_environments(["0", "1", "2", "3"], 2)
+    [{'CUDA_VISIBLE_DEVICES': '0,1'}, {'CUDA_VISIBLE_DEVICES': '2,3'}]
+    >>> local_device_environments([], 2)
+    [{}, {}]
+    """
+    visible, count = [str(v).strip() for v in visible], int(processes)
+    if count < 1:
+        raise DeviceAssignmentError(f"expected at least 1 local process, got {processes!r}")
+    if not visible:
+        return [{} for _ in range(count)]
+    if len(visible) % count:
+        raise DeviceAssignmentError(
+            f"--processes {count}: the {len(visible)} visible GPUs ({','.join(visible)}) do not "
+            f"divide evenly over {count} processes; choose a number of processes that divides "
+            f"{len(visible)}, or set CUDA_VISIBLE_DEVICES to a multiple of {count} GPUs"
+        )
+    per = len(visible) // count
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(visible[i * per:(i + 1) * per])}
+            for i in range(count)]

@@ -328,7 +328,7 @@ class StepWatchdog:
         if late is None:
             return None
         elapsed, allowed, what = late
-        silent = self._silent_peers(now)
+        silent = self._silent_peers(now, self._quiet_s)
         if elapsed <= allowed:
             # a peer gave no sign of life for a step's deadline: no need to wait longer
             step = self._step_allowed()
@@ -353,13 +353,13 @@ class StepWatchdog:
                 return None
             return max(self.factor * statistics.median(self.step_times), self.minimum_s)
 
-    def _silent_peers(self, now: float) -> list[int]:
+    def _silent_peers(self, now: float, quiet_s: float) -> list[int]:
         return [i for i, (mark, seen, _) in self._peers.items()
-                if i != self.index and not mark[2] and now - seen >= self.lost_after_s]
+                if i != self.index and not mark[2] and now - seen >= quiet_s]
 
     def _busy_peers(self, now: float) -> list[int]:
         return [i for i, (_, seen, state) in self._peers.items()
-                if i != self.index and state.get("phase") and now - seen < self.lost_after_s]
+                if i != self.index and state.get("phase") and now - seen < self._quiet_s]
 
     def _abort(self, message: str, publish: bool) -> str:
         self.aborted = message
@@ -397,7 +397,7 @@ class StepWatchdog:
             except Exception:
                 return (f"process {self.index} of {self.count} lost the coordinator (process 0):"
                         " its key-value store does not answer")
-            silent = self._silent_peers(now)
+            silent = self._silent_peers(now, self.lost_after_s)
             missing = sorted(set(range(self.count)) - set(self._peers))
             if silent or now >= end:
                 if not silent and not missing:
@@ -422,9 +422,9 @@ def describe_peers(
     as the watchdog saw it (``now`` on the same clock); one unchanged for
     ``quiet_s`` gives no sign of life.
 
-    >>> describe_peers({0: ((5, 7, None), 9.0, {"steps": 7, "phase": None}),
+    >>> describe_peers({0: ((5, 7, None), 9.0, {"steps": 7, "phase": None}),  # doctest: +ELLIPSIS
     ...                 1: ((3, 7, None), 0.0, {"steps": 7, "phase": None})}, 0, 2, 7, 10.0, 5.0)
-    'process 1 did not reach step 8: no sign of life for 10 s (stopped, or dead), last at step 7'
+    'process 1 did not reach step 8: no sign of life for 10 s (stopped, or dead), last reported...'
     """
     lines = []
     top = max([steps] + [p[2].get("steps", 0) for p in peers.values()])
@@ -439,7 +439,8 @@ def describe_peers(
             lines.append(f"process {i} finished training or failed (it stopped watching)")
         elif now - seen >= quiet_s:
             lines.append(f"process {i} did not reach step {steps + 1}: no sign of life for "
-                         f"{now - seen:.3g} s (stopped, or dead), last at step {state['steps']}")
+                         f"{now - seen:.3g} s (stopped, or dead), last reported at step "
+                         f"{state['steps']}")
         elif state["steps"] < top:
             where = f" in extension {state['phase']!r}" if state.get("phase") else ""
             lines.append(f"process {i} did not reach step {steps + 1}: alive but hung at "

@@ -239,9 +239,10 @@ class MainLoop:
                 self._finish_check()
                 self.log.current_row["training_finished"] = True
         except BaseException as error:
-            self._restore_signal_handlers()
-            # a collective that lost its peer: name the process that went silent
+            # a collective that lost its peer: name the process that went silent (a
+            # signal meanwhile only sets a flag: the handlers are still the loop's)
             lost = None if self._watchdog is None else self._watchdog.explain(error)
+            self._restore_signal_handlers()
             try:  # the rows of the steps that ran stay complete
                 self.settle_readbacks()
             except Exception:  # the original error is what the user must see

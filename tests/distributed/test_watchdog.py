@@ -98,7 +98,7 @@ def test_a_stopped_process_is_named_and_every_process_stops():
     assert who == 0 and t >= now + 2.0  # after the deadline (2 s)
     assert "process 0 of 2 waited" in message and "for step 7" in message
     assert "process 1 did not reach step 7: no sign of life for" in message
-    assert "(stopped, or dead), last at step 5" in message
+    assert "(stopped, or dead), last reported at step 5" in message
     dogs[1].check(now=t + 100)  # process 1 wakes up: it follows the abort
     assert aborted[1][0] == 1 and aborted[1][1] == f"stopping: {message}"
 
