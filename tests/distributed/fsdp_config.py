@@ -23,7 +23,7 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     return MainLoop(algorithm("mlp"), stream("mlp"), extensions=[
         FinishAfter(after_n_batches=config["num_batches"]),
         TrainingDataMonitoring(["cost"], after_batch=True),
-        Checkpoint(os.path.join(run_dir, "checkpoints"), every_n_batches=3),
+        Checkpoint(os.path.join(run_dir, "checkpoints"), every_n_batches=3, async_save=True),
     ])
 
 
