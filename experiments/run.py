@@ -549,8 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     0: finished (or already finished); 75: interrupted (resume it with
     ``--resume``), also by a SIGTERM during start-up; 74: the end of the run
     waited longer than ``exit_wait_s`` for a checkpoint write; 130: a third
-    Ctrl-C; 1: an error while training; 2: a bad command line or config, or
-    a refused run (locked by a live run, a resume that changes the experiment).
+    Ctrl-C; 1: an error while training (a lost process of a multi-process
+    run: a ``ProcessLostError`` that names it); 70: several processes, and the
+    step watchdog stopped them (its message names the stuck process); 2: a bad
+    command line or config, or a refused run (locked by a live run, a resume
+    that changes the experiment).
     """
     main_thread = threading.current_thread() is threading.main_thread()
     old = (

@@ -17,8 +17,8 @@ moves but whose step does not is hung. The first watchdog that fires
 writes an abort key; every other one reads it at its next tick and exits
 too (status :data:`EXIT_STUCK`).
 
-Not fooled by compilation, checkpoints or validation: the first
-``warmup_steps`` steps (compilation) are not timed, and the time a step
+Not fooled by compilation, checkpoints or validation: nothing before the
+end of the first ``warmup_steps`` steps (compilation) is timed, and the time a step
 spends in extensions (checkpoint saves, validation, plots) is taken out of
 the step and held to its own, longer deadline:
 ``max(factor x the longest call of that extension so far, extension_minimum_s)``.
@@ -274,6 +274,8 @@ class StepWatchdog:
         """``(elapsed, allowed, what)`` of what this process is doing, or ``None`` untimed."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            if self._step_start is None or not self.step_times:
+                return None  # warming up (compilation, loading): nothing is timed yet
             if self._phase is not None:
                 name, since = self._phase
                 longest = self.extension_longest.get(name, 0.0)
@@ -282,8 +284,6 @@ class StepWatchdog:
                     f"extension {name!r} (deadline {allowed:.3g} s = max({self.factor:g} x its "
                     f"longest call {longest:.3g} s, {self.extension_minimum_s:g} s))"
                 )
-            if self._step_start is None or not self.step_times:
-                return None
             median = statistics.median(self.step_times)
             allowed = max(self.factor * median, self.minimum_s)
             return now - self._step_start - self._excused_s, allowed, (
@@ -336,7 +336,7 @@ class StepWatchdog:
                 return None
         elif not silent and what.startswith("step") and self._busy_peers(now):
             return None  # a live peer saves or validates: its own deadline watches it
-        peers = describe_peers(self._peers, self.index, self.count, self.steps, now,
+        peers = describe_peers(dict(self._peers), self.index, self.count, self.steps, now,
                                self._quiet_s)
         message = (f"step watchdog: process {self.index} of {self.count} waited "
                    f"{elapsed:.3g} s for {what}; {peers}")
@@ -344,7 +344,7 @@ class StepWatchdog:
 
     @property
     def _quiet_s(self) -> float:
-        """A peer whose thread missed this long (two looks) is named as giving no sign of life."""
+        """A peer whose thread missed three looks gives no sign of life (stopped or dead)."""
         return min(self.lost_after_s, 3 * self.interval_s)
 
     def _step_allowed(self) -> float | None:
@@ -354,11 +354,11 @@ class StepWatchdog:
             return max(self.factor * statistics.median(self.step_times), self.minimum_s)
 
     def _silent_peers(self, now: float, quiet_s: float) -> list[int]:
-        return [i for i, (mark, seen, _) in self._peers.items()
+        return [i for i, (mark, seen, _) in list(self._peers.items())
                 if i != self.index and not mark[2] and now - seen >= quiet_s]
 
     def _busy_peers(self, now: float) -> list[int]:
-        return [i for i, (_, seen, state) in self._peers.items()
+        return [i for i, (_, seen, state) in list(self._peers.items())
                 if i != self.index and state.get("phase") and now - seen < self._quiet_s]
 
     def _abort(self, message: str, publish: bool) -> str:
@@ -386,8 +386,8 @@ class StepWatchdog:
 
     def lost_peers(self, wait_s: float | None = None) -> str | None:
         """After a collective failed: wait (at most ``wait_s``, default ``lost_after_s``
-        plus two intervals) until some peer is seen giving no sign of life for
-        ``lost_after_s``; returns a message naming them, or ``None``."""
+        plus two intervals) until some peer is seen giving no sign of life (three
+        intervals without a tick); returns a message naming them, or ``None``."""
         wait_s = self.lost_after_s + 2 * self.interval_s if wait_s is None else wait_s
         end = time.monotonic() + wait_s
         while True:
@@ -397,14 +397,14 @@ class StepWatchdog:
             except Exception:
                 return (f"process {self.index} of {self.count} lost the coordinator (process 0):"
                         " its key-value store does not answer")
-            silent = self._silent_peers(now, self.lost_after_s)
+            silent = self._silent_peers(now, self._quiet_s)
             missing = sorted(set(range(self.count)) - set(self._peers))
             if silent or now >= end:
                 if not silent and not missing:
                     return None
                 return (f"process {self.index} of {self.count}: "
-                        + describe_peers(self._peers, self.index, self.count, self.steps, now,
-                                         self._quiet_s))
+                        + describe_peers(dict(self._peers), self.index, self.count,
+                                         self.steps, now, self._quiet_s))
             time.sleep(min(self.interval_s, max(end - now, 0.0)))
 
 

@@ -53,6 +53,8 @@ def test_deadline_is_factor_times_median_step_but_at_least_the_minimum():
 def test_the_first_steps_compilation_are_not_timed():
     dog = StepWatchdog(minimum_s=1.0, warmup_steps=2, index=0, count=1, store=LocalStore(),
                        on_abort=lambda m: None)
+    with dog.excused("Load"):  # before training: not timed either
+        assert dog.deadline() is None
     dog.beat(1, now=100.0)  # step 1 compiled for 100 s: never timed
     assert dog.check(now=150.0) is None  # step 2 (a second program?) is not timed either
     dog.beat(2, now=150.0)
@@ -68,7 +70,8 @@ def test_an_extension_call_is_not_step_time_and_has_its_own_deadline():
     dog = StepWatchdog(factor=10, minimum_s=0.2, extension_minimum_s=0.5, warmup_steps=0,
                        index=0, count=1, store=LocalStore(), on_abort=lambda m: None)
     start = time.monotonic()
-    dog.beat(1, now=start)
+    dog.beat(1, now=start - 0.01)
+    dog.beat(2, now=start)  # one step timed: deadlines apply
     with dog.excused("Checkpoint"):
         time.sleep(0.3)  # longer than a step may take
         elapsed, allowed, what = dog.deadline()
@@ -77,7 +80,7 @@ def test_an_extension_call_is_not_step_time_and_has_its_own_deadline():
         with dog.excused("inner"):  # a nested call belongs to the outer one
             pass
     assert set(dog.extension_longest) == {"Checkpoint"}
-    dog.beat(2)
+    dog.beat(3)
     assert dog.step_times[-1] < 0.2  # the save was taken out of the step
     with dog.excused("Checkpoint"):
         time.sleep(0.02)
