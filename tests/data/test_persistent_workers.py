@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_prefetch_lifecycle import _alive
 
 from bricks.data import (
     DataStream,
@@ -255,18 +256,6 @@ def test_garbage_collection_stops_the_workers(h5path):
 
 
 # --- the trainer process ends: by exit, by SIGKILL; scripts without a __main__ guard ------
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def _env() -> dict:
