@@ -255,6 +255,53 @@ def test_garbage_collection_stops_the_workers(h5path):
     assert not [t for t in threading.enumerate() if t.name.startswith("bricks-prefetch")]
 
 
+class _DiesOnce(IndexableDataset):
+    """A worker reading it exits (as if killed) while the marker file exists, once."""
+
+    def __init__(self, data, marker):
+        super().__init__(data)
+        self.marker = marker
+
+    def get_data(self, state=None, request=None):
+        try:
+            os.remove(self.marker)  # the one worker that removes it dies
+        except FileNotFoundError:
+            pass
+        else:
+            os._exit(3)
+        return super().get_data(state, request)
+
+
+def test_a_dead_worker_raises_and_the_next_epoch_starts_new_ones(tmp_path):
+    marker = tmp_path / "die"
+    s = Prefetch(DataStream(_DiesOnce({"x": X}, str(marker)),
+                            iteration_scheme=SequentialScheme(N, 20)), workers=2, processes=True)
+    try:
+        assert np.array_equal(np.concatenate([b[0] for b in s.get_epoch_iterator()]), X)
+        old = [w.pid for w in s._live_pools[0].workers]
+        marker.touch()
+        with pytest.raises(WorkerError, match="exit code 3"):
+            list(s.get_epoch_iterator())
+        assert np.array_equal(np.concatenate([b[0] for b in s.get_epoch_iterator()]), X)
+        new = [w.pid for w in s._live_pools[0].workers]
+        assert len(s._live_pools) == 1 and not set(old) & set(new)
+    finally:
+        s.close()
+
+
+def test_worker_processes_leave_ctrl_c_to_the_trainer(h5path):
+    s = _h5stream(h5path, workers=2, processes=True)
+    try:
+        next(s.get_epoch_iterator())
+        for w in s._live_pools[0].workers:
+            status = Path(f"/proc/{w.pid}/status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("SigIgn:"))
+            ignored = int(line.split()[1], 16)
+            assert ignored & (1 << (signal.SIGINT - 1)), status
+    finally:
+        s.close()
+
+
 # --- the trainer process ends: by exit, by SIGKILL; scripts without a __main__ guard ------
 
 
