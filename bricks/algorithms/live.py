@@ -111,11 +111,14 @@ class LiveParameters:
         old = params[path]
         with jax.ensure_compile_time_eval():
             new = jnp.array(value, dtype=old.dtype, copy=True)
-        if new.shape != old.shape:
-            raise ParameterError(
-                f"parameter {path} has shape {tuple(old.shape)} in the training algorithm, "
-                f"but the value given has shape {tuple(new.shape)}"
-            )
+            if new.shape != old.shape:
+                raise ParameterError(
+                    f"parameter {path} has shape {tuple(old.shape)} in the training algorithm, "
+                    f"but the value given has shape {tuple(new.shape)}"
+                )
+            parallel = getattr(self._algorithm, "parallel", None)
+            if parallel is not None:  # on the mesh as the compiled step expects it
+                new = parallel.place_state(new, old.sharding)
         state["params"] = {**params, path: new}
 
     def forget(self) -> None:

@@ -311,6 +311,33 @@ def test_bricks_monitoring_and_snapshots_read_sharded_values():
     assert trained.compilations == compiled
 
 
+def _train_with_writes(parallel):
+    from .fsdp_models import mlp_graph
+
+    graph, mlp = mlp_graph()
+    trained = GradientDescent(cost=graph, step_rule=Scale(0.1), parallel=parallel)
+    data = mlp_batches(3)
+    trained.process_batch(data[0])
+    one_device = jax.device_put(np.full((6, 8), 0.5, np.float32), jax.devices()[1])
+    for i, value in enumerate([np.ones((6, 8), np.float32), one_device]):
+        mlp.set_parameter_values({"/mlp/linear_0.W": value})
+        if parallel is not None:
+            placed = trained.current_parameters()["/mlp/linear_0.W"]
+            assert placed.sharding == trained.parallel.sharding_of((6, 8))
+        trained.process_batch(data[1 + i])
+    return trained
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", [DataParallel(2), sharded(2)], ids=["replicated", "sharded"])
+def test_a_value_written_into_a_brick_is_placed_on_the_mesh(parallel):
+    """A brick value set while training (a numpy array, or an array on one device) is placed
+    as the compiled step expects it: trained from, with no re-compile and no sharding error."""
+    trained = _train_with_writes(parallel)
+    assert trained.compilations == 1
+    assert_same(trained.parameter_values(), _train_with_writes(None).parameter_values())
+
+
 @pytest.mark.slow
 def test_remove_not_finite_skips_a_step_on_sharded_state():
     from bricks.algorithms import Adam, CompositeRule, RemoveNotFinite
