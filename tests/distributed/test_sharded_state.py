@@ -111,6 +111,25 @@ def test_parameters_and_adam_moments_are_sharded_the_rest_replicated():
     assert described["/mlp/linear_0.W"] == "sharded on axis 1 of (6, 8): (6, 4) per device"
 
 
+@pytest.mark.slow
+def test_an_optax_rule_state_is_sharded_like_the_parameters():
+    import optax
+
+    data = mlp_batches(3)
+    runs = []
+    for parallel in (None, sharded(2)):
+        trained = algorithm("mlp", parallel, step_rule=optax.adam(0.01))
+        _steps(trained, data)
+        runs.append(trained)
+    adam = runs[1]._state["opt"][0]  # ScaleByAdamState(count, mu, nu)
+    for moments in (adam.mu, adam.nu):
+        assert moments["/mlp/linear_0.W"].sharding.spec == PartitionSpec(None, "data")
+        assert moments["/mlp/linear_1.W"].addressable_shards[0].data.shape == (4, 3)
+        assert moments["/mlp/linear_1.b"].sharding.is_fully_replicated
+    assert adam.count.sharding.is_fully_replicated
+    assert_same(runs[1].parameter_values(), runs[0].parameter_values())
+
+
 def test_the_sharded_state_is_donated():
     trained = algorithm("mlp", sharded(2))
     data = mlp_batches(2)
