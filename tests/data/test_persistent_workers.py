@@ -292,7 +292,8 @@ def test_a_dead_worker_raises_and_the_next_epoch_starts_new_ones(tmp_path):
 def test_worker_processes_leave_ctrl_c_to_the_trainer(h5path):
     s = _h5stream(h5path, workers=2, processes=True)
     try:
-        next(s.get_epoch_iterator())
+        it = s.get_epoch_iterator()
+        next(it), next(it)  # one batch from each worker: both are running
         for w in s._live_pools[0].workers:
             status = Path(f"/proc/{w.pid}/status").read_text()
             line = next(x for x in status.splitlines() if x.startswith("SigIgn:"))
