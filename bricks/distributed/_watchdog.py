@@ -129,7 +129,7 @@ class StepWatchdog:
             :data:`EXIT_STUCK` at once).
 
     The main loop drives it: :meth:`start`, :meth:`beat` after each step,
-    :meth:`excused` around extension calls, :meth:`stop`.
+    :meth:`enter` and :meth:`leave` around extension calls, :meth:`stop`.
 
     >>> aborted = []
     >>> dog = StepWatchdog(minimum_s=0.5, warmup_steps=0, index=0, count=1,
@@ -247,27 +247,39 @@ class StepWatchdog:
                 self.step_times.append(max(now - self._step_start - self._excused_s, 0.0))
             self.beats += 1
             self.steps = int(steps)
-            self._step_start, self._excused_s = now, 0.0
+            self._step_start = now  # then the excused time: never a step that looks too long
+            self._excused_s = 0.0
+
+    def enter(self, name: str) -> None:
+        """An extension call (``name``) starts: its time is not step time, it has its own
+        deadline. Calls nest (the outer one counts); each :meth:`enter` needs a :meth:`leave`.
+
+        Only the training thread writes these fields, in an order that the watchdog
+        thread may read at any moment without a lock (this runs per extension per step).
+        """
+        self._depth += 1
+        if self._depth == 1:
+            self._phase = (name, time.monotonic())
+
+    def leave(self) -> None:
+        """The extension call of the matching :meth:`enter` returned."""
+        self._depth -= 1
+        if self._depth == 0 and self._phase is not None:
+            name, since = self._phase
+            taken = time.monotonic() - since
+            self._excused_s += taken  # counted before the call ends: never both or neither
+            if taken > self.extension_longest.get(name, 0.0):
+                self.extension_longest[name] = taken
+            self._phase = None
 
     @contextlib.contextmanager
     def excused(self, name: str) -> Iterator[None]:
-        """Time inside is not step time: an extension call (``name``), with its own deadline."""
-        with self._lock:
-            self._depth += 1
-            outer = self._depth == 1
-            if outer:
-                self._phase = (name, time.monotonic())
+        """:meth:`enter` and :meth:`leave` around a block."""
+        self.enter(name)
         try:
             yield
         finally:
-            with self._lock:
-                self._depth -= 1
-                if outer:
-                    taken = time.monotonic() - self._phase[1]  # type: ignore[index]
-                    self._phase = None
-                    self._excused_s += taken
-                    self.extension_longest[name] = max(self.extension_longest.get(name, 0.0),
-                                                       taken)
+            self.leave()
 
     # -- deadlines -------------------------------------------------------------------------
     def deadline(self, now: float | None = None) -> tuple[float, float, str] | None:

@@ -105,10 +105,9 @@ class MainLoop:
             this length is compiled: a shorter stretch (before an extension
             needs control, or at an epoch's end) runs in it with the missing
             steps masked, so no other program is compiled.
-        watchdog: a :class:`~bricks.distributed.StepWatchdog` that aborts every
-            process when a step overruns its deadline, naming the stuck one
-            (default: one with default deadlines when several processes
-            train; ``False``: none).
+        watchdog: a :class:`~bricks.distributed.StepWatchdog` that stops every process
+            when a step overruns its deadline, naming the stuck one (default: a
+            default one when several processes train; ``False``: none).
 
     Attributes:
         log, status (``log.status``), extensions, algorithm, data_stream,
@@ -336,11 +335,14 @@ class MainLoop:
             self._dispatch(ext, callback_name, *args)
 
     def _dispatch(self, ext: Any, callback_name: str, *args: Any) -> None:
-        if self._watchdog is None:
+        watchdog = self._watchdog
+        if watchdog is not None:  # an extension call is not step time
+            watchdog.enter(getattr(ext, "name", None) or type(ext).__name__)
+        try:
             ext.dispatch(callback_name, *args)
-            return
-        with self._watchdog.excused(getattr(ext, "name", type(ext).__name__)):
-            ext.dispatch(callback_name, *args)
+        finally:
+            if watchdog is not None:
+                watchdog.leave()
 
     def _new_epoch_iterator(self) -> Iterator:
         stream = self.data_stream
