@@ -153,6 +153,8 @@ def test_a_process_killed_during_a_save_leaves_the_previous_checkpoint_newest(tm
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # the second save is written, not committed
+            if parent.poll() is not None:
+                pytest.fail("the run ended before its second save:\n" + parent.stderr.read())
             names = [p.name for p in ckpts.iterdir()] if ckpts.is_dir() else []
             if "ckpt-000000010" in names and any(
                 n.startswith("ckpt-000000020.tmp-") for n in names
