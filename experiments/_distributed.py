@@ -37,6 +37,7 @@ __all__ = [
     "join_group",
     "launch_local",
     "resume_source",
+    "wait_for_busy_saves",
 ]
 
 PROCESS_DIR = "process-{}"
@@ -150,6 +151,23 @@ def agree_on_resume(main_loop: Any, checkpoint: Path) -> None:
         )
 
 
+def wait_for_busy_saves(main_loop: Any) -> list[str]:
+    """Make asynchronous ``Checkpoint`` extensions wait for a busy write instead of skipping.
+
+    Every process must save at the same steps (one checkpoint is committed
+    for all), but whether the previous write is still going on is decided
+    by each process's own clock: with ``if_busy="skip"`` one could skip a
+    save that another makes (then every process stops with a
+    ``CheckpointCommitError``). Returns the names of the extensions changed.
+    """
+    changed = []
+    for extension in getattr(main_loop, "extensions", []):
+        if getattr(extension, "async_save", False) and getattr(extension, "if_busy", "") == "skip":
+            extension.if_busy = "wait"
+            changed.append(extension.name)
+    return changed
+
+
 def _batch_axes(stream: Any, module: Any) -> dict[str, int]:
     axes = dict(getattr(module, "BATCH_AXES", {}) or {})
     for source, labels in (getattr(stream, "axis_labels", None) or {}).items():
@@ -175,6 +193,7 @@ def distribute_main_loop(main_loop: Any, args: argparse.Namespace, group: Any,
         from bricks.data import slice_stream
 
         slice_stream(main_loop.data_stream, group.index, group.count)
+        wait_for_busy_saves(main_loop)
         watch_steps(main_loop, args)
         parallel: Any = "all"
         size = len(jax.devices())

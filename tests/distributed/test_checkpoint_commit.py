@@ -73,6 +73,19 @@ def test_one_process_agrees_with_itself():
     assert every_process("bricks-test-key", {"step": 3}) == [{"step": 3}]
 
 
+def test_the_runner_makes_asynchronous_saves_of_several_processes_wait(tmp_path):
+    from types import SimpleNamespace
+
+    from bricks.extensions.checkpoint import Checkpoint
+    from experiments._distributed import wait_for_busy_saves
+
+    saves = [Checkpoint(tmp_path / "a", async_save=True, name="skips"),
+             Checkpoint(tmp_path / "b", name="synchronous"),
+             Checkpoint(tmp_path / "c", async_save=True, if_busy="wait", name="waits")]
+    assert wait_for_busy_saves(SimpleNamespace(extensions=saves)) == ["skips"]
+    assert [s.if_busy for s in saves] == ["wait", "skip", "wait"]
+
+
 # -- two processes (jax.distributed over loopback, gloo) -------------------------------
 
 
