@@ -154,7 +154,7 @@ class SimpleRecurrent(_Transition):
     @recurrent(sequences=["inputs", "mask"], states=["states"], outputs=["states"], contexts=[])
     def apply(self, inputs: jax.Array, states: jax.Array) -> jax.Array:
         """One step: ``inputs`` and ``states`` are ``(batch, dim)``."""
-        return self.activation.apply(inputs + recurrent_dot(states, self.W))
+        return self.activation.apply(recurrent_dot(states, self.W, add=inputs))
 
     @application(outputs=["states"])
     def initial_states(self, batch_size: int, *args: Any, **kwargs: Any) -> jax.Array:
@@ -240,7 +240,7 @@ class LSTM(_GatedTransition):
     ) -> tuple[jax.Array, jax.Array]:
         """One step: ``inputs`` ``(batch, 4 dim)``, ``states``/``cells`` ``(batch, dim)``."""
         d = self.dim
-        act = inputs + recurrent_dot(states, self.W_state)
+        act = recurrent_dot(states, self.W_state, add=inputs)
         if self._hand_written_backward():
             peepholes = ()
             if self.peepholes:
@@ -351,11 +351,11 @@ class GatedRecurrent(_GatedTransition):
         """One step: ``inputs`` ``(batch, dim)``, ``gate_inputs`` ``(batch, 2 dim)``."""
         d = self.dim
         gates = self.gate_activation.apply(
-            gate_inputs + recurrent_dot(states, self.state_to_gates)
+            recurrent_dot(states, self.state_to_gates, add=gate_inputs)
         )
         update, reset = gates[..., :d], gates[..., d:]
         candidate = self.activation.apply(
-            inputs + recurrent_dot(states * reset, self.state_to_state)
+            recurrent_dot(states * reset, self.state_to_state, add=inputs)
         )
         return candidate * update + states * (1 - update)
 

@@ -32,6 +32,7 @@ custom VJP: pass ``fused_backward=False`` (or set the brick's
 from __future__ import annotations
 
 import contextvars
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
+from jax.extend.core import Var
 
 from bricks.core.tracing import current_frame, scan_body
 from bricks.errors import RecurrentError
@@ -67,12 +69,15 @@ class _Fusion:
 
     candidates: tuple[Any, ...]
     zs: tuple[Any, ...] | None = None  # None while discovering
+    #: the leaves of the step's slice of the scanned sequences
+    x_leaves: tuple[Any, ...] = ()
     ws: tuple[Any, ...] = ()  # the fused weights, as inputs of the step
     trace: Any = None
     fusable: list[bool] = field(default_factory=list)
     outs: list[Any] = field(default_factory=list)
     lhs: list[Any] = field(default_factory=list)
     weights: list[Any] = field(default_factory=list)
+    adds: list[int | None] = field(default_factory=list)  # found, per fused product
 
 
 _FUSION: contextvars.ContextVar[_Fusion | None] = contextvars.ContextVar(
@@ -90,12 +95,18 @@ def fused_backward_enabled() -> bool:
     return _FUSION.get() is not _OFF
 
 
-def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
-    """``jnp.dot(lhs, weight)`` for the recurrent matrix product of a step.
+def recurrent_dot(lhs: jax.Array, weight: jax.Array, add: jax.Array | None = None) -> jax.Array:
+    """``add + jnp.dot(lhs, weight)`` for the recurrent matrix product of a step.
 
     Args:
         lhs: ``(batch, ..., in)``, e.g. the previous states.
         weight: ``(in, out)``, a parameter of the brick (``self.W``).
+        add: ``None``, or what the step adds to the product, of the product's
+            shape and dtype (``inputs`` in ``inputs + states @ W``). When it
+            is the step's slice of a scanned sequence and the step uses that
+            slice nowhere else, the fused backward takes the product's
+            cotangent from the sequence's own (no extra ``(time, batch, out)``
+            sequence in the backward scan).
 
     Returns:
         ``(batch, ..., out)``. In a scan with the fused backward on, the
@@ -104,7 +115,7 @@ def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
     """
     fusion = _FUSION.get()
     if fusion is None or fusion is _OFF:
-        return jnp.dot(lhs, weight)
+        return _plus(add, jnp.dot(lhs, weight))
     if _trace_state is not None and fusion.trace is not None and _trace_state() != fusion.trace:
         raise RecurrentError(
             "recurrent_dot was called inside a transformation nested in a recurrent step "
@@ -125,16 +136,46 @@ def recurrent_dot(lhs: jax.Array, weight: jax.Array) -> jax.Array:
         )
     fusion.fusable.append(fusable)
     if not fusable:
-        return jnp.dot(lhs, weight)
+        return _plus(add, jnp.dot(lhs, weight))
     if fusion.zs is None:  # discovering the shapes
         out = jnp.dot(lhs, weight)
         fusion.outs.append(jax.ShapeDtypeStruct(out.shape, out.dtype))
         fusion.weights.append(weight)
-        return out
+        fusion.adds.append(_scanned_leaf(fusion, add, out))
+        return _plus(add, out)
     z, (w, w_t) = fusion.zs[k], fusion.ws[len(fusion.lhs)]
     fusion.lhs.append(lhs)
     fusion.weights.append(weight)
-    return (_product(lhs, w, w_t) + z).astype(z.dtype)
+    if isinstance(z, _Leaf):  # the cotangent of the scanned slice ``add`` is the product's
+        if add is not fusion.x_leaves[z.index]:
+            raise RecurrentError(
+                "a recurrent step passed recurrent_dot a different add= in two traces of the "
+                "same step; pass fused_backward=False"
+            )
+        return jax.lax.add(add, _product(lhs, w, w_t))
+    return _plus(add, _product_z(lhs, w, w_t, z))
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """In place of a zero sequence: the fused product's cotangent is that of
+    the step's scanned slice ``x_leaves[index]``, which it adds."""
+
+    index: int
+
+
+def _plus(add: jax.Array | None, product: jax.Array) -> jax.Array:
+    return product if add is None else add + product
+
+
+def _scanned_leaf(fusion: _Fusion, add: Any, out: Any) -> int | None:
+    """The index of ``add`` among the step's scanned slices, if it is one, of
+    the product's shape and floating dtype."""
+    if add is None or jnp.shape(add) != out.shape or jnp.result_type(add) != out.dtype:
+        return None
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        return None
+    return next((j for j, leaf in enumerate(fusion.x_leaves) if leaf is add), None)
 
 
 @jax.custom_jvp
@@ -164,6 +205,28 @@ def _product_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, Any]:
 
 
 _product.defjvp(_product_jvp, symbolic_zeros=True)
+
+
+@jax.custom_jvp
+def _product_z(lhs: jax.Array, w: jax.Array, w_t: jax.Array, z: jax.Array) -> jax.Array:
+    """:func:`_product` whose tangent also gets ``z``'s: ``z`` (a zero sequence's
+    slice) only carries the product's cotangent out of the backward scan, so
+    the forward pass never reads it."""
+    del w_t, z
+    return jnp.dot(lhs, w)
+
+
+def _product_z_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, Any]:
+    out, tangent = _product_jvp(primals[:3], tangents[:3])
+    d_z = tangents[3]
+    if isinstance(d_z, SymbolicZero):
+        return out, tangent
+    if isinstance(tangent, SymbolicZero):
+        return out, d_z.astype(out.dtype)
+    return out, (tangent + d_z).astype(out.dtype)
+
+
+_product_z.defjvp(_product_z_jvp, symbolic_zeros=True)
 
 
 def _with_fusion(fusion: _Fusion, fn: Callable[..., Any], *args: Any) -> Any:
@@ -233,7 +296,11 @@ def _fused(
     x0 = _example(xs)
 
     def discover(carry: Any, x: Any) -> Any:
-        fusion = _Fusion(candidates, trace=_trace_state() if _trace_state else None)
+        fusion = _Fusion(
+            candidates,
+            x_leaves=tuple(jax.tree_util.tree_leaves(x)),
+            trace=_trace_state() if _trace_state else None,
+        )
         out = _with_fusion(fusion, fn, carry, x)
         found.append(fusion)
         return out
@@ -246,37 +313,26 @@ def _fused(
     plan = found[-1]
     if not any(plan.fusable):
         return None
-    z_shapes = tuple(
-        plan.outs[sum(plan.fusable[:k])] if f else None for k, f in enumerate(plan.fusable)
-    )
-
-    def step(carry: Any, xz: Any, ws: Any) -> Any:
-        x, zs = xz
-        zs_full = list(zs)
-        fusion = _Fusion(
-            candidates,
-            zs=tuple(zs_full.pop(0) if s is not None else None for s in z_shapes),
-            ws=tuple(ws),
-            trace=_trace_state() if _trace_state else None,
-        )
-        carry, y = _with_fusion(fusion, fn, carry, x)
-        if len(fusion.fusable) != len(z_shapes):
-            raise RecurrentError(
-                "a recurrent step called recurrent_dot a different number of times in two "
-                "traces; pass fused_backward=False"
-            )
-        return carry, (y, tuple(fusion.lhs))
-
-    shapes = [s for s in z_shapes if s is not None]
-    z0 = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in shapes)
-    body = jax.checkpoint(step) if remat else step
     weights = tuple(plan.weights)  # parameters of the active mapping, one per fused product
     w0 = tuple(jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in weights)
     pairs0 = tuple((w, jax.ShapeDtypeStruct(w.shape[::-1], w.dtype)) for w in w0)
+    n_carry = len(jax.tree_util.tree_leaves(init0))
+    adds = list(plan.adds)
+    while True:  # drop the scanned slices the step also uses elsewhere
+        step, kinds = _fused_step(fn, candidates, plan, adds)
+        z0 = tuple(s for s in kinds if isinstance(s, jax.ShapeDtypeStruct))
+        used = _uses(jax.make_jaxpr(step)(init0, (x0, z0), pairs0).jaxpr, n_carry)
+        shared = [n for n, j in enumerate(adds) if j is not None and used[j] != 1]
+        if not shared:
+            break
+        for n in shared:
+            adds[n] = None
+
+    body = jax.checkpoint(step) if remat else step
     converted, consts = jax.closure_convert(body, init, (x0, z0), pairs0)
 
     def zeros() -> tuple[Any, ...]:
-        return tuple(jnp.zeros((length, *s.shape), s.dtype) for s in shapes)
+        return tuple(jnp.zeros((length, *s.shape), s.dtype) for s in z0)
 
     def scan_all(consts: Any, ws: Any, init: Any, xs: Any, zs: Any) -> Any:
         pairs = tuple((w, w.T) for w in ws)
@@ -297,23 +353,74 @@ def _fused(
     def run_fwd(consts: Any, ws: Any, init: Any, xs: Any) -> Any:
         # ws is held constant by the backward scan: no weight gradient inside it
         def differentiated(consts: Any, init: Any, xs: Any, zs: Any) -> Any:
-            return scan_all(consts, ws, init, xs, zs)
+            carry, (ys, lhs) = scan_all(consts, ws, init, xs, zs)
+            return (carry, ys), lhs
 
-        (carry, (ys, lhs)), pull = jax.vjp(differentiated, consts, init, xs, zeros())
-        return (carry, ys), (pull, lhs)
+        out, pull, lhs = jax.vjp(differentiated, consts, init, xs, zeros(), has_aux=True)
+        return out, (pull, lhs)
 
     def run_bwd(res: Any, cotangent: Any) -> Any:
         pull, lhs = res
-        d_carry, d_ys = cotangent
-        d_consts, d_init, d_xs, d_zs = pull(
-            (d_carry, (d_ys, tuple(jnp.zeros_like(v) for v in lhs)))
-        )
+        d_consts, d_init, d_xs, d_zs = pull(cotangent)
+        d_slices = jax.tree_util.tree_leaves(d_xs)
+        d_zs = list(d_zs)
         d_ws = []
         for k, w in enumerate(w0):  # one (T·B × in)ᵀ (T·B × out) product each
+            d_out = d_slices[adds[k]] if adds[k] is not None else d_zs.pop(0)
             axes = list(range(lhs[k].ndim - 1))
-            grad = jnp.tensordot(lhs[k], d_zs[k], axes=(axes, axes))
+            grad = jnp.tensordot(lhs[k], d_out, axes=(axes, axes))
             d_ws.append(grad.astype(w.dtype))
         return d_consts, tuple(d_ws), d_init, d_xs
 
     run.defvjp(run_fwd, run_bwd)
     return run(tuple(consts), weights, init, xs)
+
+
+def _fused_step(
+    fn: Callable[[Any, Any], tuple[Any, Any]],
+    candidates: tuple[Any, ...],
+    plan: _Fusion,
+    adds: list[int | None],
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The step of the fused scan, ``step(carry, (x, zs), ws)``, and per call of
+    :func:`recurrent_dot` what stands for its cotangent: ``None`` (not fused),
+    a :class:`_Leaf` or the shape of a zero sequence's slice in ``zs``."""
+    kinds: list[Any] = []
+    outs = iter(zip(plan.outs, adds, strict=True))
+    for fusable in plan.fusable:
+        if not fusable:
+            kinds.append(None)
+            continue
+        out, leaf = next(outs)
+        kinds.append(_Leaf(leaf) if leaf is not None else out)
+
+    def step(carry: Any, xz: Any, ws: Any) -> Any:
+        x, zs = xz
+        zs_left = list(zs)
+        fusion = _Fusion(
+            candidates,
+            zs=tuple(zs_left.pop(0) if isinstance(s, jax.ShapeDtypeStruct) else s for s in kinds),
+            ws=tuple(ws),
+            x_leaves=tuple(jax.tree_util.tree_leaves(x)),
+            trace=_trace_state() if _trace_state else None,
+        )
+        carry, y = _with_fusion(fusion, fn, carry, x)
+        if len(fusion.fusable) != len(kinds):
+            raise RecurrentError(
+                "a recurrent step called recurrent_dot a different number of times in two "
+                "traces; pass fused_backward=False"
+            )
+        return carry, (y, tuple(fusion.lhs))
+
+    return step, tuple(kinds)
+
+
+def _uses(jaxpr: Any, n_carry: int) -> Counter:
+    """How often each leaf of the step's scanned slices is read by ``jaxpr`` (by
+    its equations or as an output), by index among those leaves."""
+    index = {v: j - n_carry for j, v in enumerate(jaxpr.invars) if j >= n_carry}
+    used: Counter = Counter()
+    for var in [v for eqn in jaxpr.eqns for v in eqn.invars] + list(jaxpr.outvars):
+        if isinstance(var, Var) and var in index:
+            used[index[var]] += 1
+    return used
