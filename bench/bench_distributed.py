@@ -30,13 +30,11 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 
-def _child(devices: int, steps: int, batch: int) -> dict:
-    import jax
-    import numpy as np
-
-    from bricks.algorithms import Adam, GradientDescent
+def _mlp_graph(dims: list[int]) -> Any:
+    """The cost graph of an MLP with rectifiers and a softmax (initialized, seed 1)."""
     from bricks.core import (
         MLP,
         CategoricalCrossEntropy,
@@ -47,15 +45,24 @@ def _child(devices: int, steps: int, batch: int) -> dict:
     )
     from bricks.graph import ComputationGraph
 
-    assert len(jax.devices()) == devices
-    mlp = MLP([Rectifier(), Rectifier(), Softmax()], [784, 500, 500, 10],
+    mlp = MLP([Rectifier() for _ in dims[2:]] + [Softmax()], dims,
               weights_init=IsotropicGaussian(0.01), biases_init=Constant(0))
     mlp.initialize(seed=1)
 
     def cost(features, targets):
         return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
 
-    graph = ComputationGraph(cost, features=(None, 784), targets=(None,))
+    return ComputationGraph(cost, features=(None, dims[0]), targets=(None,))
+
+
+def _child(devices: int, steps: int, batch: int) -> dict:
+    import jax
+    import numpy as np
+
+    from bricks.algorithms import Adam, GradientDescent
+
+    assert len(jax.devices()) == devices
+    graph = _mlp_graph([784, 500, 500, 10])
     algorithm = GradientDescent(cost=graph, step_rule=Adam(1e-3),
                                 parallel=devices if devices > 1 else None)
     rng = np.random.RandomState(0)
@@ -89,30 +96,14 @@ def _memory_child(devices: int) -> dict:
     import numpy as np
 
     from bricks.algorithms import Adam, GradientDescent
-    from bricks.core import (
-        MLP,
-        CategoricalCrossEntropy,
-        Constant,
-        IsotropicGaussian,
-        Rectifier,
-        Softmax,
-    )
     from bricks.distributed import DataParallel
-    from bricks.graph import ComputationGraph
 
     assert len(jax.devices()) == devices
     out: dict = {"devices": devices}
     for name, dims in MEMORY_MODELS.items():
         row = {}
         for shard in (False, True):
-            mlp = MLP([Rectifier(), Rectifier(), Softmax()], dims,
-                      weights_init=IsotropicGaussian(0.01), biases_init=Constant(0))
-            mlp.initialize(seed=1)
-
-            def cost(features, targets, mlp=mlp):
-                return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
-
-            graph = ComputationGraph(cost, features=(None, dims[0]), targets=(None,))
+            graph = _mlp_graph(dims)
             parallel = DataParallel(devices, shard_parameters=shard) if devices > 1 else None
             algorithm = GradientDescent(cost=graph, step_rule=Adam(1e-3), parallel=parallel)
             algorithm.initialize()

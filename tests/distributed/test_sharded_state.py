@@ -170,50 +170,45 @@ def test_host_copy_reads_every_sharding():
 
 # -- equality with one device --------------------------------------------------
 @pytest.fixture(scope="module")
-def single_mlp():
-    return train("mlp")
+def single():
+    """``single(model)``: parameters and costs of the one-device run (each trained once)."""
+    runs: dict = {}
 
+    def get(model):
+        if model not in runs:
+            runs[model] = train(model)
+        return runs[model]
 
-@pytest.fixture(scope="module")
-def single_lm():
-    return train("lm")
+    return get
 
 
 @pytest.mark.slow
-def test_sharded_mlp_on_two_devices_equals_one(single_mlp):
-    params, costs = train("mlp", sharded(2))
-    assert_same(params, single_mlp[0])
+@pytest.mark.parametrize("model", ["mlp", "lm"])
+def test_sharded_on_two_devices_equals_one(single, model):
+    params, costs = train(model, sharded(2))
+    assert_same(params, single(model)[0])
     assert len(costs) == STEPS
-    np.testing.assert_allclose(costs, single_mlp[1], rtol=1e-5)
+    np.testing.assert_allclose(costs, single(model)[1], rtol=1e-5)
 
 
 @pytest.mark.slow
-def test_sharded_lstm_lm_on_two_devices_equals_one(single_lm):
-    params, costs = train("lm", sharded(2))
-    assert_same(params, single_lm[0])
-    assert len(costs) == STEPS
-    np.testing.assert_allclose(costs, single_lm[1], rtol=1e-5)
-
-
-@pytest.mark.slow
-def test_sharded_in_scans_equals_one(single_lm):
+def test_sharded_in_scans_equals_one(single):
     params, costs = train("lm", sharded(2), steps_per_call=7)  # 50 = 7 x 7 + a masked chunk
-    assert_same(params, single_lm[0])
-    np.testing.assert_allclose(costs, single_lm[1], rtol=1e-5)
+    assert_same(params, single("lm")[0])
+    np.testing.assert_allclose(costs, single("lm")[1], rtol=1e-5)
 
 
 @pytest.mark.slow
-def test_four_devices_sharded_equal_one_in_a_subprocess(single_mlp, single_lm, tmp_path):
+def test_four_devices_sharded_equal_one_in_a_subprocess(single, tmp_path):
     code = (
         "import json, sys, jax; sys.path.insert(0, sys.argv[1])\n"
-        "from tests.distributed.fsdp_models import sharded, train\n"
+        "from tests.distributed.fsdp_models import algorithm, sharded, train\n"
         "assert len(jax.devices()) == 4\n"
         "out = {}\n"
         "for model in ('mlp', 'lm'):\n"
         "    p, c = train(model, sharded(4))\n"
         "    out[model] = {'params': {k: v.tolist() for k, v in p.items()}, 'costs': c}\n"
-        "a = __import__('tests.distributed.fsdp_models', fromlist=['x']).algorithm(\n"
-        "    'lm', sharded(4))\n"
+        "a = algorithm('lm', sharded(4))\n"
         "out['layout'] = a.parallel.describe(a.current_parameters())\n"
         "json.dump(out, open(sys.argv[2], 'w'))\n"
     )
@@ -222,9 +217,9 @@ def test_four_devices_sharded_equal_one_in_a_subprocess(single_mlp, single_lm, t
     subprocess.run([sys.executable, "-c", code, str(ROOT), str(out_file)], env=env,
                    check=True, timeout=600)
     out = json.loads(out_file.read_text())
-    for model, single in (("mlp", single_mlp), ("lm", single_lm)):
-        assert_same({k: np.asarray(v) for k, v in out[model]["params"].items()}, single[0])
-        np.testing.assert_allclose(out[model]["costs"], single[1], rtol=1e-5)
+    for model in ("mlp", "lm"):
+        assert_same({k: np.asarray(v) for k, v in out[model]["params"].items()}, single(model)[0])
+        np.testing.assert_allclose(out[model]["costs"], single(model)[1], rtol=1e-5)
     assert out["layout"]["/embed.W"] == "sharded on axis 0 of (12, 8): (3, 8) per device"
     assert out["layout"]["/readout.W"] == "sharded on axis 1 of (8, 12): (8, 3) per device"
 
