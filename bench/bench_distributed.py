@@ -20,6 +20,9 @@ all-reduces (the gradients, float32).
 state that device 0 holds, replicated and sharded, for the MLP above (W1)
 and a larger one (784-2048-2048-10), read from the placed arrays
 (``addressable_shards[0]``) after ``initialize()``; no step runs.
+``--shard-overhead`` times W1's step sharded against replicated on the
+same devices, in blocks interleaved over 5 rounds (wall clock and process
+CPU time, median and range of the per-round ratios).
 """
 
 from __future__ import annotations
@@ -117,6 +120,59 @@ def _memory_child(devices: int) -> dict:
     return out
 
 
+def _overhead_child(devices: int, steps: int, batch: int, rounds: int) -> dict:
+    """Per-step wall and process CPU time, sharded / replicated, interleaved in rounds."""
+    import jax
+    import numpy as np
+
+    from bricks.algorithms import Adam, GradientDescent
+    from bricks.distributed import DataParallel
+
+    rng = np.random.RandomState(0)
+    data = [{"features": rng.rand(batch, 784).astype(np.float32),
+             "targets": rng.randint(0, 10, batch).astype(np.int32)} for _ in range(8)]
+    runs = {}
+    for shard in (False, True):
+        algorithm = GradientDescent(cost=_mlp_graph([784, 500, 500, 10]), step_rule=Adam(1e-3),
+                                    parallel=DataParallel(devices, shard_parameters=shard))
+        for b in data[:3]:  # compile and warm up
+            algorithm.process_batch(b)
+        jax.block_until_ready(algorithm.current_parameters())
+        runs[shard] = algorithm
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
+    for r in range(rounds):
+        per: dict = {}
+        for shard in ((False, True) if r % 2 == 0 else (True, False)):  # alternate the order
+            algorithm = runs[shard]
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in range(steps):
+                algorithm.process_batch(data[i % len(data)])
+            jax.block_until_ready(algorithm.current_parameters())
+            per[shard] = (time.perf_counter() - wall, time.process_time() - cpu)
+        ratios["wall"].append(per[True][0] / per[False][0])
+        ratios["cpu"].append(per[True][1] / per[False][1])
+    return {"devices": devices, "ratios": ratios, "load": os.getloadavg()[0]}
+
+
+def _overhead(devices: list[int], steps: int, batch: int) -> None:
+    print(f"W1 (784-500-500-10, Adam, global batch {batch}): step time with shard_parameters=True "
+          f"over replicated, {steps} steps a block, blocks interleaved (median [range] of rounds)")
+    print("| devices | wall-clock ratio | process CPU-time ratio | load average |")
+    print("| --- | --- | --- | --- |")
+    for n in devices:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, __file__, "--overhead-child", str(n), "--steps",
+                              str(steps), "--batch", str(batch)], env=env,
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        cells = []
+        for kind in ("wall", "cpu"):
+            values = sorted(r["ratios"][kind])
+            cells.append(f"{values[len(values) // 2]:.2f} [{values[0]:.2f}-{values[-1]:.2f}]")
+        print(f"| {n} | {cells[0]} | {cells[1]} | {r['load']:.1f} |")
+
+
 def _memory(devices: list[int]) -> None:
     rows = []
     for n in devices:
@@ -145,12 +201,22 @@ def main() -> None:
                         help="bytes of state per device, replicated vs sharded (no timing)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--shard-overhead", action="store_true",
+                        help="step time sharded / replicated, interleaved (default --devices 2,4)")
+    parser.add_argument("--overhead-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(_child(args.child, args.steps, args.batch)))
         return
     if args.memory_child is not None:
         print(json.dumps(_memory_child(args.memory_child)))
+        return
+    if args.overhead_child is not None:
+        print(json.dumps(_overhead_child(args.overhead_child, args.steps, args.batch, 5)))
+        return
+    if args.shard_overhead:
+        devices = "2,4" if args.devices == "1,2,4,8" else args.devices
+        _overhead([int(x) for x in devices.split(",")], args.steps, args.batch)
         return
     if args.memory:
         _memory([int(x) for x in args.devices.split(",")])
