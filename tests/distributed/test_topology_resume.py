@@ -1,7 +1,8 @@
 """Resume on any topology: a run checkpointed on P processes continues on P' (issue 20).
 
 50 steps on 2 processes, resumed to step 100 on 1 process and on 1 process x 4
-devices; 50 steps on 1 process, resumed on 2 processes. Each consumes the same
+devices; 50 steps on 1 process, resumed on 2 processes; 50 steps on 2 processes x 2
+devices with sharded parameters, resumed on 1 process. Each consumes the same
 global batches (the example ids logged by ``topology_config.RecordIds``) as
 100 uninterrupted steps on 1 process, and ends with the same parameters.
 """
@@ -54,14 +55,20 @@ def runs(tmp_path_factory):
     _run(base / "whole", "--set", "num_batches=100")
     _run(base / "two", "--processes", "2")
     _run(base / "one", "--devices", "1")
+    # parameters and Adam's moments split over the 4 devices of 2 processes (FSDP-style):
+    # gathered with process_allgather by every process, written by process 0
+    _run(base / "sharded", "--processes", "2", "--devices", "2", "--shard-parameters",
+         "--min-shard-size", "1")
     return base
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "written, resumed, devices",
-    [("two", (), 1), ("two", ("--devices", "4"), 4), ("one", ("--processes", "2"), 1)],
-    ids=["2-processes-to-1", "2-processes-to-4-devices", "1-process-to-2-processes"],
+    [("two", (), 1), ("two", ("--devices", "4"), 4), ("one", ("--processes", "2"), 1),
+     ("sharded", (), 1)],
+    ids=["2-processes-to-1", "2-processes-to-4-devices", "1-process-to-2-processes",
+         "2-processes-sharded-to-1"],
 )
 def test_resume_on_another_topology_consumes_the_same_batches(runs, written, resumed, devices):
     run_dir = runs / f"{written}-resumed-{'-'.join(resumed) or 'plain'}"
