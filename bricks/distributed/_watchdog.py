@@ -457,6 +457,10 @@ def describe_peers(
             where = f" in extension {state['phase']!r}" if state.get("phase") else ""
             lines.append(f"process {i} did not reach step {steps + 1}: alive but hung at "
                          f"step {state['steps']}{where}")
+    if not lines and top > steps:
+        ahead = sorted(i for i, p in peers.items() if p[2].get("steps", 0) > steps)
+        return (f"this process is the one behind: process(es) {ahead} reached step {top} "
+                "and wait for it")
     if not lines:
         return (f"every process is alive at step {steps} and none reached step {steps + 1} "
                 "(hung in a collective?)")

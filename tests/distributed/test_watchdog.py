@@ -119,6 +119,11 @@ def test_an_alive_but_hung_process_is_named_with_its_step():
     assert "process 1 did not reach step 7: alive but hung at step 5" in message
     dogs[1].check(now=t)
     assert aborted[1] == (1, f"stopping: {message}")
+    # had process 1's own watchdog fired first, it would have said that it is behind
+    from bricks.distributed._watchdog import describe_peers
+
+    said = describe_peers(dict(dogs[1]._peers), 1, 2, 5, t, 3.0)
+    assert said == "this process is the one behind: process(es) [0] reached step 6 and wait for it"
 
 
 def test_all_alive_at_the_same_step_says_so():
