@@ -185,6 +185,35 @@ def test_batches_come_through_shared_memory_and_stay_intact(h5path):
     assert _shm_files() == set()
 
 
+class _Growing(IndexableDataset):
+    """Batches whose second source grows with the request, and a ragged (object) source."""
+
+    def get_data(self, state=None, request=None):
+        (x,) = super().get_data(state, request)
+        ragged = np.empty(len(x), dtype=object)
+        ragged[:] = [np.arange(int(i) % 3) for i in x[:, 0]]
+        return x, np.full(int(x[0, 0]) * 50 + 1, x[0, 0]), ragged
+
+
+def test_growing_batches_get_larger_slots_and_object_arrays_are_pickled():
+    s = Prefetch(DataStream(_Growing({"x": X}), iteration_scheme=SequentialScheme(N, 10)),
+                 workers=2, processes=True, buffer_size=2)
+    try:
+        for _ in range(2):
+            for k, (x, grow, ragged) in enumerate(s.get_epoch_iterator()):
+                assert np.array_equal(x, X[10 * k : 10 * k + 10])
+                assert np.array_equal(grow, np.full(int(X[10 * k, 0]) * 50 + 1, X[10 * k, 0]))
+                assert [r.tolist() for r in ragged] == [
+                    list(range(int(v) % 3)) for v in X[10 * k : 10 * k + 10, 0]
+                ]
+        pool = s._live_pools[0]
+        assert pool.slots.size >= X[-10:].nbytes + (int(X[-10, 0]) * 50 + 1) * 4
+        assert len(pool.slots.slots) <= 2 * 2 * 2 + 4
+        assert _shm_files() == set(slots_names(pool.slots.slots))  # small ones were unlinked
+    finally:
+        s.close()
+
+
 def slots_names(slots: dict) -> list[str]:
     return [name.lstrip("/") for name in slots]
 
