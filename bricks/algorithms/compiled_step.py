@@ -23,7 +23,7 @@ from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.updates import call_update
 from bricks.core.tracing import Variable
 
-__all__ = ["extra_variables", "make_step", "rules_of"]
+__all__ = ["extra_variables", "jit_local", "make_step", "rules_of"]
 
 
 def extra_variables(algorithm: Any) -> list[Variable]:
@@ -37,6 +37,21 @@ def extra_variables(algorithm: Any) -> list[Variable]:
         seen[v.tag] = v
     return list(seen.values())
 
+
+
+#: XLA options of the step on CPU. Copy insertion by region analysis: the step's
+#: non-finite guard selects between the optimizer state the step rule computed
+#: and the old one, which is donated (overwritten in place); the default
+#: analysis copies every old optimizer-state array first (13 copies on an MLP
+#: with Adam; the 784-500-500-10 step spent 20% longer than the same step
+#: without the guard), region analysis sees the order that needs no copy.
+CPU_STEP_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def jit_local(fn: Callable) -> Callable:
+    """``jax.jit(fn)`` of a one-device step, the state (argument 0) donated."""
+    options = CPU_STEP_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(fn, donate_argnums=(0,), compiler_options=options)
 
 
 def make_step(algorithm: Any) -> Callable:

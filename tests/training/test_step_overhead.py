@@ -1,0 +1,69 @@
+"""The training step's host and device overhead (issue 21): what the step compiles
+to and what the loop does per batch, checked by behaviour, never by timing."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bricks.algorithms import GradientDescent
+from bricks.algorithms.non_finite import all_finite
+
+
+def _mlp_algorithm(step_rule=None):
+    rng = np.random.RandomState(0)
+    params = {
+        "w1": rng.randn(6, 5).astype(np.float32),
+        "b1": np.zeros(5, np.float32),
+        "w2": rng.randn(5, 3).astype(np.float32),
+    }
+
+    def cost(p, x, y):
+        h = jnp.tanh(x @ p["w1"] + p["b1"][None])
+        return ((h @ p["w2"] - y) ** 2).mean()
+
+    return GradientDescent(
+        cost=cost, parameters=params, step_rule=step_rule or optax.adam(1e-2)
+    )
+
+
+def _batch(seed=0, n=4):
+    rng = np.random.RandomState(seed)
+    return {"x": rng.randn(n, 6).astype(np.float32), "y": rng.randn(n, 3).astype(np.float32)}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("shape", [(), (7,), (4, 3), (2, 3, 5)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
+def test_all_finite_matches_numpy(dtype, shape, bad):
+    """The guard's check against numpy's isfinite: NaN and +-inf anywhere are caught,
+    huge finite values (whose sum would overflow) are not."""
+    rng = np.random.RandomState(1)
+    values = np.asarray(rng.rand(*shape) * 6e4, np.float32)  # finite in every dtype
+    if bad is not None:
+        values.flat[rng.randint(values.size)] = bad
+    arrays = [jnp.asarray(values, dtype), jnp.arange(3, dtype=jnp.int32)]
+    expected = bool(np.isfinite(np.asarray(arrays[0], np.float32)).all())
+    assert bool(jax.jit(all_finite)(arrays)) is expected
+
+
+def test_all_finite_of_nothing_is_true():
+    assert bool(all_finite([]))
+
+
+def test_cpu_step_does_not_copy_the_optimizer_state():
+    """The non-finite guard selects between the new and the old (donated) optimizer
+    state; on CPU the step is compiled so that XLA copies none of the old arrays."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the option is a CPU one")
+    algorithm = _mlp_algorithm()
+    algorithm.process_batch(_batch())
+    state = algorithm._state
+    text = algorithm._step_fn.lower(state, _batch(), algorithm._base_key).compile().as_text()
+    copied = re.findall(r"= f32\[([\d,]+)\][^ ]* copy\(", text)
+    assert [c for c in copied if c in ("6,5", "5", "5,3")] == []
