@@ -175,6 +175,18 @@ class Prefetch(AbstractDataStream):
             ``"spawn"`` or ``"fork"``).
         poll: seconds between liveness checks of the workers.
 
+    The workers start at the first epoch and serve the later ones; call
+    :meth:`close` to stop them sooner than the stream's garbage collection
+    or the end of the program. Threads suit readers that release the GIL
+    (memory-mapped HDF5, in-memory arrays); processes suit h5py reads and
+    Python-heavy readers (``docs/data.md``, "Threads or processes?").
+
+    Raises:
+        WorkerError: a worker raised (with its traceback) or died, or the
+            dataset cannot be sent to worker processes (unpicklable, or
+            defined in a main script without an ``if __name__ == "__main__":``
+            guard).
+
     >>> import numpy as np
     >>> from bricks.data import DataStream, IndexableDataset, SequentialScheme
     >>> s = DataStream(IndexableDataset({"x": np.arange(7)}),
