@@ -89,8 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-shard-size", type=int, default=None, metavar="N",
                        help="with --shard-parameters: arrays of fewer than N elements stay "
                        "replicated (default 16384)")
-    # set by --processes for process i > 0, whose --output-dir is <run>/process-<i>/
-    group.add_argument("--run-root", default=None, help=argparse.SUPPRESS)
+    group.add_argument(
+        "--run-root", default=None, metavar="DIR",
+        help="process i > 0 of a group started elsewhere: the run directory of process 0, "
+        "whose checkpoints/ --resume reads (--processes sets it)",
+    )
 
 
 def join_group(args: argparse.Namespace) -> Any:
