@@ -10,6 +10,13 @@ reverses the held-out words with :class:`~bricks.recurrent.BeamSearch` and
 reports the exact-match accuracy (``results.valid_accuracy`` in
 ``summary.json``); the parameters go to ``params.npz`` in the run directory.
 
+Every batch has one shape: words are padded to ``max_length + 1``, and with
+``pad_last_batch`` (the default) the ragged last batch of an epoch is padded
+to full size by :class:`~bricks.data.PadBatch`, whose ``example_mask`` the
+cost averages with, so training compiles one step program (and the scan of
+``steps_per_call`` steps) and validation one monitoring program; the counts
+are ``results.compilations`` in ``summary.json``.
+
     python -m experiments.run experiments/configs/reverse_words.py
     python -m experiments.run experiments/configs/reverse_words.py --set num_batches=1500
 
@@ -32,11 +39,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bricks.algorithms import Adam, CompositeRule, GradientDescent, StepClipping
+from bricks.algorithms import (
+    Adam,
+    CompileCounter,
+    CompositeRule,
+    GradientDescent,
+    StepClipping,
+    example_mean,
+)
 from bricks.core import Constant, Fork, IsotropicGaussian, LookupTable, Orthogonal, apply_with
 from bricks.data import (
     DataStream,
     IndexableDataset,
+    PadBatch,
     SequentialScheme,
     ShuffledScheme,
     default_corpus_files,
@@ -79,6 +94,7 @@ def get_config() -> dict[str, Any]:
         "max_length": 8,  # longest word, in letters
         "valid_words": 300,  # held-out words (never trained on)
         "batch_size": 64,
+        "pad_last_batch": True,  # no second program for an epoch's short last batch
         # model
         "embed_dim": 24,
         "dim": 64,
@@ -203,6 +219,15 @@ class WordReverser:
             targets.T, targets_mask.T, attended=attended, attended_mask=words_mask
         )
 
+    def masked_cost(self, words, words_mask, targets, targets_mask, example_mask):
+        """:meth:`cost` over the real examples of a batch padded by PadBatch."""
+        words, words_mask = words.T, words_mask.T
+        attended = self.encode(words, words_mask)
+        costs = self.generator.cost_matrix(
+            targets.T, targets_mask.T, attended=attended, attended_mask=words_mask
+        )
+        return {"cost": example_mean(jnp.sum(costs, axis=0), example_mask)}
+
     def reverse(
         self, params: dict[str, Any], words: list[str], beam_size: int, max_length: int
     ) -> list[str]:
@@ -226,7 +251,8 @@ def _stream(words: list[str], config: dict[str, Any], shuffle: bool) -> DataStre
     )
     n, size = len(words), min(config["batch_size"], len(words))
     scheme = ShuffledScheme(n, size, seed=config["seed"]) if shuffle else SequentialScheme(n, size)
-    return DataStream(dataset, iteration_scheme=scheme)
+    stream = DataStream(dataset, iteration_scheme=scheme)
+    return PadBatch(stream) if config["pad_last_batch"] else stream
 
 
 def build(config: dict[str, Any], run_dir: str) -> MainLoop:
@@ -235,16 +261,25 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     valid_words, train_words = words[:n_valid], words[n_valid:]
     model = WordReverser(config)
     seq = (None, config["max_length"] + 1)
-    cg = ComputationGraph(
-        model.cost,
-        words=(seq, jnp.int32),
-        words_mask=seq,
-        targets=(seq, jnp.int32),
-        targets_mask=seq,
-    )
+    inputs = {
+        "words": (seq, jnp.int32),
+        "words_mask": seq,
+        "targets": (seq, jnp.int32),
+        "targets_mask": seq,
+    }
+    if config["pad_last_batch"]:
+        cg = ComputationGraph(model.masked_cost, **inputs, example_mask=(None,))
+    else:
+        cg = ComputationGraph(model.cost, **inputs)
     rule = CompositeRule([StepClipping(config["clip"]), Adam(config["learning_rate"])])
     algorithm = GradientDescent(cost=cg, step_rule=rule, seed=config["seed"])
     every = config["monitor_every"]
+    valid = DataStreamMonitoring(
+        ["cost"],
+        _stream(valid_words, config, shuffle=False),
+        every_n_batches=every,
+        after_training=True,
+    )
     main_loop = MainLoop(
         algorithm,
         _stream(train_words, config, shuffle=True),
@@ -253,12 +288,7 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
             Timing(),
             FinishAfter(after_n_batches=config["num_batches"]),
             TrainingDataMonitoring(["cost"], every_n_batches=every),
-            DataStreamMonitoring(
-                ["cost"],
-                _stream(valid_words, config, shuffle=False),
-                every_n_batches=every,
-                after_training=True,
-            ),
+            valid,
             *checkpoint_and_plot(config, run_dir, [["train_cost", "valid_cost"]]),
             Printing(every_n_batches=every * 5),
         ],
@@ -268,12 +298,20 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
     main_loop.reverser = model  # for finish()
     main_loop.valid_words = valid_words
     main_loop.n_train_words = len(train_words)
+    main_loop.valid_monitor = valid
+    main_loop.compile_counter = CompileCounter().start()  # read in finish()
     return main_loop
 
 
 def finish(main_loop: MainLoop, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Reverse the held-out words with beam search; save the parameters."""
     model: WordReverser = main_loop.reverser
+    main_loop.compile_counter.stop()
+    compilations = {
+        "train_step": main_loop.algorithm.compilations,
+        "valid": main_loop.valid_monitor.compilations,
+        "all_programs": main_loop.compile_counter.total,  # also eager ops' small ones
+    }
     params = {k: np.asarray(v) for k, v in main_loop.algorithm.parameter_values().items()}
     np.savez(os.path.join(run_dir, PARAMS_FILE), **params)
     words = main_loop.valid_words
@@ -291,6 +329,7 @@ def finish(main_loop: MainLoop, config: dict[str, Any], run_dir: str) -> dict[st
         "valid_words": len(words),
         "train_words": main_loop.n_train_words,
         "examples": examples,
+        "compilations": compilations,
     }
 
 
