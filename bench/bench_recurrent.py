@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 
@@ -41,7 +42,9 @@ from bricks.core import Constant, IsotropicGaussian, Linear, LookupTable, apply_
 from bricks.recurrent import LSTM, RecurrentStack
 
 
-def bricks_model(vocab: int, hidden: int, peepholes: bool = True, fused: bool = True):
+def bricks_model(
+    vocab: int, hidden: int, peepholes: bool = True, fused: bool = True, unroll: int = 1
+):
     embed = LookupTable(vocab, 4 * hidden, name="embed", weights_init=IsotropicGaussian(0.1))
 
     def lstm():
@@ -76,10 +79,15 @@ def bricks_model(vocab: int, hidden: int, peepholes: bool = True, fused: bool = 
                     low_memory=low_memory,
                     input_transforms={"inputs": embed.apply},
                     fused_backward=option,
+                    unroll=unroll,
                 )
             else:
                 outputs = stack.apply(
-                    embed.apply(tokens), remat=remat, low_memory=low_memory, fused_backward=option
+                    embed.apply(tokens),
+                    remat=remat,
+                    low_memory=low_memory,
+                    fused_backward=option,
+                    unroll=unroll,
                 )
             logits = readout.apply(outputs[stack.apply.outputs.index("states#1")])
             return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
@@ -182,6 +190,9 @@ def main() -> None:
         "--cells", nargs="+", default=["blocks", "plain"], choices=["blocks", "plain"]
     )
     ap.add_argument("--long", type=int, default=1000, help="sequence length of the memory test")
+    ap.add_argument(
+        "--unroll", type=int, nargs="*", default=[], help="also bricks with lax.scan unroll=K"
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
@@ -209,8 +220,65 @@ def main() -> None:
         memory(args)
 
 
+def _jax_runner(step, params, opt_state, tokens, targets):
+    """Compile ``step``; return its compile seconds and ``run(n)``, which takes
+    ``n`` steps and waits for the last one."""
+    start = time.perf_counter()
+    compiled = step.lower(params, opt_state, tokens, targets).compile()
+    compile_s = time.perf_counter() - start
+    state = [params, opt_state]
+
+    def run(n: int) -> None:
+        value = None
+        for _ in range(n):
+            state[0], state[1], value = compiled(state[0], state[1], tokens, targets)
+        value.block_until_ready()
+
+    run(1)  # warm up
+    return compile_s, run
+
+
+def torch_runner(args, tokens, targets):
+    """PyTorch's fused LSTM (``nn.LSTM``, oneDNN on CPU) on W2, or ``None`` when
+    torch is not installed. Its layer 0 has an input matrix (embedding 256 ->
+    4 x 256) where bricks looks the tokens up in the gate space directly."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+
+    class LM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(args.vocab, args.hidden)
+            self.lstm = torch.nn.LSTM(args.hidden, args.hidden, num_layers=2)
+            self.readout = torch.nn.Linear(args.hidden, args.vocab)
+
+        def forward(self, tokens):
+            return self.readout(self.lstm(self.embed(tokens))[0])
+
+    model = LM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.as_tensor(np.array(tokens), dtype=torch.long)
+    y = torch.as_tensor(np.array(targets), dtype=torch.long).reshape(-1)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x).reshape(-1, args.vocab)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            loss.backward()
+            optimizer.step()
+        loss.item()
+
+    run(3)  # warm up (oneDNN builds its primitives on the first calls)
+    return 0.0, run
+
+
 def throughput(args, cell: str, peepholes: bool, tokens, targets, optimizer) -> None:
-    """Interleaved repetitions of bricks (fused and unfused backward) and the floor."""
+    """Interleaved repetitions of bricks (fused and unfused backward, ``--unroll``
+    variants), the floor and (plain cell) PyTorch's fused LSTM."""
     builds = {
         "bricks": lambda: bricks_model(args.vocab, args.hidden, peepholes),
         "bricks, fused_backward=False": lambda: bricks_model(
@@ -218,28 +286,34 @@ def throughput(args, cell: str, peepholes: bool, tokens, targets, optimizer) -> 
         ),
         "floor (lax.scan)": lambda: handwritten_model(args.vocab, args.hidden, peepholes),
     }
+    for k in args.unroll:
+        builds[f"bricks, unroll={k}"] = lambda k=k: bricks_model(
+            args.vocab, args.hidden, peepholes, unroll=k
+        )
     runs = {}
     for name, build in builds.items():
         params, loss = build()
         step = train_step(loss, optimizer)
-        opt_state = optimizer.init(params)
-        start = time.perf_counter()
-        compiled = step.lower(params, opt_state, tokens, targets).compile()
-        compile_s = time.perf_counter() - start
-        params, opt_state, value = compiled(params, opt_state, tokens, targets)  # warm up
-        value.block_until_ready()
-        runs[name] = {"compiled": compiled, "state": (params, opt_state), "compile_s": compile_s}
-        runs[name].update(wall=[], cpu=[])
+        compile_s, run = _jax_runner(step, params, optimizer.init(params), tokens, targets)
+        runs[name] = {"run": run, "compile_s": compile_s, "wall": [], "cpu": [], "faults": []}
+    if not peepholes:
+        found = torch_runner(args, tokens, targets)
+        if found is None:
+            print("  (torch is not installed: no PyTorch nn.LSTM side by side)")
+        else:
+            runs["PyTorch nn.LSTM (oneDNN)"] = {
+                "run": found[1], "compile_s": 0.0, "wall": [], "cpu": [], "faults": []
+            }
     for _ in range(args.rounds):  # interleaved, so all see the same machine load
         for run in runs.values():
-            params, opt_state = run["state"]
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start, cpu = time.perf_counter(), time.process_time()
-            for _ in range(args.steps):
-                params, opt_state, value = run["compiled"](params, opt_state, tokens, targets)
-            value.block_until_ready()
+            run["run"](args.steps)
             run["wall"].append((time.perf_counter() - start) / args.steps)
             run["cpu"].append((time.process_time() - cpu) / args.steps)
-            run["state"] = (params, opt_state)
+            run["faults"].append(
+                (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
+            )
     tokens_per_step = args.seq * args.batch
     print(f"{cell} cell ({'peepholes, learned' if peepholes else 'no peepholes, zero'} initial "
           f"states), {args.rounds} interleaved repetitions of {args.steps} steps:")
@@ -248,10 +322,13 @@ def throughput(args, cell: str, peepholes: bool, tokens, targets, optimizer) -> 
         print(
             f"  {name:>29}: compile {run['compile_s']:5.2f} s, tokens/s median "
             f"{statistics.median(rates):,.0f} (range {min(rates):,.0f}-{max(rates):,.0f}), "
-            f"CPU {statistics.median(run['cpu']) * 1e3:.0f} ms/step"
+            f"CPU {statistics.median(run['cpu']) * 1e3:.0f} ms/step, "
+            f"{statistics.median(run['faults']):,.0f} page faults/step"
         )
     floor = runs["floor (lax.scan)"]
-    for name in ("bricks", "bricks, fused_backward=False"):
+    for name in runs:
+        if name == "floor (lax.scan)":
+            continue
         wall = [f / b for f, b in zip(floor["wall"], runs[name]["wall"], strict=True)]
         cpu = [f / b for f, b in zip(floor["cpu"], runs[name]["cpu"], strict=True)]
         print(

@@ -28,31 +28,30 @@ from tests.recurrent.test_fused_backward import (
     _inputs,
     _loss,
     _mask,
-    _time_contractions,
 )
 
 
-def _zero_sequences(loss, params, features):
-    """How many ``(T, B, features)`` zero sequences the gradient's program makes
-    (the fused backward's stand-ins for the products' cotangents)."""
-    text = str(jax.make_jaxpr(jax.grad(loss))(params))
-    return len(re.findall(rf"f32\[{T},{B},{features}\] = broadcast_in_dim 0\.0", text))
-
-
-def _backward_stacked(loss, params, features):
-    """The number of ``(T, B, features)`` outputs of the last scan (the backward)."""
-    jaxpr = jax.make_jaxpr(jax.grad(loss))(params).jaxpr
+def _structure(loss, params, features):
+    """Of the gradient's program: the matrix products over time and batch, the
+    ``(T, B, features)`` zero sequences it makes (the fused backward's
+    stand-ins for the products' cotangents) and the ``(T, B, features)``
+    outputs of its last scan (the backward)."""
+    closed = jax.make_jaxpr(jax.grad(loss))(params)
+    text = str(closed)
+    zeros = len(re.findall(rf"f32\[{T},{B},{features}\] = broadcast_in_dim 0\.0", text))
+    contractions = text.count("dimension_numbers=(([0, 1], [0, 1]), ([], []))")
     scans = []
 
-    def visit(jx):
-        for eqn in jx.eqns:
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
             if eqn.primitive.name == "scan":
                 scans.append(eqn)
             for sub in jaxprs_in_params(eqn.params):
                 visit(sub)
 
-    visit(jaxpr)
-    return sum(v.aval.shape == (T, B, features) for v in scans[-1].outvars)
+    visit(closed.jaxpr)
+    stacked = sum(v.aval.shape == (T, B, features) for v in scans[-1].outvars)
+    return contractions, zeros, stacked
 
 
 class _Old(SimpleRecurrent):
@@ -86,34 +85,43 @@ def _custom(cls):
     return brick, {k: v + 0.1 for k, v in brick.get_parameter_values().items()}
 
 
+_CONTROLS = [{}, {"reverse": True}, {"remat": True, "fused_backward": True}]
+
+
 @pytest.mark.parametrize(
-    ("make", "features", "zeros", "stacked"),
+    ("cls", "features", "zeros", "stacked"),
     [
-        (lambda: _custom(SimpleRecurrent), D, 0, 1),
-        (lambda: _custom(_Old), D, 1, 2),
-        (lambda: _custom(_Reused), D, 1, 2),
-        (lambda: _custom(_Computed), D, 1, 2),
-        (lambda: _custom(LSTM), 4 * D, 0, 1),
-        (lambda: _custom(GatedRecurrent), D, 0, 1),  # and 2 D for the gates
+        (SimpleRecurrent, D, 0, 1),
+        (_Old, D, 1, 2),
+        (_Reused, D, 1, 2),
+        (_Computed, D, 1, 2),
+        (LSTM, 4 * D, 0, 1),
+        (GatedRecurrent, D, 0, 1),  # and 2 D for the gates
     ],
     ids=["simple", "sum-outside", "reused-input", "computed-add", "lstm", "gru"],
 )
-@pytest.mark.parametrize(
-    "control",
-    [{}, {"reverse": True}, {"remat": True, "fused_backward": True}],
-    ids=["plain", "reverse", "remat"],
-)
-def test_add_of_a_scanned_slice_replaces_the_zero_sequence(make, features, zeros, stacked, control):
-    brick, params = make()
+@pytest.mark.parametrize("control", _CONTROLS, ids=["plain", "reverse", "remat"])
+def test_add_of_a_scanned_slice_replaces_the_zero_sequence(cls, features, zeros, stacked, control):
+    brick, params = _custom(cls)
+    inputs = {**_inputs(brick), "mask": _mask()}
+    products = 2 if cls is GatedRecurrent else 1
+    got = _structure(_loss(brick, inputs, **control), params, features)
+    assert got == (products, zeros, stacked)
+
+
+@pytest.mark.parametrize("cls", [_Old, _Reused, _Computed])
+@pytest.mark.parametrize("control", _CONTROLS, ids=["plain", "reverse", "remat"])
+def test_zero_sequence_paths_equal_the_plain_scan_gradient(cls, control):
+    """(LSTM, GRU and SimpleRecurrent, which take the cotangent from their
+    inputs, are compared in ``test_fused_backward.py``.)"""
+    brick, params = _custom(cls)
     inputs = {**_inputs(brick), "mask": _mask()}
     fused = _loss(brick, inputs, **control)
     plain = _loss(brick, inputs, **{**control, "fused_backward": False})
-    assert _time_contractions(fused, params) == (2 if isinstance(brick, GatedRecurrent) else 1)
-    assert _zero_sequences(fused, params, features) == zeros
-    assert _backward_stacked(fused, params, features) == stacked
     _assert_close(_grads(fused, params), _grads(plain, params))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [SimpleRecurrent, _Reused, _Computed])
 def test_add_paths_match_finite_differences(cls):
     brick, params = _custom(cls)
