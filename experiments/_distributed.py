@@ -171,6 +171,24 @@ def wait_for_busy_saves(main_loop: Any) -> list[str]:
     return changed
 
 
+def report_watchdog_stop(main_loop: Any, finish_summary: Any) -> None:
+    """When the step watchdog ends this process, ``finish_summary("error", error=message)``
+    first says why in ``summary.json`` (a config's own ``on_abort`` is left alone)."""
+    from bricks.distributed._watchdog import exit_stuck
+
+    watchdog = getattr(main_loop, "watchdog", None)
+    if not watchdog or watchdog.on_abort is not exit_stuck:
+        return
+
+    def on_abort(message: str) -> None:
+        try:
+            finish_summary("error", error=message)
+        finally:
+            exit_stuck(message)
+
+    watchdog.on_abort = on_abort
+
+
 def _batch_axes(stream: Any, module: Any) -> dict[str, int]:
     axes = dict(getattr(module, "BATCH_AXES", {}) or {})
     for source, labels in (getattr(stream, "axis_labels", None) or {}).items():

@@ -57,6 +57,7 @@ from ._distributed import (
     distribute_main_loop,
     join_group,
     launch_local,
+    report_watchdog_stop,
     resume_source,
 )
 from ._provenance import config_diff, format_diff, provenance, version_changes
@@ -388,6 +389,7 @@ class _Run:
             self.parallel_note = note  # summary.json says it (see _write_summary)
             if note != "one device":
                 print(note, flush=True)
+            report_watchdog_stop(main_loop, self._finish_summary)
         return main_loop
 
     def _already_finished(self) -> int:

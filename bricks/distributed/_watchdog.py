@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["EXIT_STUCK", "LocalStore", "StepWatchdog", "describe_peers"]
+__all__ = ["EXIT_STUCK", "LocalStore", "StepWatchdog", "describe_peers", "exit_stuck"]
 
 #: Exit status of a process stopped by the step watchdog (``EX_SOFTWARE``).
 EXIT_STUCK = 70
@@ -101,7 +101,8 @@ def _default_store() -> Store:
     return LocalStore() if client is None else _JaxStore(client)
 
 
-def _exit_stuck(message: str) -> None:
+def exit_stuck(message: str) -> None:
+    """Print ``message`` and end this process at once with :data:`EXIT_STUCK`."""
     print(message, file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(EXIT_STUCK)  # the training thread may be blocked in a collective: do not wait
@@ -171,7 +172,7 @@ class StepWatchdog:
         self.warmup_steps, self.interval_s = int(warmup_steps), float(interval_s)
         self.lost_after_s = float(lost_after_s)
         self._index, self._count, self._store = index, count, store
-        self.on_abort = on_abort or _exit_stuck
+        self.on_abort = on_abort or exit_stuck
         self.step_times: deque[float] = deque(maxlen=100)
         self.extension_longest: dict[str, float] = {}
         self._lock = threading.Lock()

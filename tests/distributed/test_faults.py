@@ -114,6 +114,9 @@ def test_a_stopped_process_is_caught_by_the_step_watchdog(run):
     assert "step watchdog: process 0 of 2 waited" in text
     assert "process 1 did not reach step" in text and "no sign of life" in text
     assert took < STEP_DEADLINE_S + 40  # well before jax's heartbeat would notice (20 s)
+    summary = json.loads((run.dirs[0] / "summary.json").read_text())
+    assert summary["status"] == "error"  # says why it ended, not "running"
+    assert summary["error"].startswith("step watchdog: process 0 of 2 waited")
     if run.launcher:
         assert "process 0 of 2 (the coordinator) exited with status 70" in text
     else:  # the stopped one, once continued, stops too: its coordinator is gone
