@@ -148,8 +148,9 @@ class SaveCommit:
         """Whether this process writes the checkpoint (process 0)."""
         return self.index == 0
 
-    def _key(self, *parts: Any) -> str:
-        names = ["bricks-checkpoint", self.name, self.instance, self.saves, *parts]
+    def _key(self, *parts: Any, save: int | None = None) -> str:
+        save = self.saves if save is None else save
+        names = ["bricks-checkpoint", self.name, self.instance, save, *parts]
         return "/".join(map(str, names))
 
     def _barrier(self, what: str) -> None:
@@ -183,6 +184,8 @@ class SaveCommit:
             raise CheckpointCommitError(
                 f"checkpoint of iteration {step} into {self.name!r} not begun: {error}"
             ) from error
+        if self.writes and self.saves > 1:  # every process read the last save's outcome
+            _client().key_value_delete(self._key("outcome", save=self.saves - 1))
         if any(s != seen[0] for s in seen):
             described = "; ".join(
                 f"process {i} at iteration {s['step']}, data position {s['position']}"
@@ -201,7 +204,7 @@ class SaveCommit:
         Process 0 calls it between writing and renaming, with ``failure``
         (what went wrong) when its write failed; the other processes call
         it with nothing to write and raise
-        :class:`~bricks.errors.CheckpointCommitError` if process 0 failed.
+        :class:`~bricks.errors.CheckpointWriteError` if process 0's write failed.
         """
         delay = os.environ.get(DELAY_VARIABLE)
         if delay:
@@ -210,6 +213,8 @@ class SaveCommit:
         if self.writes:
             client.key_value_set(self._key("outcome"), failure or "")
         self._barrier("commit")
+        # every process read every begin key before this barrier: the store keeps nothing
+        client.key_value_delete(self._key("begin", self.index))
         if not self.writes:
             outcome = client.blocking_key_value_get(self._key("outcome"), self.timeout_ms)
             if outcome:  # as on process 0, so that Checkpoint(on_error=...) acts alike

@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bricks.checkpoint import CheckpointManager  # noqa: E402
-from bricks.distributed import initialize  # noqa: E402
+from bricks.distributed import every_process, initialize  # noqa: E402
 from bricks.errors import BricksError  # noqa: E402
 
 
@@ -42,6 +42,12 @@ def main() -> None:
             results.append(None if path is None else path.name)
         except BricksError as error:
             results.append(f"{type(error).__name__}: {error}")
+    if mode == "agree":  # what the saves left in jax.distributed's key-value store
+        from jax._src import distributed
+
+        every_process("commit-worker-end", index)
+        left = distributed.global_state.client.key_value_dir_get("bricks-checkpoint/")
+        results.append(sorted(key for key, _ in left))
     (base / f"result-{index}.json").write_text(json.dumps(results))
     jax.distributed.shutdown()
 
