@@ -383,7 +383,8 @@ class WorkerPool:
 
     def end(self) -> None:
         """The epoch is over or abandoned: workers skip what is left of it."""
-        self.gen.value += 1
+        if self.gen is not None:  # else closed already
+            self.gen.value += 1
         self.busy = False
 
     def send_read(self, k: int, g: int, request: Any, select: Any) -> None:
@@ -405,6 +406,12 @@ class WorkerPool:
         Raises:
             WorkerError: the worker died, or could not load its payload.
         """
+        if self.gen is None:
+            raise WorkerError(
+                f"Prefetch: its workers were stopped (close()) while an epoch was being read, "
+                f"before {what}; start a new epoch with get_epoch_iterator(), or resume from "
+                "the stream's get_state()"
+            )
         while True:
             kind, mg, name, body = self._get(k, what)
             slot = self.slots.release(name)

@@ -471,3 +471,20 @@ def test_fork_workers_take_a_lambda_and_persist():
         assert pids[0] == pids[1] != os.getpid()
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_an_epoch_read_while_the_stream_is_closed_raises(h5path, processes):
+    s = _h5stream(h5path, workers=2, processes=processes)
+    older = s.get_epoch_iterator()
+    next(older)
+    latest = s.get_epoch_iterator()  # its own pool: `older` still holds the first
+    next(latest)
+    s.close()  # stops every pool; the latest epoch iterator is closed with them
+    with pytest.raises(StopIteration):
+        next(latest)
+    with pytest.raises(WorkerError, match=r"stopped \(close\(\)\).*get_epoch_iterator"):
+        next(older)
+    older.close()
+    assert _same(list(s.get_epoch_iterator()), _reference(3)[2])  # new workers start
+    s.close()
