@@ -81,7 +81,10 @@ def example_mean(values: Any, example_mask: Any) -> jax.Array:
     if mask.ndim != 1 or values.ndim == 0 or values.shape[0] != mask.shape[0]:
         raise ExampleMaskError(
             f"example_mean: expected values (batch, ...) and a mask (batch,), found values "
-            f"of shape {values.shape} and a mask of shape {mask.shape}"
+            f"of shape {values.shape} and a mask of shape {mask.shape}. (A ComputationGraph "
+            "gives a free size None one size per axis position, so a time-major (time, batch) "
+            "input and example_mask=(None,) differ: PadBatch's batches all have one size, "
+            "so declare it, e.g. words=((None, 64), 'int32'), example_mask=(64,))"
         )
     weights = mask.astype(values.dtype).reshape(mask.shape + (1,) * (values.ndim - 1))
     return jnp.sum(values * weights, axis=0) / jnp.sum(weights)

@@ -37,12 +37,14 @@ class MaskedRNN:
         return jnp.mean(self.per_sequence(words, words_mask))
 
     def masked_cost(self, words, words_mask, example_mask):
-        return example_mean(self.per_sequence(words, words_mask), example_mask)
+        return {"cost": example_mean(self.per_sequence(words, words_mask), example_mask)}
 
-    def graph(self, masked: bool = False) -> ComputationGraph:
-        seq = {"words": ((None, None), jnp.int32), "words_mask": (None, None)}
-        if masked:
-            return ComputationGraph(self.masked_cost, **seq, example_mask=(None,))
+    def graph(self, batch_size: int | None = None) -> ComputationGraph:
+        """The plain cost's graph; with ``batch_size`` (PadBatch's fixed size) the
+        graph of the cost averaged with an ``example_mask``."""
+        seq = {"words": ((None, batch_size), jnp.int32), "words_mask": (None, batch_size)}
+        if batch_size is not None:
+            return ComputationGraph(self.masked_cost, **seq, example_mask=(batch_size,))
         return ComputationGraph(self.cost, **seq)
 
 

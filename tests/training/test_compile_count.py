@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from bricks.algorithms import CompileCounter, GradientDescent, Scale
-from bricks.data import Batch, ConstantScheme, DataStream, IterableDataset, Padding, TimeMajor
+from bricks.data import (
+    Batch,
+    ConstantScheme,
+    DataStream,
+    IterableDataset,
+    PadBatch,
+    Padding,
+    TimeMajor,
+)
+from bricks.errors import ExampleMaskError
+from bricks.graph import ComputationGraph
 
 from .masked_models import MaskedRNN, random_words, time_major, value_and_gradients
 
@@ -83,3 +93,34 @@ def test_compile_counter_counts_programs_by_name_and_stops():
     assert counter.count("triple") == 2 and counter.total >= 2
     f(jnp.ones(7))  # after the block: not counted
     assert counter.count("triple") == 2 and "triple" in repr(counter)
+
+
+@pytest.mark.slow
+def test_buckets_and_a_padded_last_batch_together_time_major():
+    words = random_words(10, LOW, 12, seed=3)
+    stream = Batch(DataStream(IterableDataset({"words": words})), ConstantScheme(BATCH))
+    stream = TimeMajor(Padding(PadBatch(stream), mask_sources=["words"], buckets="pow2"))
+    batches = list(stream.get_epoch_iterator(as_dict=True))
+    model = MaskedRNN()
+    algorithm = GradientDescent(cost=model.graph(batch_size=BATCH), step_rule=Scale(0.05))
+    slot = algorithm.add_monitor(["cost", *algorithm.gradients.values()])
+    for batch in batches:
+        params = algorithm.parameter_values()
+        cost, grads = monitored_step(algorithm, slot, batch)
+    # the last batch: 2 real words (+ 2 repeats), against the 2 words alone, unpadded
+    want_cost, want_grads = value_and_gradients(model.graph(), params, time_major(words[8:]))
+    np.testing.assert_allclose(cost, want_cost, rtol=1e-5)
+    for path, g in want_grads.items():
+        np.testing.assert_allclose(grads[path], g, rtol=1e-4, atol=1e-6, err_msg=path)
+    lengths = {b["words"].shape[0] for b in batches}
+    assert algorithm.compilations == len(lengths) <= math.ceil(math.log2(12 / LOW)) + 1
+
+
+def test_a_free_batch_size_beside_time_major_sequences_says_to_declare_it():
+    with pytest.raises(ExampleMaskError, match="declare it"):
+        ComputationGraph(
+            MaskedRNN().masked_cost,
+            words=((None, None), "int32"),
+            words_mask=(None, None),
+            example_mask=(None,),
+        )
