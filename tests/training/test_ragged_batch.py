@@ -225,3 +225,40 @@ def test_module_docstrings_run():
 
     for module in (bricks.algorithms.ragged, bricks.algorithms.compiles):
         assert doctest.testmod(module).failed == 0
+
+
+class _Rows(MonitoredQuantity):
+    """Counts the rows it is given (so it would count padded ones)."""
+
+    def initialize(self):
+        self.n = 0
+
+    def aggregate(self, x, *mask):
+        self.n += int(np.sum(mask[0])) if mask else len(x)
+
+    def get_aggregated_value(self):
+        return self.n
+
+
+def test_training_monitored_quantities_must_require_the_mask():
+    graph = masked_graph(model())
+    blind = MainLoop(
+        GradientDescent(cost=graph, step_rule=Scale(0.1)),
+        stream(data()),
+        extensions=[
+            FinishAfter(after_n_epochs=1),
+            TrainingDataMonitoring([_Rows(["x"], "rows")], after_epoch=True),
+        ],
+    )
+    with pytest.raises(ExampleMaskError, match=r"\['rows'\]"):
+        blind.run()
+    seeing = MainLoop(
+        GradientDescent(cost=graph, step_rule=Scale(0.1)),
+        stream(data()),
+        extensions=[
+            FinishAfter(after_n_epochs=1),
+            TrainingDataMonitoring([_Rows(["x", "example_mask"], "rows")], after_epoch=True),
+        ],
+    )
+    seeing.run()
+    assert seeing.log.current_row["train_rows"] == N
