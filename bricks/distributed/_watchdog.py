@@ -37,6 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["EXIT_STUCK", "LocalStore", "StepWatchdog", "describe_peers", "exit_stuck"]
@@ -92,6 +93,16 @@ class _JaxStore:
 
     def items(self, prefix: str) -> dict[str, str]:
         return {str(k): str(v) for k, v in self.client.key_value_dir_get(prefix)}
+
+
+def _location(ident: int) -> str | None:
+    """Where thread ``ident`` runs: ``file.py:line (function)`` of its innermost Python frame."""
+    frame = sys._current_frames().get(ident)
+    if frame is None:
+        return None
+    code = frame.f_code
+    name = os.path.join(*Path(code.co_filename).parts[-2:])
+    return f"{name}:{frame.f_lineno} ({code.co_name})"
 
 
 def _default_store() -> Store:
@@ -176,6 +187,7 @@ class StepWatchdog:
         self.step_times: deque[float] = deque(maxlen=100)
         self.extension_longest: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._trainer = threading.get_ident()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._reset()
@@ -217,6 +229,7 @@ class StepWatchdog:
     def start(self) -> None:
         """Start watching (a daemon thread); steps are timed from the first :meth:`beat`."""
         self._reset()
+        self._trainer = threading.get_ident()  # the training thread, whose place is published
         self._stopping.clear()
         self._publish(time.monotonic())
         self._thread = threading.Thread(target=self._watch, name="bricks-step-watchdog",
@@ -310,7 +323,8 @@ class StepWatchdog:
     def _publish(self, now: float) -> None:
         with self._lock:
             phase = None if self._phase is None else self._phase[0]
-            state = {"steps": self.steps, "tick": self._tick, "phase": phase}
+            state = {"steps": self.steps, "tick": self._tick, "phase": phase,
+                     "at": _location(self._trainer)}
         self.store.set(self._key(self.index), json.dumps(state))
 
     def _read_peers(self, now: float) -> None:
@@ -456,13 +470,16 @@ def describe_peers(
                          f"{state['steps']}")
         elif state["steps"] < top:
             where = f" in extension {state['phase']!r}" if state.get("phase") else ""
+            at = f" (training thread at {state['at']})" if state.get("at") else ""
             lines.append(f"process {i} did not reach step {steps + 1}: alive but hung at "
-                         f"step {state['steps']}{where}")
+                         f"step {state['steps']}{where}{at}")
     if not lines and top > steps:
         ahead = sorted(i for i, p in peers.items() if p[2].get("steps", 0) > steps)
         return (f"this process is the one behind: process(es) {ahead} reached step {top} "
                 "and wait for it")
-    if not lines:
+    if not lines:  # who entered the collective is not known: say where each one is
+        places = "; ".join(f"process {i} at {p[2]['at']}" for i, p in sorted(peers.items())
+                           if p[2].get("at"))
         return (f"every process is alive at step {steps} and none reached step {steps + 1} "
-                "(hung in a collective?)")
+                f"(one is stuck, or hung in a collective; training threads: {places})")
     return "; ".join(lines)

@@ -152,3 +152,25 @@ def test_a_killed_coordinator_is_named(run):
     else:  # jax's client stops the process at once; its message says the leader died
         assert ("lost the coordinator" in text
                 or "the leader task was preempted/died" in text), text
+
+
+@pytest.mark.slow
+def test_a_process_hung_while_alive_is_named(tmp_path):
+    """Its watchdog thread still ticks: it is named as alive but hung, says itself that it is
+    the one behind, or (same step everywhere) the message shows where its thread hangs."""
+    config = str(Path(__file__).with_name("hang_config.py"))
+    command = [sys.executable, "-m", "experiments.run", config, *ARGS, "--set", "hang_process=1",
+               "--set", "hang_after=5", "--output-dir", str(tmp_path / "run"), "--processes", "2"]
+    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    text = done.stdout + done.stderr + (tmp_path / "run/process-1/output.txt").read_text()
+    assert done.returncode == 70, text
+    # process 0 waits in step 6's collective, process 1 never entered it: both are at step 5,
+    # so the message says where each training thread is, and process 1's is in the hang
+    assert ("process 1 did not reach step 7: alive but hung at step 5" in text
+            or "process 1 of 2 waited" in text and "this process is the one behind" in text
+            or "every process is alive at step 5" in text
+            and "process 1 at distributed/hang_config.py" in text), text
+    for run_dir in (tmp_path / "run", tmp_path / "run/process-1"):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "error" and "step watchdog" in summary["error"], summary

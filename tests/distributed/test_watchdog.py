@@ -133,6 +133,9 @@ def test_all_alive_at_the_same_step_says_so():
         for dog in dogs:
             dog.check(now=t)
     assert "every process is alive at step 5 and none reached step 6" in aborted[0][1]
+    # which one entered the collective is not known: the message says where each one is
+    assert "training threads: process 0 at distributed/_watchdog.py:" in aborted[0][1]
+    assert "; process 1 at " in aborted[0][1]
 
 
 def test_a_peer_busy_saving_is_waited_for_but_a_silent_one_is_not():
