@@ -237,3 +237,26 @@ def test_main_loop_times_steps_and_excuses_extensions():
     assert "process 0 of 1 waited" in aborted[0] and "for step 20 (deadline 0.6 s" in aborted[0]
     assert dog.extension_longest["SlowSave"] >= 1.0
     assert dog._thread is None  # stopped with the loop
+
+
+def test_runner_flags_make_the_watchdog():
+    import argparse
+
+    from experiments._distributed import watch_steps
+
+    class Loop:
+        watchdog = None
+
+    flags = argparse.Namespace(step_deadline=5.0, step_deadline_factor=4.0,
+                               extension_deadline=30.0)
+    loop = Loop()
+    watch_steps(loop, flags)
+    dog = loop.watchdog
+    assert (dog.factor, dog.minimum_s, dog.extension_minimum_s) == (4.0, 5.0, 30.0)
+    off = Loop()
+    watch_steps(off, argparse.Namespace(step_deadline=0.0))
+    assert off.watchdog is False  # --step-deadline 0: none
+    own = Loop()
+    own.watchdog = mine = StepWatchdog(minimum_s=1.0)
+    watch_steps(own, flags)
+    assert own.watchdog is mine  # a config's own watchdog is kept
