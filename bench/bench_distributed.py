@@ -145,9 +145,9 @@ def _overhead_child(devices: int, steps: int, batch: int, rounds: int) -> dict:
         for shard in ((False, True) if r % 2 == 0 else (True, False)):  # alternate the order
             algorithm = runs[shard]
             wall, cpu = time.perf_counter(), time.process_time()
-            for i in range(steps):
-                algorithm.process_batch(data[i % len(data)])
-            jax.block_until_ready(algorithm.current_parameters())
+            for i in range(steps):  # one step in flight: several deadlock XLA:CPU's
+                algorithm.process_batch(data[i % len(data)])  # collectives on a loaded machine
+                jax.block_until_ready(algorithm.current_parameters())
             per[shard] = (time.perf_counter() - wall, time.process_time() - cpu)
         ratios["wall"].append(per[True][0] / per[False][0])
         ratios["cpu"].append(per[True][1] / per[False][1])
