@@ -40,8 +40,10 @@ def test_short_chunks_run_masked_in_one_scan(k, n, every):
             np.testing.assert_allclose(
                 rows[i][name], value, rtol=1e-4, atol=1e-7, err_msg=f"{i} {name}"
             )
+    # a scan and single steps are different XLA programs: their float rounding differs
+    # (2e-7 on these ~1e-3 parameters after 22 momentum steps), hence atol
     for path, value in one_alg.parameter_values().items():
-        np.testing.assert_allclose(fused_alg.parameter_values()[path], value, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(fused_alg.parameter_values()[path], value, rtol=1e-5, atol=1e-6)
     assert fused.status["iterations_done"] == one.status["iterations_done"]
     # the K-step scan and the masked scan of the short chunks: no single-step program
     assert fused_alg.compilations <= 2
