@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import pytest
 from bricks.checkpoint import CheckpointManager, find_checkpoint, write_checkpoint
 from bricks.distributed import every_process
 from bricks.errors import CheckpointWriteError
+
+from .test_multi_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("commit_worker.py")
@@ -89,26 +90,18 @@ def test_the_runner_makes_asynchronous_saves_of_several_processes_wait(tmp_path)
 # -- two processes (jax.distributed over loopback, gloo) -------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _two_workers(base: Path, mode: str) -> list:
-    port = _free_port()
-    procs = [
-        subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(base), mode],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)
-    ]
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=300)[0])
-        finally:
+    """Run both processes of commit_worker.py; what each one's saves returned."""
+    port = free_port()
+    procs = {i: subprocess.Popen([sys.executable, str(WORKER), str(port), str(i), str(base),
+                                  mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for i in range(2)}
+    try:
+        outputs = {i: p.communicate(timeout=300)[0] for i, p in procs.items()}
+    finally:
+        for p in procs.values():
             p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
+    assert {p.returncode for p in procs.values()} == {0}, outputs
     return [json.loads((base / f"result-{i}.json").read_text()) for i in range(2)]
 
 

@@ -16,20 +16,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bricks.algorithms import Adam, GradientDescent  # noqa: E402
-from bricks.core import (  # noqa: E402
-    MLP,
-    CategoricalCrossEntropy,
-    Constant,
-    IsotropicGaussian,
-    Softmax,
-    Tanh,
-)
 from bricks.data import DataStream, IndexableDataset, ShuffledScheme  # noqa: E402
 from bricks.extensions import FinishAfter, SimpleExtension  # noqa: E402
 from bricks.extensions.checkpoint import Checkpoint  # noqa: E402
-from bricks.graph import ComputationGraph  # noqa: E402
 from bricks.main_loop import MainLoop  # noqa: E402
+from tests.distributed.dp_models import mlp_algorithm  # noqa: E402
 
 EXAMPLES, BATCH = 96, 8
 
@@ -59,15 +50,8 @@ def build(config: dict[str, Any], run_dir: str) -> MainLoop:
         "targets": rng.randint(0, 3, size=EXAMPLES).astype(np.int32),
         "id": np.arange(EXAMPLES, dtype=np.int32),
     })
-    mlp = MLP([Tanh(), Softmax()], [5, 7, 3], weights_init=IsotropicGaussian(0.5),
-              biases_init=Constant(0.1))
-    mlp.initialize(seed=3)
-
-    def cost(features, targets):
-        return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
-
-    graph = ComputationGraph(cost, features=(None, 5), targets=(None,))
-    algorithm = GradientDescent(cost=graph, step_rule=Adam(0.01), on_unused_sources="ignore")
+    algorithm = mlp_algorithm()
+    algorithm.on_unused_sources = "ignore"  # the id source is for RecordIds, not the cost
     return MainLoop(
         algorithm,
         DataStream(dataset, iteration_scheme=ShuffledScheme(EXAMPLES, BATCH, seed=1)),
