@@ -28,6 +28,7 @@ from .fsdp_models import (
     sharded,
     train,
 )
+from .test_runner_parallel import _results  # summary.json and the logged train costs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -398,13 +399,6 @@ def _run(*args: str, devices: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     return subprocess.run([sys.executable, "-m", "experiments.run", CONFIG, *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=400)
-
-
-def _results(run_dir: Path) -> tuple[dict, list[float]]:
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    costs = [r["records"]["train_cost"] for r in rows if "train_cost" in r.get("records", {})]
-    return summary, costs
 
 
 def test_runner_refuses_sharding_it_cannot_do(tmp_path, capsys):
