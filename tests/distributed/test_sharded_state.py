@@ -449,3 +449,12 @@ def test_two_processes_sharded_save_and_resume_on_one_process(tmp_path):
     single, single_costs = train("mlp", steps=12)
     np.testing.assert_allclose(costs[-12:], single_costs, rtol=1e-5)
     assert_same({k: np.asarray(v) for k, v in summary["results"]["params"].items()}, single)
+
+
+def test_placement_docstring_examples_run():
+    import doctest
+
+    import bricks.distributed._placement as placement
+
+    result = doctest.testmod(placement, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
