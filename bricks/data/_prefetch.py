@@ -94,10 +94,11 @@ class _ParallelReadIter(_Iter):
             self.close()
             raise
         if kind == "error":
+            dataset = self.t.data_stream.dataset
             self.close()
             raise WorkerError(
                 f"Prefetch worker {k} failed reading request {self.delivered} of "
-                f"{self.t.data_stream.dataset!r}; its traceback:\n{body}"
+                f"{dataset!r}; its traceback:\n{body}"
             )
         self.received += 1
         self.delivered += 1
@@ -143,12 +144,10 @@ class _ReadAheadIter(_Iter):
             self.close()
             raise StopIteration
         if kind == "error":
+            name = type(self.t.data_stream).__name__
             self.done = True
             self.close()
-            raise WorkerError(
-                f"Prefetch worker failed running {type(self.t.data_stream).__name__}; its "
-                f"traceback:\n{body}"
-            )
+            raise WorkerError(f"Prefetch worker failed running {name}; its traceback:\n{body}")
         item, self._state = body
         return item
 
