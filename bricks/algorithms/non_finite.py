@@ -49,6 +49,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bricks.errors import NonFiniteCostError, StepRuleError, TooManySkippedStepsError
 
@@ -58,6 +59,7 @@ __all__ = [
     "report_non_finite",
     "all_finite",
     "settle",
+    "select_state",
     "initial_counters",
     "flags_of",
     "FlagReader",
@@ -283,15 +285,40 @@ def settle(
                 for k, v in params.items()
             }
 
-    # A select, not lax.cond: a conditional makes XLA copy the whole state
-    # and, on GPUs, read the predicate back to the host at every step, which
-    # stalls the asynchronous dispatch.
-    def keep(new: jax.Array, old: jax.Array) -> jax.Array:
-        return jnp.where(ok, new, old)
-
-    out_params = jax.tree_util.tree_map(keep, new_params, fallback)
-    out_opt = jax.tree_util.tree_map(keep, new_opt, state["opt"])
+    out_params, out_opt = select_state(ok, (new_params, new_opt), (fallback, state["opt"]))
     return out_params, out_opt, ok, {"bad": bad, "skipped": skipped, "consecutive": consecutive}
+
+
+#: states of at most this many elements select their arrays one after another
+CHAIN_ELEMENTS = 1 << 16
+
+
+def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``ok``, else ``old``, array by array (two trees of one structure).
+
+    A select, not ``lax.cond``: a conditional makes XLA copy the whole state
+    and, on GPUs, read the predicate back to the host at every step, which
+    stalls the asynchronous dispatch.
+
+    In a small state (:data:`CHAIN_ELEMENTS` elements at most) each select
+    waits for the previous one: its predicate is ``ok``, computed from the
+    previous select's output so that XLA cannot tell it is ``ok`` itself. Else
+    all of them wait only for the check of the whole step, become ready at
+    once, and XLA's CPU runtime hands them to its thread pool: a
+    784-16-16-10 step then took 210 us of CPU time instead of 135 (on a
+    784-500-500-10 step, where the arrays are large, the chain costs 15%).
+    """
+    new_leaves, treedef = jax.tree_util.tree_flatten(new)
+    old_leaves = treedef.flatten_up_to(old)
+    chained = sum(int(np.prod(jnp.shape(a))) for a in new_leaves) <= CHAIN_ELEMENTS
+    out, gate = [], ok
+    for a, b in zip(new_leaves, old_leaves, strict=True):
+        picked = jnp.where(gate, a, b)
+        out.append(picked)
+        if chained and picked.size and jnp.issubdtype(picked.dtype, jnp.floating):
+            # nothing exceeds +inf (NaN neither): the gate stays ``ok``
+            gate = jnp.where(ok, True, picked.ravel()[0] > jnp.inf)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def initial_counters() -> dict[str, jax.Array]:

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from bricks.algorithms import GradientDescent
-from bricks.algorithms.non_finite import all_finite
+from bricks.algorithms.non_finite import CHAIN_ELEMENTS, all_finite, select_state
 
 
 def _mlp_algorithm(step_rule=None):
@@ -67,3 +67,33 @@ def test_cpu_step_does_not_copy_the_optimizer_state():
     text = algorithm._step_fn.lower(state, _batch(), algorithm._base_key).compile().as_text()
     copied = re.findall(r"= f32\[([\d,]+)\][^ ]* copy\(", text)
     assert [c for c in copied if c in ("6,5", "5", "5,3")] == []
+
+
+def _trees(size):
+    rng = np.random.RandomState(2)
+    new = {"a": rng.randn(size).astype(np.float32), "b": np.float32(3), "n": np.int32(4)}
+    new["a"][0] = np.nan  # a non-finite new value must not leak into a kept old one
+    old = {"a": rng.randn(size).astype(np.float32), "b": np.float32(-1), "n": np.int32(7)}
+    return new, old
+
+
+@pytest.mark.parametrize("size", [5, CHAIN_ELEMENTS + 1])
+@pytest.mark.parametrize("ok", [True, False])
+def test_select_state_is_where_of_every_array(size, ok):
+    new, old = _trees(size)
+    out = jax.jit(select_state)(jnp.bool_(ok), new, old)
+    want = new if ok else old
+    for key in want:
+        np.testing.assert_array_equal(np.asarray(out[key]), want[key])
+        assert out[key].dtype == np.asarray(want[key]).dtype
+
+
+@pytest.mark.parametrize(("size", "chained"), [(5, True), (CHAIN_ELEMENTS + 1, False)])
+def test_small_states_select_one_array_after_another(size, chained):
+    """In a small state each select's predicate is computed from the previous select's
+    output (so XLA's CPU runtime runs them in order, not on its thread pool); a
+    large state's selects depend on the step's check only."""
+    new, old = _trees(size)
+    jaxpr = jax.make_jaxpr(select_state)(jnp.bool_(True), new, old).jaxpr
+    gates = [e for e in jaxpr.eqns if e.primitive.name == "gt"]
+    assert len(gates) == (2 if chained else 0)  # one after each float array
