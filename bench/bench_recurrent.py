@@ -191,6 +191,13 @@ def main() -> None:
     )
     ap.add_argument("--long", type=int, default=1000, help="sequence length of the memory test")
     ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="PyTorch's intra-op threads (its OpenMP threads spin: on a loaded machine 2 threads "
+        "took 10x the CPU time of 1)",
+    )
+    ap.add_argument(
         "--unroll", type=int, nargs="*", default=[], help="also bricks with lax.scan unroll=K"
     )
     ap.add_argument("--quick", action="store_true")
@@ -239,14 +246,16 @@ def _jax_runner(step, params, opt_state, tokens, targets):
 
 
 def torch_runner(args, tokens, targets):
-    """PyTorch's fused LSTM (``nn.LSTM``, oneDNN on CPU) on W2, or ``None`` when
-    torch is not installed. Its layer 0 has an input matrix (embedding 256 ->
-    4 x 256) where bricks looks the tokens up in the gate space directly."""
+    """PyTorch's fused LSTM (``nn.LSTM``, oneDNN on CPU) on W2 with
+    ``--torch-threads`` threads, or ``None`` when torch is not installed. Its
+    layer 0 has an input matrix (embedding 256 -> 4 x 256) where bricks looks
+    the tokens up in the gate space directly."""
     try:
         import torch
     except ImportError:
         return None
     torch.manual_seed(0)
+    torch.set_num_threads(args.torch_threads)
 
     class LM(torch.nn.Module):
         def __init__(self) -> None:
