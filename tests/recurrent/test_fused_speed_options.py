@@ -3,7 +3,8 @@ sequence that the step uses nowhere else, the fused backward takes the
 product's cotangent from the sequence's own (no zero sequence, one stacked
 cotangent instead of two); otherwise it falls back to the zero sequence. The
 gradients equal ``jax.grad`` of the plain scan and finite differences either
-way (masks, ``reverse``, ``remat``, custom bricks)."""
+way (masks, ``reverse``, ``remat``, custom bricks). LSTM's cell recomputes
+``cells'`` and ``tanh(cells')`` in the backward instead of storing them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from jax.test_util import check_grads
 
 from bricks.core import IsotropicGaussian, apply_with
 from bricks.recurrent import LSTM, GatedRecurrent, SimpleRecurrent, recurrent, recurrent_dot
+from bricks.recurrent._lstm_cell import _forward as _lstm_forward
+from bricks.recurrent._lstm_cell import _fwd as _lstm_fwd
+from bricks.recurrent._lstm_cell import lstm_cell
 from tests.recurrent.test_fused_backward import (
     TOL,
     B,
@@ -148,3 +152,27 @@ def test_input_gradient_through_the_shared_cotangent():
     np.testing.assert_allclose(np.asarray(got[1]), np.asarray(want[1]), **TOL)
     h, w = jnp.ones((B, D)), jnp.full((D, 4 * D), 0.5)
     np.testing.assert_allclose(recurrent_dot(h, w, add=x[0]), x[0] + h @ w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("peepholes", [False, True], ids=["plain", "peepholes"])
+def test_lstm_cell_stores_only_the_gates_and_the_cells(peepholes):
+    """``cells'`` and ``tanh(cells')`` are recomputed in the backward, not kept:
+    five ``(batch, dim)`` residuals per step (and the peepholes), and the same
+    cotangents as JAX's gradient of the equations."""
+    rng = np.random.default_rng(0)
+    act = jnp.asarray(rng.normal(size=(B, 4 * D)), jnp.float32)
+    cells = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+    peeps = tuple(jnp.asarray(rng.normal(size=(D,)), jnp.float32) for _ in range(3))
+    peeps = peeps if peepholes else ()
+    _, residuals = _lstm_fwd(act, cells, peeps)
+    shapes = [leaf.shape for leaf in jax.tree_util.tree_leaves(residuals)]
+    assert shapes == [(B, D)] * 5 + [(D,)] * len(peeps)
+    cotangents = tuple(jnp.asarray(rng.normal(size=(B, D)), jnp.float32) for _ in range(2))
+    _, pull = jax.vjp(lstm_cell, act, cells, peeps)
+    _, pull_jax = jax.vjp(lambda *a: _lstm_forward(*a)[0], act, cells, peeps)
+    for got, want in zip(
+        jax.tree_util.tree_leaves(pull(cotangents)),
+        jax.tree_util.tree_leaves(pull_jax(cotangents)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOL)
