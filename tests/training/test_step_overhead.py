@@ -97,3 +97,59 @@ def test_small_states_select_one_array_after_another(size, chained):
     jaxpr = jax.make_jaxpr(select_state)(jnp.bool_(True), new, old).jaxpr
     gates = [e for e in jaxpr.eqns if e.primitive.name == "gt"]
     assert len(gates) == (2 if chained else 0)  # one after each float array
+
+
+def test_a_monitoring_read_spares_the_guard_its_own_look():
+    """Per-batch monitoring reads the guard's flags with every report; the loop's
+    non-blocking check then does not read them again."""
+    algorithm = _mlp_algorithm()
+    slot = algorithm.add_monitor(["cost"])
+    looks = []
+    reader = algorithm._flags
+    read = reader.read
+    reader.read = lambda flags, log: (looks.append(1), read(flags, log))
+    for i in range(17):
+        algorithm.process_batch(_batch(i))
+        algorithm.start_read(slot)()
+        jax.block_until_ready(algorithm._state["params"])
+        algorithm.check_finite(wait=False)
+    assert looks == []
+    for i in range(24):  # without reports it looks every 8 calls (calls 32 and 40)
+        algorithm.process_batch(_batch(i))
+        jax.block_until_ready(algorithm._state["params"])
+        algorithm.check_finite(wait=False)
+    assert len(looks) == 2
+
+
+def test_a_report_after_a_non_finite_step_still_raises():
+    from bricks.errors import NonFiniteCostError
+
+    algorithm = _mlp_algorithm()
+    slot = algorithm.add_monitor(["cost"])
+    algorithm.process_batch(_batch())
+    algorithm.start_read(slot)()
+    bad = _batch(1)
+    bad["x"][0, 0] = np.nan
+    algorithm.process_batch(bad)
+    with pytest.raises(NonFiniteCostError):
+        algorithm.start_read(slot)()
+
+
+def test_report_means_match_numpy():
+    from bricks.algorithms.gradient_descent import _means
+    from bricks.core.tracing import Variable
+
+    variables = [
+        Variable(tag="a", name="a", roles=(), shape=()),
+        Variable(tag="m", name="m", roles=(), shape=(2, 3)),
+        Variable(tag="v", name="v", roles=(), shape=(1,)),
+    ]
+    sums = np.random.RandomState(3).randn(8).astype(np.float32)
+    for count in (np.float32(3), np.float32(0)):
+        acc = np.concatenate([sums, [count]]).astype(np.float32)
+        out = _means(acc, variables, [1, 6, 1])
+        divisor = np.float32(max(float(count), 1.0))
+        assert out["a"] == float(sums[0] / divisor)
+        np.testing.assert_array_equal(out["m"], (sums[1:7] / divisor).reshape(2, 3))
+        np.testing.assert_array_equal(out["v"], sums[7:] / divisor)
+        assert out["m"].dtype == np.float32
