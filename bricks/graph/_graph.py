@@ -9,7 +9,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bricks.core.roles import AUXILIARY, OUTPUT, has_role
 from bricks.core.tracing import Frame, Intervention, Recorder, Variable, current_frame, use_frame
@@ -308,29 +307,30 @@ class ComputationGraph:
         raise GraphError(f"no variable {tag!r} in this graph{did_you_mean(tag, known)}")
 
     def __str__(self) -> str:
-        rows = [("tag", "roles", "name", "shape", "dtype")]
-        for v in self.variables + self.outputs:
-            shape = (
-                "(" + ", ".join(str(d) for d in v.shape) + ("," if len(v.shape) == 1 else "") + ")"
-            )
-            rows.append(
-                (v.tag, ",".join(map(repr, v.roles)), v.name, shape, np.dtype(v.dtype).name)
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-        ]
-        head = (
-            f"ComputationGraph of {getattr(self.fn, '__name__', self.fn)!r}: inputs "
-            f"{self.inputs}, {len(self.parameters)} parameters, {len(self.variables)} variables"
-        )
-        return "\n".join([head, *lines])
+        """The variables grouped by brick, scan steps and repeated calls
+        collapsed (see :meth:`summary`); :meth:`table` is the flat list."""
+        return self.summary()
+
+    def summary(self, max_rows: int | None = None) -> str:
+        """A readable view: inputs, outputs and counts, then the variables
+        under their brick paths (parameters first, with sizes), a row per
+        scan-step variable (``[scan k ×T]``, per-step shape) and per
+        repeated call (``applied n×``). ``max_rows`` shortens the table."""
+        from ._graph_format import graph_summary
+
+        return graph_summary(self, max_rows)
+
+    def table(self) -> str:
+        """Every variable and output, one row each (tag, roles, name, shape,
+        dtype): the flat format ``str(cg)`` had before the summary."""
+        from ._graph_format import graph_table
+
+        return graph_table(self)
 
     def __repr__(self) -> str:
-        return (
-            f"<ComputationGraph {getattr(self.fn, '__name__', '?')} inputs={self.inputs} "
-            f"outputs={[v.name for v in self.outputs]}>"
-        )
+        from ._graph_format import graph_repr
+
+        return graph_repr(self)
 
     # -- evaluation ---------------------------------------------------------------
     def parameter_values(self) -> dict[str, jax.Array]:

@@ -295,9 +295,15 @@ def test_auxiliary_variables_and_printing():
         cg.parameter_values(), {"x": np.ones((1, 2), "float32")}, extra=[aux]
     )
     assert float(val) == 4.0
-    text = str(cg)
-    assert "/pen.l2" in text and "AUXILIARY" in text and "float32" in text
-    assert "/pen.W" in text and "(2, 2)" in text
+    # str(cg) groups by brick: the tags are the brick path plus the rows' suffixes
+    lines = str(cg).splitlines()
+    group = lines.index("/pen  Penalized")
+    assert lines[group + 1].split() == [".W", "WEIGHT", "(2,", "2)", "4"]
+    assert any(line.split()[:3] == [".l2", "AUXILIARY", "()"] for line in lines[group:])
+    # the flat table keeps the full tags and dtypes
+    table = cg.table()
+    assert "/pen.l2" in table and "AUXILIARY" in table and "float32" in table
+    assert "/pen.W" in table and "(2, 2)" in table
 
 
 def test_duplicate_brick_paths_are_an_error():
