@@ -63,6 +63,7 @@ from bricks.algorithms.updates import (
 from bricks.core.roles import AUXILIARY, PARAMETER, has_role
 from bricks.core.tracing import Variable
 from bricks.core.values import bind_values, unbind_values
+from bricks.data._aligned import stack
 from bricks.distributed import host_copy
 from bricks.errors import AlgorithmError, StepRuleError, did_you_mean
 
@@ -528,7 +529,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         self._discover(inputs[0])
         if self._multi_fn is None:
             self._compile()
-        stacked = {k: np.stack([np.asarray(b[k]) for b in inputs]) for k in inputs[0]}
+        stacked = {k: stack([b[k] for b in inputs]) for k in inputs[0]}  # large: aligned
         if self.parallel is not None:
             stacked = self.parallel.shard_batch(stacked, stacked=True)
         self._live.forget()

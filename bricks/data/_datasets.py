@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bricks.data._aligned import gather
 from bricks.errors import (
     ConfigurationError,
     DataIndexError,
@@ -264,7 +265,7 @@ class IndexableDataset(Dataset):
             )
 
         def read(indices: np.ndarray) -> tuple:
-            return tuple([a[indices] for a in arrays])
+            return tuple([gather(a, indices) for a in arrays])  # large ones aligned
 
         return read
 

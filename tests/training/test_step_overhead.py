@@ -153,3 +153,40 @@ def test_report_means_match_numpy():
         np.testing.assert_array_equal(out["m"], (sums[1:7] / divisor).reshape(2, 3))
         np.testing.assert_array_equal(out["v"], sums[7:] / divisor)
         assert out["m"].dtype == np.float32
+
+
+def test_large_batches_are_gathered_aligned_and_reach_the_device_without_a_copy():
+    from bricks.data import DataStream, IndexableDataset, ShuffledScheme
+    from bricks.data._aligned import ALIGN_FROM_BYTES, ALIGNMENT
+
+    rng = np.random.RandomState(4)
+    rows = ALIGN_FROM_BYTES // (64 * 4) + 1  # a batch of 64 rows is just large enough
+    features = rng.rand(3 * rows, 64).astype(np.float32)
+    targets = rng.randint(0, 9, 3 * rows).astype(np.int32)  # small: as numpy gives it
+    stream = DataStream(
+        IndexableDataset({"features": features, "targets": targets}),
+        iteration_scheme=ShuffledScheme(3 * rows, rows, seed=2),
+    )
+    order = []
+    for batch in stream.get_epoch_iterator(as_dict=True):
+        idx = [int(np.flatnonzero((features == row).all(1))[0]) for row in batch["features"]]
+        np.testing.assert_array_equal(batch["targets"], targets[idx])
+        assert batch["features"].ctypes.data % ALIGNMENT == 0
+        order.extend(idx)
+        if jax.default_backend() == "cpu":
+            on_device = jax.device_put(batch["features"])
+            assert on_device.unsafe_buffer_pointer() == batch["features"].ctypes.data
+    assert sorted(order) == list(range(3 * rows))
+
+
+def test_stack_is_np_stack_aligned_when_large():
+    from bricks.data._aligned import ALIGN_FROM_BYTES, ALIGNMENT, stack
+
+    rng = np.random.RandomState(5)
+    small = [rng.rand(3, 4).astype(np.float32) for _ in range(4)]
+    np.testing.assert_array_equal(stack(small), np.stack(small))
+    large = [rng.rand(ALIGN_FROM_BYTES // 8, 2).astype(np.float32) for _ in range(2)]
+    large.append(large[0].astype(np.float64))  # mixed: np.stack's result type
+    out = stack(large)
+    np.testing.assert_array_equal(out, np.stack(large))
+    assert out.dtype == np.float64 and out.ctypes.data % ALIGNMENT == 0

@@ -1,0 +1,61 @@
+"""Batches in 64-byte aligned host memory: JAX then uses them without a copy.
+
+On CPU, ``jax.device_put`` (and a jitted call given numpy arrays) aliases a
+numpy array whose data starts on a 64-byte boundary and copies any other
+one. numpy's own allocations of large arrays start 16 bytes past a page
+boundary, so every batch was copied once more on its way into the training
+step: for a 784-500-500-10 MLP batch of 128 (400 KB) that copy cost 2% of
+the step, for a stacked chunk of 16 such batches 1.5 ms. Small batches are
+gathered as before: setting up an aligned buffer costs more than copying
+them (a 784-16-16-10 batch of 16: 18 us against 5).
+
+The arrays are fresh, owned by nobody else, and never written after they
+are handed out; JAX requires no more of an aliased buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["ALIGNMENT", "ALIGN_FROM_BYTES", "aligned_empty", "gather", "stack"]
+
+#: the boundary XLA's CPU client needs to use host memory in place
+ALIGNMENT = 64
+#: arrays of at least this many bytes are made aligned; smaller ones as numpy does
+ALIGN_FROM_BYTES = 1 << 17
+
+
+def aligned_empty(shape: Sequence[int], dtype: np.dtype | type) -> np.ndarray:
+    """An uninitialized array whose data starts on an :data:`ALIGNMENT` boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``array[indices]`` (rows of axis 0), aligned when it is large.
+
+    ``indices`` must lie in ``[0, len(array))``: the caller checks them
+    (:meth:`IndexableDataset.batch_reader` checks an epoch's order once).
+    ``np.take`` into a given buffer is 20x slower when it checks them
+    itself, so it runs with ``mode="clip"``, which changes no index in range.
+    """
+    row = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    if len(indices) * row < ALIGN_FROM_BYTES:
+        return array[indices]
+    out = aligned_empty((len(indices), *array.shape[1:]), array.dtype)
+    return np.take(array, indices, axis=0, out=out, mode="clip")
+
+
+def stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.stack(arrays)``, aligned when it is large."""
+    arrays = [np.asarray(a) for a in arrays]
+    first = arrays[0]
+    if len(arrays) * first.nbytes < ALIGN_FROM_BYTES:
+        return np.stack(arrays)
+    dtype = np.result_type(*arrays)  # what np.stack would make
+    return np.stack(arrays, out=aligned_empty((len(arrays), *first.shape), dtype))
