@@ -21,8 +21,18 @@ def blocks(path: Path) -> list[str]:
     ]
 
 
+#: Guides whose examples take over ~3 s of CPU time (measured on 2 cores): they
+#: run in the full suite only; what they show is tested in their area's quick tests.
+SLOW = {"recurrent.md", "sequence_generators.md", "bricks.md"}
+
+
+def _param(path: Path):
+    return pytest.param(path, marks=pytest.mark.slow) if path.name in SLOW else path
+
+
 @pytest.mark.parametrize(
-    "path", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name
+    "path", [_param(p) for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]],
+    ids=lambda p: p.name,
 )
 def test_doc_examples_run(path, tmp_path, monkeypatch):
     code_blocks = blocks(path)
@@ -32,3 +42,8 @@ def test_doc_examples_run(path, tmp_path, monkeypatch):
     namespace = {"__name__": f"docs_{path.stem}"}
     for i, code in enumerate(code_blocks):
         exec(compile(code, f"{path.name} [python block {i + 1}]", "exec"), namespace)
+
+
+def test_the_slow_guides_exist():
+    """A renamed guide would silently move back into the quick pass."""
+    assert {p.name for p in DOCS.glob("*.md")} >= SLOW

@@ -1,16 +1,13 @@
-"""Runs the ``python`` blocks of docs/recurrent.md (in order, one namespace)
-and the ``>>>`` examples of bricks.recurrent."""
+"""Runs the ``>>>`` examples of bricks.recurrent (tests/test_docs.py runs the
+``python`` blocks of docs/recurrent.md)."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
-import pathlib
-import re
 
 import pytest
 
-DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "recurrent.md"
 # The modules of issue 3 (attention and sequence generators test their own).
 MODULES = [
     "bricks.recurrent._recurrent",
@@ -18,15 +15,6 @@ MODULES = [
     "bricks.recurrent._bidirectional",
     "bricks.recurrent._stack",
 ]
-
-
-@pytest.mark.slow
-def test_recurrent_md_runs():
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) >= 4
-    namespace: dict = {"__name__": "docs_recurrent"}
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"{DOC.name}[block {i}]", "exec"), namespace)  # noqa: S102
 
 
 @pytest.mark.parametrize("name", MODULES)

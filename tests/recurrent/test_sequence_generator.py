@@ -211,11 +211,10 @@ def test_generate_needs_a_key():
 
 
 @pytest.mark.slow
-def test_docs_and_docstring_examples_run():
+def test_docstring_examples_run():
+    """The ``>>>`` examples (tests/test_docs.py runs docs/sequence_generators.md)."""
     import doctest
     import importlib
-    import pathlib
-    import re
 
     modules = ("_attention", "_emitters", "_feedback", "_readout", "_sequence_generator",
                "_beam_search")
@@ -223,7 +222,3 @@ def test_docs_and_docstring_examples_run():
         module = importlib.import_module(f"bricks.recurrent.{name}")
         failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failures == 0, name
-    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "sequence_generators.md"
-    namespace: dict = {"__name__": "docs_sequence_generators"}
-    for i, block in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)):
-        exec(compile(block, f"{doc.name}[block {i}]", "exec"), namespace)  # noqa: S102
