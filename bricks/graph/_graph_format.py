@@ -308,11 +308,11 @@ def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
     ]
     if getattr(cg, "_placeholder_sizes", False):
         lines.append("  free sizes were traced with placeholder values (5, 7, 11, ...)")
-    lengths = {}
+    lengths: dict[str, Any] = {}  # a variable's leading axes: its enclosing scans' lengths
     for v in cg.variables:
-        if v.scan_scope and v.shape:
-            depth = len(scans.chain(v.scan_scope))
-            lengths.setdefault(v.scan_scope, v.shape[depth - 1] if depth else "?")
+        if v.scan_scope and v.shape is not None:
+            for scope, length in zip(scans.chain(v.scan_scope), v.shape, strict=False):
+                lengths.setdefault(scope, length)
     for s in scans.scans:
         steps = lengths.get(s, "?")
         lines.append(f"  scan {scans.number[s]}: {steps} steps, its variables' tags start {s}/")
