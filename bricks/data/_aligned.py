@@ -15,6 +15,7 @@ are handed out; JAX requires no more of an aliased buffer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,9 +31,9 @@ ALIGN_FROM_BYTES = 1 << 17
 def aligned_empty(shape: Sequence[int], dtype: np.dtype | type) -> np.ndarray:
     """An uninitialized array whose data starts on an :data:`ALIGNMENT` boundary."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
-    start = (-raw.ctypes.data) % ALIGNMENT
+    start = -raw.__array_interface__["data"][0] % ALIGNMENT  # not .ctypes: 10x slower
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
@@ -44,7 +45,7 @@ def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
     ``np.take`` into a given buffer is 20x slower when it checks them
     itself, so it runs with ``mode="clip"``, which changes no index in range.
     """
-    row = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    row = array.dtype.itemsize * math.prod(array.shape[1:])
     if len(indices) * row < ALIGN_FROM_BYTES:
         return array[indices]
     out = aligned_empty((len(indices), *array.shape[1:]), array.dtype)
