@@ -14,7 +14,12 @@ do). Outside a fused scan it is ``jnp.dot``. Inside one, it computes
 input that the backward scan does not differentiate and ``z`` is a zero
 sequence fed to the scan: the cotangent of ``z`` is ``da``, and ``lhs`` is
 returned as an extra stacked output. A :func:`jax.custom_vjp` around the scan
-adds ``Σ_t lhs_tᵀ dz_t`` to the gradient of ``W``. Everything else (masks,
+adds ``Σ_t lhs_tᵀ dz_t`` to the gradient of ``W``. A step that writes
+``recurrent_dot(lhs, W, add=x)`` for ``x + lhs @ W``, where ``x`` is its
+slice of a scanned sequence read nowhere else in the step (checked on the
+step's jaxpr), needs no ``z``: the cotangent of ``x``'s sequence is ``da``.
+The zero sequences are never read by the forward scan (their slice enters
+the product only through its tangent). Everything else (masks,
 ``reverse``, ``remat``, input transforms, graph annotations and
 interventions) is the plain scan's, differentiated by JAX.
 
