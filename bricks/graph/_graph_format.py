@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["graph_repr", "graph_summary", "graph_table"]
 
 WIDTH = 100  # no line of the summary is longer
-_CAPS = (46, 16, 20)  # widest tag, roles and shape cells; the note takes the rest
+_MERGED = 42  # a brace row's tag is at most this long
+_MIN_WIDTHS = (24, 9, 13)  # the tag, roles and shape columns shrink to these at most
 _REPEAT = re.compile(r"#(\d+)$")
 
 
@@ -182,7 +183,7 @@ class _Row:
         leaves = self.leaves or [self.rel[self.rel.rindex(".") + 1 :]]
         leaves = [*leaves, other.rel[other.rel.rindex(".") + 1 :]]
         stem = self.rel[: self.rel.rindex(".") + 1]
-        if len(stem) + len(",".join(leaves)) + 2 > _CAPS[0] - 4:
+        if len(stem) + len(",".join(leaves)) + 2 > _MERGED:
             return False
         self.leaves = leaves
         return True
@@ -283,14 +284,30 @@ def _brick_order(variables: list[Variable]) -> tuple[list[tuple[Any, int]], dict
     return order, own
 
 
+def _wrap(lead: str, items: list[str]) -> list[str]:
+    """``lead`` and the comma-separated ``items`` in lines of at most
+    :data:`WIDTH` characters, continued under the first item."""
+    lines, line = [], lead
+    for i, item in enumerate(items):
+        text = item + ("," if i < len(items) - 1 else "")
+        if line == lead:
+            line += text
+        elif len(line) + 1 + len(text) > WIDTH:
+            lines.append(line)
+            line = " " * len(lead) + text
+        else:
+            line += " " + text
+    return [*lines, line]
+
+
 def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
     def spec(name: str) -> str:
         shape, dtype = cg._specs[name]
         dims = tuple(f"d{i}" if d is None else d for i, d in enumerate(shape))
         return f"{name} {_shape(dims)} {_dtype(dtype)}"
 
-    outputs = ", ".join(f"{v.name} {_shape(v.shape)} {_dtype(v.dtype)}" for v in cg.outputs)
-    plural_out = "s" if len(cg.outputs) > 1 else ""
+    outputs = [f"{v.name} {_shape(v.shape)} {_dtype(v.dtype)}" for v in cg.outputs]
+    tags = f"(tag{'s' if len(outputs) > 1 else ''} 'output:<name>')"
     n_values = sum(_size(p.shape) or 0 for p in cg.parameters)
     others = [v for v in cg.variables if v.path is None]
     n_step = sum(1 for v in others if v.scan_scope)
@@ -302,8 +319,8 @@ def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
         counts += f" ({n_step} recorded per step in {len(scans.scans)} scan{plural})"
     lines = [
         f"ComputationGraph {_function_name(cg)!r}",
-        "  inputs:  " + (", ".join(spec(n) for n in cg.inputs) or "none"),
-        "  outputs: " + (outputs or "none") + f"  (tag{plural_out} 'output:<name>')",
+        *_wrap("  inputs:  ", [spec(n) for n in cg.inputs] or ["none"]),
+        *_wrap("  outputs: ", [*outputs[:-1], f"{outputs[-1]}  {tags}"] if outputs else ["none"]),
         "  " + counts,
     ]
     if getattr(cg, "_placeholder_sizes", False):
@@ -319,10 +336,25 @@ def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
     return [_clip(line, WIDTH, middle=True) for line in lines]
 
 
+def _widths(cells: list[tuple[str, ...]]) -> list[int]:
+    """Widths of the tag, roles and shape columns: their longest cells, the
+    widest of them narrowed (down to :data:`_MIN_WIDTHS`) until a row and its
+    longest note fit in :data:`WIDTH`."""
+    widths = [max((len(r[i]) for r in cells), default=0) for i in range(3)]
+    note = max((len(r[3]) for r in cells), default=0)
+    while sum(widths) + 6 + note > WIDTH:
+        room = [w - m for w, m in zip(widths, _MIN_WIDTHS, strict=True)]
+        i = max(range(3), key=lambda j: (room[j], -j))
+        if room[i] <= 0:
+            break
+        widths[i] -= 1
+    return widths
+
+
 def _layout(rows: list[tuple[str, ...]]) -> list[str]:
-    """Aligned text of ``rows``: 4-cell rows in columns, 1-cell rows as is."""
-    cells = [r for r in rows if len(r) == 4]
-    widths = [min(cap, max((len(r[i]) for r in cells), default=0)) for i, cap in enumerate(_CAPS)]
+    """Aligned text of ``rows``: 4-cell rows in columns, 1-cell rows as is;
+    a cell cut to its column shows an ellipsis where it was cut (a tag in its middle)."""
+    widths = _widths([r for r in rows if len(r) == 4])
     lines = []
     for r in rows:
         if len(r) == 1:

@@ -274,3 +274,32 @@ def test_a_variable_without_a_brick_and_nested_scans():
     assert lines[i + 1].split() == ["twice", "(d2,)", "[scan", "2", "×3×4]"]
     assert lines[i + 2].split() == ["error_rate", "()"]
     assert rows["outer/inner//act.apply.output"][2] == "[scan 2 ×3×4]"
+
+
+def test_wide_graphs_are_cut_to_100_characters_with_a_mark():
+    name = "a_model_name_that_someone_chose_to_make_long_" * 2
+    mlp = MLP([Tanh(), Tanh()], [4, 3, 2], name=name, **INITS)
+    mlp.initialize(seed=0)
+    long_tag = "an_annotated_variable_whose_name_is_far_too_long_for_one_column_of_a_table"
+    inputs = ["first_input_with_a_long_name", "second_input_with_a_long_name", "third_input"]
+
+    def fn(first_input_with_a_long_name, second_input_with_a_long_name, third_input):
+        h = annotate(mlp.apply(first_input_with_a_long_name), long_tag)
+        return h.sum() + second_input_with_a_long_name.sum() + third_input.sum()
+
+    specs = [(None, 4), (None, 4, 5, 6), (2,)]
+    cg = ComputationGraph(fn, **dict(zip(inputs, specs, strict=True)))
+    lines = str(cg).splitlines()
+    assert max(map(len, lines)) <= 100
+    # the inputs wrap, continued under the first
+    assert lines[1] == "  inputs:  first_input_with_a_long_name (d0, 4) float32,"
+    assert lines[2] == (
+        "           second_input_with_a_long_name (d0, 4, 5, 6) float32, third_input (2,) float32"
+    )
+    # a long path keeps its start and its end
+    cut = [line for line in lines if line.endswith("/linear_0  Linear")]
+    assert len(cut) == 1 and "…" in cut[0] and cut[0].startswith("  /a_model_name")
+    # a long tag is cut in its middle; the table keeps it whole
+    row = lines[lines.index("(no brick)") + 1]
+    assert row.startswith("  an_annotated_variable") and "…" in row and row.endswith("(d0, 2)")
+    assert long_tag in cg.table()
