@@ -27,6 +27,8 @@ import numpy as np
 
 from bricks.errors import GraphError
 
+from ._graph import _PLACEHOLDER_DIMS
+
 if TYPE_CHECKING:
     from bricks.core.tracing import Variable
 
@@ -301,9 +303,18 @@ def _wrap(lead: str, items: list[str]) -> list[str]:
 
 
 def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
+    placeholders = getattr(cg, "_placeholder_sizes", False)
+
     def spec(name: str) -> str:
         shape, dtype = cg._specs[name]
-        dims = tuple(f"d{i}" if d is None else d for i, d in enumerate(shape))
+        dims = tuple(
+            d
+            if d is not None
+            else f"d{i}={_PLACEHOLDER_DIMS[i % len(_PLACEHOLDER_DIMS)]}"
+            if placeholders
+            else f"d{i}"
+            for i, d in enumerate(shape)
+        )
         return f"{name} {_shape(dims)} {_dtype(dtype)}"
 
     outputs = [f"{v.name} {_shape(v.shape)} {_dtype(v.dtype)}" for v in cg.outputs]
@@ -323,8 +334,9 @@ def _header(cg: ComputationGraph, scans: _Scans) -> list[str]:
         *_wrap("  outputs: ", [*outputs[:-1], f"{outputs[-1]}  {tags}"] if outputs else ["none"]),
         "  " + counts,
     ]
-    if getattr(cg, "_placeholder_sizes", False):
-        lines.append("  free sizes were traced with placeholder values (5, 7, 11, ...)")
+    if placeholders:
+        note = "free sizes were traced with placeholder values (d0=5, ...); shapes show them"
+        lines.append("  " + note)
     lengths: dict[str, Any] = {}  # a variable's leading axes: its enclosing scans' lengths
     for v in cg.variables:
         if v.scan_scope and v.shape is not None:

@@ -303,3 +303,19 @@ def test_wide_graphs_are_cut_to_100_characters_with_a_mark():
     row = lines[lines.index("(no brick)") + 1]
     assert row.startswith("  an_annotated_variable") and "…" in row and row.endswith("(d0, 2)")
     assert long_tag in cg.table()
+
+
+def test_placeholder_sizes_are_named_in_the_header():
+    act = Tanh(name="act")
+
+    def per_row(x):  # int() of a size cannot be traced symbolically: placeholders
+        return act.apply(jnp.zeros(int(x.shape[0])) + x.sum())
+
+    cg = ComputationGraph(per_row, x=(None, 2))
+    lines = str(cg).splitlines()
+    size = cg.outputs[0].shape[0]
+    assert lines[1] == f"  inputs:  x (d0={size}, 2) float32"
+    assert "  free sizes were traced with placeholder values (d0=5, ...); shapes show them" in lines
+    assert lines[lines.index("/act  Tanh") + 1].split() == [".apply.input_", "INPUT", f"({size},)"]
+    # a graph traced symbolically says nothing of placeholders
+    assert "placeholder" not in str(ComputationGraph(lambda x: act.apply(x), x=(None, 2)))
