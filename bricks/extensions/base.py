@@ -151,6 +151,17 @@ class TrainingExtension:
     def on_interrupt(self) -> None: ...
     def on_error(self, exception: BaseException | None = None) -> None: ...
 
+    def handles(self, callback_name: str) -> bool:
+        """Whether :meth:`dispatch` of ``callback_name`` may do anything: the main loop
+        calls only those extensions between batches (a plain ``TrainingExtension``
+        handles what its class overrides)."""
+        cls = type(self)
+        if cls.dispatch is not TrainingExtension.dispatch or "dispatch" in self.__dict__:
+            return True
+        if callback_name in self.__dict__:  # a method set on the instance
+            return True
+        return getattr(cls, callback_name) is not getattr(TrainingExtension, callback_name)
+
     def batches_until_needed(self, iterations_done: int) -> int | None:
         """How many more batches may run before this extension needs control.
 
@@ -319,6 +330,23 @@ class SimpleExtension(TrainingExtension):
     def do(self, which_callback: str, *args: Any) -> None:
         """Do the extension's work; ``which_callback`` names the event."""
         raise NotImplementedError
+
+    def handles(self, callback_name: str) -> bool:
+        """Whether a condition names ``callback_name`` (or a subclass dispatches
+        itself); what it knows is refreshed when the list :attr:`conditions` is
+        replaced or changes length."""
+        if type(self).dispatch is not SimpleExtension.dispatch or "dispatch" in self.__dict__:
+            return True
+        return self.has_condition(callback_name)
+
+    def has_condition(self, callback_name: str) -> bool:
+        """Whether one of :attr:`conditions` is on ``callback_name``."""
+        conditions = self.conditions
+        key = (id(conditions), len(conditions))
+        if self.__dict__.get("_handled_key") != key:
+            self._handled = frozenset(name for name, _, _ in conditions)
+            self._handled_key = key
+        return callback_name in self._handled
 
     def dispatch(self, callback_name: str, *args: Any) -> None:
         for name, predicate, arguments in self.conditions:

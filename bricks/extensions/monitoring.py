@@ -155,6 +155,11 @@ class TrainingDataMonitoring(MonitoringExtension):
         for q in self.quantities:
             q.initialize()
 
+    def handles(self, callback_name: str) -> bool:
+        if callback_name == "after_batch" and self.quantities:
+            return True
+        return self.has_condition(callback_name)
+
     def dispatch(self, callback_name: str, *args: Any) -> None:
         if callback_name == "after_batch" and self.quantities:
             self._aggregate_quantities(args[0] if args else {})

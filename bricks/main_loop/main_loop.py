@@ -328,6 +328,9 @@ class MainLoop:
             return
         done = self.status["iterations_done"] - (callback_name == "after_batch")
         for ext in self.extensions:
+            handles = getattr(ext, "handles", None)
+            if handles is not None and not handles(callback_name):
+                continue  # nothing to do on this event: not even called
             if self._readbacks and getattr(ext, "reads_log", True):
                 need = ext.batches_until_needed(done)
                 if need is not None and need <= 1:

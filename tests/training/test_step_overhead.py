@@ -190,3 +190,49 @@ def test_stack_is_np_stack_aligned_when_large():
     out = stack(large)
     np.testing.assert_array_equal(out, np.stack(large))
     assert out.dtype == np.float64 and out.ctypes.data % ALIGNMENT == 0
+
+
+def test_extensions_with_nothing_to_do_on_a_batch_are_not_called(monkeypatch):
+    from bricks.extensions import FinishAfter, SimpleExtension, TrainingExtension
+    from bricks.main_loop import MainLoop
+
+    calls = []
+
+    class Epochs(TrainingExtension):
+        def after_epoch(self):
+            calls.append("epochs.after_epoch")
+
+    class Spy(SimpleExtension):
+        def do(self, which, *args):
+            calls.append(f"{self.name}.{which}")
+
+    class Counting(FinishAfter):
+        def dispatch(self, callback_name, *args):  # a subclass that dispatches itself
+            SimpleExtension.dispatch(self, callback_name, *args)  # counted there
+
+    every3 = Spy(name="every3", every_n_batches=3)
+    late = Spy(name="late", after_epoch=True)
+    batches = [{"x": np.zeros((2, 6), np.float32), "y": np.zeros((2, 3), np.float32)}] * 4
+    algorithm = _mlp_algorithm()
+    loop = MainLoop(
+        algorithm, batches, extensions=[Epochs(), every3, late, Counting(after_n_epochs=1)]
+    )
+    for base in (TrainingExtension, SimpleExtension):  # count the calls the loop makes
+        def counted(self, cb, *args, _dispatch=base.dispatch):
+            calls.append(f"call {self.name} {cb}")
+            _dispatch(self, cb, *args)
+
+        monkeypatch.setattr(base, "dispatch", counted)
+    late.add_condition(["after_batch"])  # a condition added late still counts
+    loop.run()
+    batch_calls = [c for c in calls if c.startswith("call") and "batch" in c]
+    assert len(batch_calls) == 4 * 4  # per batch: Counting twice, every3 and late after
+    assert sorted(set(batch_calls)) == [
+        "call Counting after_batch",
+        "call Counting before_batch",
+        "call every3 after_batch",
+        "call late after_batch",
+    ]
+    assert calls.count("every3.after_batch") == 1  # batch 3
+    assert calls.count("late.after_batch") == 4
+    assert "epochs.after_epoch" in calls
