@@ -48,11 +48,11 @@ def extra_variables(algorithm: Any) -> list[Variable]:
 CPU_STEP_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
-def jit_local(fn: Callable, options: bool = True) -> Callable:
-    """``jax.jit(fn)`` of a one-device step, the state (argument 0) donated;
-    ``options``: with :data:`CPU_STEP_OPTIONS` on CPU."""
-    chosen = CPU_STEP_OPTIONS if options and jax.default_backend() == "cpu" else None
-    return jax.jit(fn, donate_argnums=(0,), compiler_options=chosen)
+def jit_local(fn: Callable) -> Callable:
+    """``jax.jit(fn)`` of a one-device step, the state (argument 0) donated, with
+    :data:`CPU_STEP_OPTIONS` on CPU."""
+    options = CPU_STEP_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(fn, donate_argnums=(0,), compiler_options=options)
 
 
 def make_step(algorithm: Any) -> Callable:
