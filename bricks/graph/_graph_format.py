@@ -9,7 +9,9 @@ per-step shape and a ``[scan k ×T]`` marker, and the variables of repeated
 applications of one brick share a row that says ``applied n×``. Each row
 shows the variable's tag relative to its brick, so the full tag is
 ``[scan prefix/] + brick path + the row's tag`` (the scans' prefixes are
-listed in the header).
+listed in the header); braces stand for several tags (``.apply.{states,
+cells}``) and ``(+#1, #2)`` for the tags of later calls. A tag that does not
+start with its brick's path is shown whole and marked ``(whole tag)``.
 
 ``cg.table()`` (:func:`graph_table`) is the flat table, one row per
 variable with its full tag, roles, name, shape and dtype, for scripts that
@@ -128,7 +130,9 @@ def _local_tag(v: Variable) -> str:
 
 def _relative(v: Variable) -> tuple[str, int]:
     """The tag relative to the brick path and the repeat index of the call
-    (``"#2"`` marks the third call of an application; 0 for the first)."""
+    (``"#2"`` marks the third call of an application; 0 for the first).
+    A tag that does not start with its brick's path (a custom ``base`` given
+    to ``annotate``) is returned whole; :meth:`_Row.cells` says so."""
     local = _local_tag(v)
     if v.brick is None or not local.startswith(v.brick.path):
         return local, 0
@@ -161,6 +165,8 @@ class _Row:
         self.marker = marker
         self.ks: list[int] = []
         self.leaves: list[str] = []
+        # the row shows the whole tag (not relative to a brick's path)
+        self.whole = v.brick is not None and not _local_tag(v).startswith(v.brick.path)
 
     def label(self) -> str:
         if self.leaves:
@@ -174,7 +180,7 @@ class _Row:
     def merge_key(self) -> tuple | None:
         """Rows with equal keys differ only in the last part of their tags."""
         v = self.first
-        if v.path is not None or v.brick is None or "." not in self.rel:
+        if v.path is not None or self.whole or "." not in self.rel:
             return None
         stem = self.rel[: self.rel.rindex(".") + 1]
         shape = (self.step_shape, _dtype(v.dtype))
@@ -201,6 +207,8 @@ class _Row:
             notes.append("?" if size is None else f"{size:,}")
         if self.marker:
             notes.append(self.marker)
+        if self.whole:
+            notes.append("(whole tag)")
         if len(self.ks) > 1:
             notes.append(f"applied {len(self.ks)}×")
         return indent + self.label(), _roles(v.roles), shape, " ".join(notes)
@@ -237,8 +245,8 @@ def _group_rows(variables: list[Variable], scans: _Scans) -> list[_Row]:
             marker = f"[scan {scans.number[chain[-1]]} ×{lengths}]"
             shape = shape[len(chain) :]
         key = (rel, v.scan_scope, _roles(v.roles), shape, _dtype(v.dtype), v.path)
-        if v.path is not None or v.brick is None:
-            key = (v.tag,)  # parameters and brickless variables: one row each
+        if v.path is not None or v.brick is None or rel == _local_tag(v):
+            key = (v.tag,)  # parameters, brickless variables and whole tags: one row each
         row = rows.get(key)
         if row is not None and k in row.ks:  # not a repeat after all: its own row
             key = (*key, v.tag)

@@ -25,7 +25,7 @@ from bricks.core import (
 )
 from bricks.core.tracing import annotate, scan
 from bricks.errors import GraphError
-from bricks.graph import ComputationGraph
+from bricks.graph import ComputationGraph, collect_parameters
 from bricks.recurrent import LSTM, RecurrentStack
 
 T, VOCAB, EMBED, HIDDEN = 5, 11, 6, 8
@@ -97,7 +97,8 @@ def read_summary(text):
         prefix = scans[marker[1]] + "/" if marker else ""
         for leaf in m["leaves"].split(",") if m["leaves"] else [""]:
             for k in [m["k"] or "", *_others(m["more"])]:
-                tag = prefix + brick + m["stem"] + leaf + k
+                whole = "(whole tag)" in notes  # not relative to the brick's path
+                tag = prefix + ("" if whole else brick) + m["stem"] + leaf + k
                 assert tag not in rows, f"{tag} read twice"
                 rows[tag] = (roles, shape, notes)
     return rows
@@ -319,3 +320,19 @@ def test_placeholder_sizes_are_named_in_the_header():
     assert lines[lines.index("/act  Tanh") + 1].split() == [".apply.input_", "INPUT", f"({size},)"]
     # a graph traced symbolically says nothing of placeholders
     assert "placeholder" not in str(ComputationGraph(lambda x: act.apply(x), x=(None, 2)))
+
+
+def test_collected_parameters_and_a_custom_tag_are_listed():
+    mlp = MLP([Tanh(), None], [3, 4, 2], name="mlp", **INITS)
+    mlp.initialize(seed=0)
+    lin = mlp.linear_transformations[0]
+
+    def fn(x):
+        h = mlp.apply(x)
+        return annotate(h.sum(), "odd", brick=lin, base="elsewhere.odd")
+
+    cg = collect_parameters(ComputationGraph(fn, x=(None, 3)), [lin.parameters[0]])
+    text, rows = check_every_variable_is_listed(cg)
+    assert rows["elsewhere.odd"][2] == "(whole tag)"
+    assert rows["/mlp/linear_0.W:collected"][0] == "COLLECTED"
+    assert "/collected_parameters.collected_parameters" in rows
