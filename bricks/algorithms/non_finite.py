@@ -312,7 +312,7 @@ def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
     and, on GPUs, read the predicate back to the host at every step, which
     stalls the asynchronous dispatch.
 
-    In a small state (:data:`CHAIN_ELEMENTS` elements at most) each select
+    On CPU, in a small state (:data:`CHAIN_ELEMENTS` elements at most) each select
     waits for the previous one: its predicate is ``ok``, computed from the
     previous select's output so that XLA cannot tell it is ``ok`` itself. Else
     all of them wait only for the check of the whole step, become ready at
@@ -322,7 +322,8 @@ def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
     """
     new_leaves, treedef = jax.tree_util.tree_flatten(new)
     old_leaves = treedef.flatten_up_to(old)
-    chained = sum(int(np.prod(jnp.shape(a))) for a in new_leaves) <= CHAIN_ELEMENTS
+    small = sum(int(np.prod(jnp.shape(a))) for a in new_leaves) <= CHAIN_ELEMENTS
+    chained = small and jax.default_backend() == "cpu"  # a GPU runs kernels in order anyway
     out, gate = [], ok
     for a, b in zip(new_leaves, old_leaves, strict=True):
         picked = jnp.where(gate, a, b)
