@@ -11,11 +11,17 @@ in and out, so XLA inserts the all-gathers and reduce-scatters and the
 donated buffers are reused. The monitoring sums, counters and the key stay
 replicated. Every mean is over the global batch, so results equal the
 single-device run up to the order of float sums.
+
+On a mesh of several CPU devices the compiled step is paced
+(:class:`StepPacer`): at most :data:`CPU_STEPS_IN_FLIGHT` steps are in
+flight, because XLA's CPU client deadlocks when the host runs far ahead of
+its collectives (see :class:`StepPacer`). One device and GPUs are not paced.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +30,16 @@ import jax
 from bricks.distributed import DataParallel
 from bricks.errors import ShardingError
 
-__all__ = ["as_parallel", "gathered", "jit_step", "place", "state_shardings"]
+__all__ = [
+    "CPU_STEPS_IN_FLIGHT",
+    "StepPacer",
+    "as_parallel",
+    "gathered",
+    "jit_step",
+    "paced",
+    "place",
+    "state_shardings",
+]
 
 #: The parts of GradientDescent's state tree that ``shard_parameters`` splits.
 _SHARDED_PARTS = ("params", "opt")
@@ -86,9 +101,87 @@ def jit_step(fn: Callable, parallel: DataParallel | None, state: Any = None) -> 
         return jax.jit(fn, donate_argnums=(0,))
     rep = parallel.replicated
     where = rep if state is None else state_shardings(parallel, state)
-    return jax.jit(
+    jitted = jax.jit(
         fn, donate_argnums=(0,), in_shardings=(where, None, rep), out_shardings=(where, rep)
     )
+    return paced(jitted, parallel)
+
+
+#: The most training steps in flight on a mesh of several CPU devices: step
+#: ``n + 1`` is dispatched once step ``n + 1 - CPU_STEPS_IN_FLIGHT`` has finished.
+CPU_STEPS_IN_FLIGHT = 2
+
+
+class StepPacer:
+    """Bounds how many compiled steps are in flight (dispatched, not finished).
+
+    Why: XLA's CPU client runs each device's part of a multi-device program
+    on one thread pool of ``max(cores, devices)`` threads and launches the
+    parts of the next program asynchronously on the same pool. A launch
+    waits (holding its thread) while its device already has 32 programs
+    queued. When the host dispatches steps faster than the devices run them,
+    such waiting launches hold pool threads that the devices of an earlier
+    step need to reach its all-reduce or all-gather; the devices already
+    there wait for them forever, and XLA aborts the process after 40 s
+    ("Termination timeout for `all reduce RendezvousKey...` ... Expected 4
+    threads to join the rendezvous, but only 3 of them arrived"). A few steps
+    in flight keep every device's queue far below 32, so launches never wait.
+
+    One pacer serves every paced step function of the process (the queues
+    are the CPU client's, whichever algorithm fills them).
+
+    Args:
+        limit: the most steps in flight, the one being dispatched included.
+    """
+
+    def __init__(self, limit: int = CPU_STEPS_IN_FLIGHT) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ShardingError(f"StepPacer: limit must be an int >= 1, got {limit!r}")
+        self.limit = limit
+        self._pending: deque = deque()
+
+    def wait(self) -> None:
+        """Block until fewer than ``limit`` steps are in flight."""
+        while len(self._pending) >= self.limit:
+            self._pending.popleft().block_until_ready()
+
+    def dispatched(self, marker: Any) -> None:
+        """Count a step just dispatched; ``marker``: an output it computes last."""
+        self._pending.append(marker)
+
+    def in_flight(self) -> int:
+        """How many counted steps have not finished yet (a test hook: it does not wait)."""
+        return sum(not marker.is_ready() for marker in self._pending)
+
+
+#: The pacer of every paced step (see :func:`paced`).
+CPU_PACER = StepPacer()
+
+
+def paced(step: Callable, parallel: DataParallel, pacer: StepPacer | None = None) -> Callable:
+    """``step`` (a jitted ``(state, ...) -> (state, flags)``), paced by ``pacer``
+    (default :data:`CPU_PACER`) when ``parallel``'s mesh has several devices, some
+    of them CPUs; else ``step`` itself: one device and GPUs pay nothing."""
+    devices = parallel.mesh.devices.flat
+    if parallel.size == 1 or all(d.platform != "cpu" for d in devices):
+        return step
+    return _Paced(step, CPU_PACER if pacer is None else pacer)
+
+
+class _Paced:
+    """A step function that waits for its pacer before each dispatch."""
+
+    def __init__(self, step: Callable, pacer: StepPacer) -> None:
+        self.step, self.pacer = step, pacer
+
+    def __call__(self, *args: Any) -> Any:
+        self.pacer.wait()
+        out = self.step(*args)
+        self.pacer.dispatched(out[1])  # the flags: ready when the step has finished
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # lower, _cache_size ... of the jitted step
+        return getattr(self.step, name)
 
 
 def gathered(parallel: DataParallel | None, tree: Any) -> Any:
