@@ -174,7 +174,7 @@ def report(label, pairs, steps, target):
         f"CPU-time ratio {np.median(cpu):.3f} [{cpu.min():.3f}, {cpu.max():.3f}]; "
         f"floor {fw:.0f} us/step, bricks {bw:.0f} us/step; "
         f"load {min(load):.1f}-{max(load):.1f}; target >= {target:.3g}"
-        f"{f' (<= {1 / target:.2g}x per step)' if target < 1 else ''}: {', '.join(verdict)}"
+        f"{f' (<= {1 / target:.3g}x per step)' if target < 1 else ''}: {', '.join(verdict)}"
     )
 
 
