@@ -23,6 +23,11 @@ and a larger one (784-2048-2048-10), read from the placed arrays
 ``--shard-overhead`` times W1's step sharded against replicated on the
 same devices, in blocks interleaved over 5 rounds (wall clock and process
 CPU time, median and range of the per-round ratios).
+``--inflight`` measures what bounding the steps in flight on several CPU
+devices costs (``bricks.algorithms.parallel.StepPacer``): W1's step with
+the default bound, waiting for every step, and unbounded in blocks of 16
+steps (short enough not to deadlock), interleaved over 5 rounds; process CPU
+time and wall clock per step, median and range.
 """
 
 from __future__ import annotations
@@ -154,6 +159,65 @@ def _overhead_child(devices: int, steps: int, batch: int, rounds: int) -> dict:
     return {"devices": devices, "ratios": ratios, "load": os.getloadavg()[0]}
 
 
+#: --inflight: how many steps may be in flight in each mode (None: no bound)
+INFLIGHT_MODES = {"bound 2 (default)": 2, "wait each step": 1, "unbounded": None}
+
+
+def _inflight_child(devices: int, steps: int, batch: int, rounds: int) -> dict:
+    """Per-step process CPU time and wall clock of W1 in each of INFLIGHT_MODES."""
+    import jax
+    import numpy as np
+
+    from bricks.algorithms import Adam, GradientDescent
+    from bricks.algorithms.parallel import CPU_PACER
+
+    rng = np.random.RandomState(0)
+    data = [{"features": rng.rand(batch, 784).astype(np.float32),
+             "targets": rng.randint(0, 10, batch).astype(np.int32)} for _ in range(8)]
+    algorithm = GradientDescent(cost=_mlp_graph([784, 500, 500, 10]), step_rule=Adam(1e-3),
+                                parallel=devices if devices > 1 else None)
+    for b in data[:3]:  # compile and warm up
+        algorithm.process_batch(b)
+    jax.block_until_ready(algorithm.current_parameters())
+    modes = list(INFLIGHT_MODES) if devices > 1 else ["unbounded"]  # one device: never bound
+    per: dict[str, dict[str, list[float]]] = {m: {"cpu": [], "wall": []} for m in modes}
+    for r in range(rounds):
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:  # rotate the order
+            limit = INFLIGHT_MODES[mode]
+            CPU_PACER.limit = 1 << 30 if limit is None else limit
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in range(steps):
+                algorithm.process_batch(data[i % len(data)])
+                if (i + 1) % 16 == 0:  # unbounded: never more than 16 steps queued
+                    jax.block_until_ready(algorithm.current_parameters())
+            jax.block_until_ready(algorithm.current_parameters())
+            per[mode]["cpu"].append((time.process_time() - cpu) / steps)
+            per[mode]["wall"].append((time.perf_counter() - wall) / steps)
+    return {"devices": devices, "per_step": per, "load": os.getloadavg()[0]}
+
+
+def _inflight(devices: list[int], steps: int, batch: int) -> None:
+    print(f"W1 (784-500-500-10, Adam, global batch {batch}): per step, {steps} steps a block, "
+          "modes interleaved over 5 rounds (median [range])")
+    print("| devices | mode | process CPU time | vs unbounded | wall clock | load average |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for n in devices:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+               "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, __file__, "--inflight-child", str(n), "--steps",
+                              str(steps), "--batch", str(batch)], env=env,
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        unbounded = sorted(r["per_step"]["unbounded"]["cpu"])
+        base = unbounded[len(unbounded) // 2]
+        for mode, times in r["per_step"].items():
+            cpu, wall = sorted(times["cpu"]), sorted(times["wall"])
+            mid = len(cpu) // 2
+            print(f"| {n} | {mode} | {cpu[mid] * 1e3:.2f} ms [{cpu[0] * 1e3:.2f}-"
+                  f"{cpu[-1] * 1e3:.2f}] | {cpu[mid] / base:.2f} | {wall[mid] * 1e3:.2f} ms "
+                  f"[{wall[0] * 1e3:.2f}-{wall[-1] * 1e3:.2f}] | {r['load']:.1f} |")
+
+
 def _overhead(devices: list[int], steps: int, batch: int) -> None:
     print(f"W1 (784-500-500-10, Adam, global batch {batch}): step time with shard_parameters=True "
           f"over replicated, {steps} steps a block, blocks interleaved (median [range] of rounds)")
@@ -204,7 +268,17 @@ def main() -> None:
     parser.add_argument("--shard-overhead", action="store_true",
                         help="step time sharded / replicated, interleaved (default --devices 2,4)")
     parser.add_argument("--overhead-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--inflight", action="store_true",
+                        help="cost of bounding the steps in flight (default --devices 1,2,4)")
+    parser.add_argument("--inflight-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.inflight_child is not None:
+        print(json.dumps(_inflight_child(args.inflight_child, args.steps, args.batch, 5)))
+        return
+    if args.inflight:
+        devices = "1,2,4" if args.devices == "1,2,4,8" else args.devices
+        _inflight([int(x) for x in devices.split(",")], args.steps, args.batch)
+        return
     if args.child is not None:
         print(json.dumps(_child(args.child, args.steps, args.batch)))
         return
