@@ -196,18 +196,23 @@ def _inflight_child(devices: int, steps: int, batch: int, rounds: int) -> dict:
     return {"devices": devices, "per_step": per, "load": os.getloadavg()[0]}
 
 
+def _run_child(devices: int, *args: str) -> dict:
+    """The JSON this script prints with ``args``, run on ``devices`` forced CPU devices."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _inflight(devices: list[int], steps: int, batch: int) -> None:
     print(f"W1 (784-500-500-10, Adam, global batch {batch}): per step, {steps} steps a block, "
           "modes interleaved over 5 rounds (median [range])")
     print("| devices | mode | process CPU time | vs unbounded | wall clock | load average |")
     print("| --- | --- | --- | --- | --- | --- |")
     for n in devices:
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
-               "JAX_PLATFORMS": "cpu"}
-        out = subprocess.run([sys.executable, __file__, "--inflight-child", str(n), "--steps",
-                              str(steps), "--batch", str(batch)], env=env,
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _run_child(n, "--inflight-child", str(n), "--steps", str(steps), "--batch",
+                       str(batch))
         unbounded = sorted(r["per_step"]["unbounded"]["cpu"])
         base = unbounded[len(unbounded) // 2]
         for mode, times in r["per_step"].items():
@@ -224,12 +229,8 @@ def _overhead(devices: list[int], steps: int, batch: int) -> None:
     print("| devices | wall-clock ratio | process CPU-time ratio | load average |")
     print("| --- | --- | --- | --- |")
     for n in devices:
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
-               "JAX_PLATFORMS": "cpu"}
-        out = subprocess.run([sys.executable, __file__, "--overhead-child", str(n), "--steps",
-                              str(steps), "--batch", str(batch)], env=env,
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _run_child(n, "--overhead-child", str(n), "--steps", str(steps), "--batch",
+                       str(batch))
         cells = []
         for kind in ("wall", "cpu"):
             values = sorted(r["ratios"][kind])

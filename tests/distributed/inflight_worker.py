@@ -21,33 +21,9 @@ import numpy as np  # noqa: E402
 
 from bricks.algorithms import Adam, GradientDescent  # noqa: E402
 from bricks.algorithms.parallel import CPU_PACER  # noqa: E402
-from bricks.core import (  # noqa: E402
-    MLP,
-    CategoricalCrossEntropy,
-    Constant,
-    IsotropicGaussian,
-    Rectifier,
-    Softmax,
-)
 from bricks.distributed import DataParallel  # noqa: E402
-from bricks.graph import ComputationGraph  # noqa: E402
 from tests.distributed.fsdp_models import MIN, MODELS  # noqa: E402
-
-
-def wide() -> tuple[ComputationGraph, list[dict[str, np.ndarray]]]:
-    """An MLP 128-256-256-8 on batches of 64: a step takes longer than its dispatch."""
-    dims = [128, 256, 256, 8]
-    mlp = MLP([Rectifier(), Rectifier(), Softmax()], dims,
-              weights_init=IsotropicGaussian(0.05), biases_init=Constant(0.0))
-    mlp.initialize(seed=1)
-
-    def cost(features, targets):
-        return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
-
-    rng = np.random.RandomState(0)
-    data = [{"features": rng.randn(64, dims[0]).astype(np.float32),
-             "targets": rng.randint(0, dims[-1], 64).astype(np.int32)} for _ in range(8)]
-    return ComputationGraph(cost, features=(None, dims[0]), targets=(None,)), data
+from tests.distributed.inflight_models import wide_mlp  # noqa: E402
 
 
 def main() -> None:
@@ -55,7 +31,7 @@ def main() -> None:
     if "--unpaced" in sys.argv:
         CPU_PACER.limit = 1 << 30
     models = {name: (make()[0], batches(8)) for name, (make, batches) in MODELS.items()}
-    models["wide"] = wide()
+    models["wide"] = wide_mlp([128, 256, 256, 8], 64)
     total = 0.0
     for name, (graph, data) in models.items():
         for shard in (False, True):

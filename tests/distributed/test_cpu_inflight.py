@@ -19,17 +19,10 @@ import pytest
 from bricks.algorithms import Adam, GradientDescent
 from bricks.algorithms import parallel as parallel_module
 from bricks.algorithms.parallel import CPU_STEPS_IN_FLIGHT, StepPacer, paced
-from bricks.core import (
-    MLP,
-    CategoricalCrossEntropy,
-    Constant,
-    IsotropicGaussian,
-    Rectifier,
-    Softmax,
-)
 from bricks.distributed import DataParallel
 from bricks.errors import ShardingError
-from bricks.graph import ComputationGraph
+
+from .inflight_models import wide_mlp
 
 WORKER = Path(__file__).with_name("inflight_worker.py")
 
@@ -37,18 +30,7 @@ WORKER = Path(__file__).with_name("inflight_worker.py")
 def _heavy(parallel, shard: bool = False) -> tuple[GradientDescent, list[dict]]:
     """An MLP 256-512-512-8 on batches of 128: a step takes much longer than its dispatch,
     so unpaced steps pile up."""
-    dims = [256, 512, 512, 8]
-    mlp = MLP([Rectifier(), Rectifier(), Softmax()], dims,
-              weights_init=IsotropicGaussian(0.05), biases_init=Constant(0.0))
-    mlp.initialize(seed=1)
-
-    def cost(features, targets):
-        return CategoricalCrossEntropy().apply(targets, mlp.apply(features))
-
-    graph = ComputationGraph(cost, features=(None, dims[0]), targets=(None,))
-    rng = np.random.RandomState(0)
-    data = [{"features": rng.randn(128, dims[0]).astype(np.float32),
-             "targets": rng.randint(0, dims[-1], 128).astype(np.int32)} for _ in range(4)]
+    graph, data = wide_mlp([256, 512, 512, 8], 128)
     if parallel is not None:
         parallel = DataParallel(parallel, shard_parameters=shard)
     return GradientDescent(cost=graph, step_rule=Adam(1e-3), parallel=parallel), data
