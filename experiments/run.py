@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
         help="compile everything afresh, without reading or writing the compilation cache",
     )
     parser.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="keep glibc's malloc defaults on CPU (tuned by default: see tune_cpu_allocator)",
+    )
+    parser.add_argument(
         "--debug-nans",
         action="store_true",
         help="JAX's NaN checking: the first NaN raises naming the primitive (slow: every "
@@ -318,6 +323,9 @@ class _Run:
         self.compile_cache = configure_compile_cache(
             args.compile_cache, args.no_compile_cache, config
         )
+        from ._allocator import malloc_tuning
+
+        self.malloc_tuning = malloc_tuning(not args.no_malloc_tuning)
         if args.debug_nans:
             import jax
 
@@ -349,6 +357,7 @@ class _Run:
             "host": socket.gethostname(),
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": _machine(),
+            "malloc_tuning": self.malloc_tuning,
         }
         if self.previous.get("status") == "running":
             # the lock was free, so the process that wrote "running" is gone
@@ -507,6 +516,8 @@ def resume_command(args: argparse.Namespace, run_dir: str | os.PathLike) -> list
         command.append("--no-compile-cache")
     elif args.compile_cache:
         command += ["--compile-cache", args.compile_cache]
+    if getattr(args, "no_malloc_tuning", False):
+        command.append("--no-malloc-tuning")
     return command
 
 

@@ -1,0 +1,118 @@
+"""glibc malloc tuning: what tune_cpu_allocator sets, what it changes, and the runner's flag."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from bricks.core import allocator
+from bricks.core.allocator import ALLOCATOR_SETTINGS, tune_cpu_allocator
+
+from ._helpers import REPO, check_run_dir, env, run
+
+GLIBC = allocator._glibc() is not None
+
+# Faults of a second 64 MiB buffer after the first was freed: glibc's default
+# maps it afresh (every page faults again); tuned, the freed heap is reused.
+_PROBE = """
+import ctypes, json, resource
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+SIZE = 2**26  # 64 MiB, as a step's scratch buffer: malloc, write every byte, free
+
+def use_buffer():
+    block = libc.malloc(SIZE)
+    ctypes.memset(block, 1, SIZE)
+    libc.free(block)
+
+def faults_of_second_buffer():
+    use_buffer()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    use_buffer()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+result = {"default": faults_of_second_buffer()}
+from bricks.core.allocator import tune_cpu_allocator
+result["first"] = tune_cpu_allocator()
+result["second"] = tune_cpu_allocator()
+result["tuned"] = faults_of_second_buffer()
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_tuning_applies_idempotently_and_stops_refaulting_freed_memory():
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env(), cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["first"] == result["second"] == ALLOCATOR_SETTINGS
+    pages = 2**26 // 4096
+    assert result["default"] > pages // 2, result  # mapped afresh: every page faults again
+    assert result["tuned"] < pages // 20, result  # the freed heap is reused
+
+
+class _FakeMallopt:
+    """Stands in for glibc's ``mallopt``: records calls, refuses some parameters."""
+
+    def __init__(self, refuse: set[int]):
+        self.calls: list[tuple[int, int]] = []
+        self.refuse = refuse
+
+    def __call__(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return 0 if param in self.refuse else 1
+
+
+class _FakeLibc:
+    def __init__(self, refuse: set[int]):
+        self.mallopt = _FakeMallopt(refuse)
+
+
+def test_settings_glibc_refuses_are_left_out(monkeypatch, caplog):
+    fake = _FakeLibc(refuse={allocator._M_ARENA_MAX})
+    monkeypatch.setattr(allocator, "_glibc", lambda: fake)
+    monkeypatch.setattr(allocator, "_applied", {})
+    with caplog.at_level(logging.DEBUG, logger=allocator.__name__):
+        applied = tune_cpu_allocator()
+    assert applied == {"mmap_max": 0, "trim_threshold": 2**31 - 1}
+    assert fake.mallopt.calls == [(-4, 0), (-1, 2**31 - 1), (-8, 1)]
+    assert "refused mallopt(arena_max, 1)" in caplog.text
+    assert tune_cpu_allocator() == applied and len(fake.mallopt.calls) == 3  # not applied twice
+
+
+def test_without_glibc_nothing_changes_and_nothing_raises(monkeypatch, caplog):
+    monkeypatch.setattr(allocator, "_glibc", lambda: None)
+    monkeypatch.setattr(allocator, "_applied", {})
+    with caplog.at_level(logging.DEBUG, logger=allocator.__name__):
+        assert tune_cpu_allocator() == {}
+    assert "not glibc" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_runner_tunes_by_default_and_records_it(tmp_path):
+    common = ("--set", "num_batches=3", "--set", "plot=False", "--no-compile-cache")
+    run("sqrt", tmp_path / "on", *common)
+    assert check_run_dir(tmp_path / "on")["malloc_tuning"] == {"applied": ALLOCATOR_SETTINGS}
+    run("sqrt", tmp_path / "off", *common, "--no-malloc-tuning")
+    assert check_run_dir(tmp_path / "off")["malloc_tuning"] == {
+        "applied": {},
+        "skipped": "--no-malloc-tuning",
+    }
+
+
+def test_resume_command_keeps_the_opt_out():
+    from experiments import run as runner
+
+    args = runner._parser().parse_args(["c.py", "--no-malloc-tuning"])
+    assert runner.resume_command(args, "r")[-1] == "--no-malloc-tuning"
+    args = runner._parser().parse_args(["c.py"])
+    assert "--no-malloc-tuning" not in runner.resume_command(args, "r")
