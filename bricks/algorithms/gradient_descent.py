@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +42,10 @@ from bricks.algorithms.checks import (
 from bricks.algorithms.compiled_step import jit_local, make_step, rules_of
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.live import LiveParameters, StateSnapshot
+from bricks.algorithms.monitor_slots import means as _means
+from bricks.algorithms.monitor_slots import on_host as _on_host
+from bricks.algorithms.monitor_slots import sizes_of as _sizes_of
+from bricks.algorithms.monitor_slots import zeros as _zeros
 from bricks.algorithms.non_finite import (
     FlagReader,
     SkipPolicy,
@@ -72,51 +75,6 @@ __all__ = ["GradientDescent", "StateSnapshot"]
 logger = logging.getLogger(__name__)
 
 _UNUSED = ("raise", "warn", "ignore")
-
-
-@functools.lru_cache(maxsize=256)
-def _sizes_of(shapes: tuple[tuple[int, ...], ...]) -> list[int]:
-    return [math.prod(shape) for shape in shapes]
-
-
-_ZEROS_AT_ONCE = 64
-_zero_pools: dict[int, list[jax.Array]] = {}
-
-
-@functools.lru_cache(maxsize=64)
-def _zeros_maker(size: int) -> Callable[[], tuple[jax.Array, ...]]:
-    return jax.jit(lambda: tuple(jnp.zeros(size, jnp.float32) for _ in range(_ZEROS_AT_ONCE)))
-
-
-def _zeros(size: int) -> jax.Array:
-    """A fresh float32 zero vector: made 64 at a time by one compiled call, since every
-    per-batch report needs one and a dispatch costs about half a small training step."""
-    pool = _zero_pools.setdefault(size, [])
-    if not pool:
-        pool.extend(_zeros_maker(size)())
-    return pool.pop()
-
-
-@functools.lru_cache(maxsize=1)
-def _on_host() -> bool:
-    """Whether arrays live in host memory (CPU): reading one back needs no copy to start
-    early (on CPU ``copy_to_host_async`` cost 12 us of a 150 us step and saved nothing)."""
-    return jax.default_backend() == "cpu"
-
-
-def _means(acc: np.ndarray, variables: Sequence[Variable], sizes: Sequence[int]) -> dict:
-    """``{name: mean}`` of a slot's host sums (the last element counts the steps)."""
-    count = max(acc[-1], 1)
-    means = acc[:-1] / count  # one division for all (a slice at a time cost 8 us a read)
-    out: dict[str, Any] = {}
-    offset = 0
-    for var, size in zip(variables, sizes, strict=True):
-        if var.shape:
-            out[var.name] = means[offset : offset + size].reshape(var.shape)
-        else:
-            out[var.name] = float(means[offset])
-        offset += size
-    return out
 
 
 def _quantity(name: str) -> Variable:

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +47,7 @@ from typing import Any
 
 from bricks.errors import MainLoopError, MissingAttributeError, NonFiniteCostError
 from bricks.log import TrainingLog
+from bricks.main_loop._signals import SignalHandling
 
 __all__ = ["MainLoop", "TrainingFinish"]
 
@@ -84,7 +83,7 @@ class TrainingFinish(Exception):
     """Raised inside the loop to stop training cleanly (not an error)."""
 
 
-class MainLoop:
+class MainLoop(SignalHandling):
     """Train ``algorithm`` on batches of ``data_stream`` while extensions watch.
 
     Args:
@@ -510,48 +509,6 @@ class MainLoop:
             raise TrainingFinish
         if level == "epoch" and self.status["epoch_interrupt_received"]:
             raise TrainingFinish
-
-    # -- signals -------------------------------------------------------------
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        self._interrupts = 0
-        self._old_handlers = {
-            signal.SIGINT: signal.signal(signal.SIGINT, self._handle_interrupt),
-            signal.SIGTERM: signal.signal(signal.SIGTERM, self._handle_batch_interrupt),
-            signal.SIGUSR1: signal.signal(signal.SIGUSR1, self._handle_save_request),
-        }
-
-    def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)
-        self._old_handlers = {}
-
-    def _handle_interrupt(self, signum: int, frame: Any) -> None:
-        self._interrupts += 1
-        if self._interrupts >= 3:
-            logger.warning("Third interrupt: exiting now; the last committed checkpoint is valid")
-            logging.shutdown()
-            os._exit(130)
-        if self._interrupts == 2:
-            self._handle_batch_interrupt(signum, frame)
-            return
-        logger.warning("Interrupt received: finishing the current epoch (again to stop sooner)")
-        self.status["epoch_interrupt_received"] = True
-        self.log.current_row["epoch_interrupt_received"] = True
-
-    def _handle_batch_interrupt(self, signum: int, frame: Any) -> None:
-        logger.warning("Interrupt received: finishing the current batch")
-        self.status["batch_interrupt_received"] = True
-        self.log.current_row["batch_interrupt_received"] = True
-
-    def _handle_save_request(self, signum: int, frame: Any) -> None:
-        logger.warning("SIGUSR1 received: saving a checkpoint after this batch")
-        self._save_requested = True
-
-    # the handlers only set flags: safe while a checkpoint is being written
-    _handle_interrupt.safe_during_save = True  # type: ignore[attr-defined]
-    _handle_batch_interrupt.safe_during_save = True  # type: ignore[attr-defined]
 
     # -- checkpointing -------------------------------------------------------
     def get_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
