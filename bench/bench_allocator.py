@@ -11,10 +11,13 @@ round so they all see the same machine load:
   MALLOC_TRIM_THRESHOLD_=4294967295`` in the child's environment;
 * ``tuned``: :func:`bricks.core.allocator.tune_cpu_allocator` called at
   start-up (before jax makes its threads);
+* ``backend``: the same call after ``jax.devices()`` (the CPU client and
+  its threads exist, nothing compiled or run yet: where the runner calls it);
 * ``late``: the same call after the first (compiled) step, when XLA's
-  threads already exist;
+  threads have allocated;
 * ``mmap``: ``mallopt(M_MMAP_MAX, 0)`` alone; ``trim``: ``M_TRIM_THRESHOLD``
-  alone (which of the settings gives the win).
+  alone; ``no-arena``: both but not ``M_ARENA_MAX`` (which settings give
+  the win).
 
 Workloads: ``w2`` (the 2-layer LSTM 256 char LM of ``bench_recurrent.py``,
 Blocks' cell), ``mlp`` (784-500-500-10, batch 128, Adam: the floor of
@@ -45,7 +48,7 @@ ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "4294967295",
 }
-MODES = ("default", "env", "tuned", "late", "mmap", "trim")
+MODES = ("default", "env", "tuned", "backend", "late", "mmap", "trim", "no-arena")
 
 
 def _rss_mib() -> float:
@@ -99,6 +102,16 @@ def child(mode: str, workload: str, steps: int) -> None:
         _mallopt(-4, 0)
     elif mode == "trim":
         _mallopt(-1, 2**31 - 1)
+    elif mode == "no-arena":
+        _mallopt(-4, 0)
+        _mallopt(-1, 2**31 - 1)
+    elif mode == "backend":
+        import jax
+
+        from bricks.core.allocator import tune_cpu_allocator
+
+        jax.devices()
+        tune_cpu_allocator()
     step = _workload(workload)
     step()  # compile (and, for "alt", the first program)
     if workload == "alt":
@@ -110,8 +123,11 @@ def child(mode: str, workload: str, steps: int) -> None:
         step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
+    trace = []  # resident MiB after each fifth of the steps: does it grow?
+    for i in range(steps):
         step()
+        if (i + 1) % max(1, steps // 5) == 0:
+            trace.append(round(_rss_mib()))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -124,6 +140,7 @@ def child(mode: str, workload: str, steps: int) -> None:
                 "rss_mib": _rss_mib(),
                 "peak_mib": usage.ru_maxrss / 1024,
                 "load": os.getloadavg()[0],
+                "rss_trace": trace,
             }
         )
     )
@@ -170,7 +187,7 @@ def main() -> None:
         print("mode     faults/step        CPU ms/step      wall ms/step     RSS MiB  peak   load")
         base = results.get("default")
         for mode, runs in results.items():
-            col = {k: [r[k] for r in runs] for k in runs[0]}
+            col = {k: [r[k] for r in runs] for k in runs[0] if k != "rss_trace"}
             ratio = ""
             if base and mode != "default":
                 cpu = [r["cpu_ms"] / b["cpu_ms"] for r, b in zip(runs, base, strict=True)]
@@ -180,6 +197,8 @@ def main() -> None:
                 f"{_fmt(col['wall_ms']):16} {statistics.median(col['rss_mib']):6.0f} "
                 f"{statistics.median(col['peak_mib']):6.0f} {_fmt(col['load'], 1)}{ratio}"
             )
+        for mode, runs in results.items():
+            print(f"{mode:8} resident MiB after each fifth of the steps: {runs[0]['rss_trace']}")
     print(f"\nload average after: {os.getloadavg()[0]:.1f} (1 min)")
 
 

@@ -116,3 +116,50 @@ def test_resume_command_keeps_the_opt_out():
     assert runner.resume_command(args, "r")[-1] == "--no-malloc-tuning"
     args = runner._parser().parse_args(["c.py"])
     assert "--no-malloc-tuning" not in runner.resume_command(args, "r")
+
+
+def test_runner_skips_when_the_backend_already_started():
+    import jax
+
+    from experiments._allocator import malloc_tuning
+
+    jax.devices()
+    assert malloc_tuning(True) == {
+        "applied": {},
+        "skipped": "jax's backend started before the runner could tune",
+    }
+    assert malloc_tuning(False) == {"applied": {}, "skipped": "--no-malloc-tuning"}
+
+
+@pytest.mark.parametrize(
+    ("platforms", "plugins", "skipped"),
+    [
+        ("cuda", [], "JAX_PLATFORMS=cuda"),
+        ("", ["cuda"], "accelerator plugins installed: cuda"),
+    ],
+)
+def test_runner_skips_accelerator_runs(monkeypatch, platforms, plugins, skipped):
+    from experiments import _allocator
+
+    monkeypatch.setattr(allocator, "_jax_backend_started", lambda: False)
+    monkeypatch.setattr(_allocator, "_platforms", lambda: platforms)
+    monkeypatch.setattr(_allocator, "_accelerator_plugins", lambda: plugins)
+    assert _allocator.malloc_tuning(True) == {"applied": {}, "skipped": skipped}
+
+
+_LATE = """
+import logging, jax
+from bricks.core.allocator import tune_cpu_allocator
+logging.basicConfig(level=logging.WARNING)
+jax.devices()
+tune_cpu_allocator()
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_tuning_after_the_backend_started_warns():
+    out = subprocess.run(
+        [sys.executable, "-c", _LATE], env=env(), cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "after jax's backend started" in out.stderr
