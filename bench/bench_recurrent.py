@@ -200,6 +200,12 @@ def main() -> None:
     ap.add_argument(
         "--unroll", type=int, nargs="*", default=[], help="also bricks with lax.scan unroll=K"
     )
+    ap.add_argument(
+        "--malloc",
+        action="store_true",
+        help="tune glibc's malloc first (bricks.core.allocator.tune_cpu_allocator, as "
+        "python -m experiments.run does on CPU): no page faults of XLA's per-step scratch",
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
@@ -207,6 +213,10 @@ def main() -> None:
     if args.quick:
         args.hidden, args.seq, args.batch, args.steps, args.rounds, args.long = 32, 20, 4, 2, 3, 100
 
+    if args.malloc:  # before jax's backend starts its threads
+        from bricks.core.allocator import tune_cpu_allocator
+
+        print(f"malloc tuned: {tune_cpu_allocator()}")
     device = jax.devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     print(
