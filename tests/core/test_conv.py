@@ -21,6 +21,7 @@ from bricks.core import (
     MaxPooling,
     Rectifier,
     Softmax,
+    Tanh,
     apply_with,
     with_extra_dims,
 )
@@ -187,7 +188,7 @@ def test_convolutional_transpose_in_a_sequence_restores_the_image_size():
     seq = ConvolutionalSequence(
         [
             Convolutional((3, 3), 4, step=(2, 2)),  # (9, 8) -> (5, 4) with "half"
-            Rectifier(),
+            Tanh(),  # smooth: a finite-difference check across ReLU's kink depends on the data
             ConvolutionalTranspose((3, 3), 2, unused_edge=(0, 1), step=(2, 2)),
         ],
         num_channels=2,
@@ -205,7 +206,7 @@ def test_convolutional_transpose_in_a_sequence_restores_the_image_size():
         9,
         8,
     )
-    x = jnp.asarray(RNG.normal(size=(3, 2, 9, 8)), jnp.float32)
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(3, 2, 9, 8)), jnp.float32)
     assert seq.apply(x).shape == (3, *seq.get_dim("output"))
     check_grads64(lambda ps, v: apply_with(ps, seq.apply, v), (seq.get_parameter_values(), x))
     # the output size is known from original_image_size alone, or inferred from the input
