@@ -136,8 +136,8 @@ def test_one_pacer_serves_every_algorithm(monkeypatch):
 
 @pytest.mark.slow
 def test_many_unblocked_steps_on_four_devices_never_hang():
-    """Before the bound, this hung (XLA aborted after 40 s) in some runs on a loaded
-    2-core machine; see docs/distributed.md."""
+    """Without the bound (``inflight_worker.py 4 300 --unpaced``) XLA aborted after 40 s in
+    8 of 8 runs on the 2-core machine (load average 4-11); see docs/distributed.md."""
     out = subprocess.run([sys.executable, str(WORKER), "4", "300"], capture_output=True,
                          text=True, timeout=420)
     assert out.returncode == 0, out.stderr[-3000:]
