@@ -204,7 +204,8 @@ def main() -> None:
         "--malloc",
         action="store_true",
         help="tune glibc's malloc first (bricks.core.allocator.tune_cpu_allocator, as "
-        "python -m experiments.run does on CPU): no page faults of XLA's per-step scratch",
+        "python -m experiments.run --malloc-tuning does on CPU): no page faults of XLA's "
+        "per-step scratch",
     )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")

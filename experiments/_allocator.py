@@ -1,4 +1,4 @@
-"""The runner's malloc tuning: on by default on the CPU backend (``--no-malloc-tuning``).
+"""The runner's ``--malloc-tuning``: glibc's malloc tuned for XLA on the CPU backend.
 
 glibc's settings only help when they are in place before XLA's CPU client
 starts its threads (each thread keeps the malloc arena it first used), so
@@ -36,14 +36,14 @@ def malloc_tuning(enabled: bool) -> dict[str, Any]:
     """Apply :func:`bricks.core.allocator.tune_cpu_allocator` when the run will be on CPU.
 
     Args:
-        enabled: ``False`` for ``--no-malloc-tuning``.
+        enabled: ``--malloc-tuning`` was given.
 
     Returns:
         What ``summary.json`` records under ``"malloc_tuning"``: ``{"applied":
         settings}``, with ``"skipped"`` saying why when nothing was applied.
     """
     if not enabled:
-        return {"applied": {}, "skipped": "--no-malloc-tuning"}
+        return {"applied": {}, "skipped": "off (--malloc-tuning turns it on)"}
     from bricks.core.allocator import _jax_backend_started, tune_cpu_allocator
 
     if _jax_backend_started():

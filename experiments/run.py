@@ -144,9 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         help="compile everything afresh, without reading or writing the compilation cache",
     )
     parser.add_argument(
-        "--no-malloc-tuning",
+        "--malloc-tuning",
         action="store_true",
-        help="keep glibc's malloc defaults on CPU (tuned by default: see tune_cpu_allocator)",
+        help="on CPU, keep XLA's per-step scratch memory mapped (bricks.core.allocator."
+        "tune_cpu_allocator): fewer page faults, more resident memory; see docs/training.md",
     )
     parser.add_argument(
         "--debug-nans",
@@ -325,7 +326,7 @@ class _Run:
         )
         from ._allocator import malloc_tuning
 
-        self.malloc_tuning = malloc_tuning(not args.no_malloc_tuning)
+        self.malloc_tuning = malloc_tuning(args.malloc_tuning)
         if args.debug_nans:
             import jax
 
@@ -516,8 +517,8 @@ def resume_command(args: argparse.Namespace, run_dir: str | os.PathLike) -> list
         command.append("--no-compile-cache")
     elif args.compile_cache:
         command += ["--compile-cache", args.compile_cache]
-    if getattr(args, "no_malloc_tuning", False):
-        command.append("--no-malloc-tuning")
+    if getattr(args, "malloc_tuning", False):
+        command.append("--malloc-tuning")
     return command
 
 

@@ -98,24 +98,24 @@ def test_without_glibc_nothing_changes_and_nothing_raises(monkeypatch, caplog):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_runner_tunes_by_default_and_records_it(tmp_path):
+def test_runner_tunes_when_asked_and_records_it(tmp_path):
     common = ("--set", "num_batches=3", "--set", "plot=False", "--no-compile-cache")
-    run("sqrt", tmp_path / "on", *common)
+    run("sqrt", tmp_path / "on", *common, "--malloc-tuning")
     assert check_run_dir(tmp_path / "on")["malloc_tuning"] == {"applied": ALLOCATOR_SETTINGS}
-    run("sqrt", tmp_path / "off", *common, "--no-malloc-tuning")
+    run("sqrt", tmp_path / "off", *common)
     assert check_run_dir(tmp_path / "off")["malloc_tuning"] == {
         "applied": {},
-        "skipped": "--no-malloc-tuning",
+        "skipped": "off (--malloc-tuning turns it on)",
     }
 
 
-def test_resume_command_keeps_the_opt_out():
+def test_resume_command_keeps_the_choice():
     from experiments import run as runner
 
-    args = runner._parser().parse_args(["c.py", "--no-malloc-tuning"])
-    assert runner.resume_command(args, "r")[-1] == "--no-malloc-tuning"
+    args = runner._parser().parse_args(["c.py", "--malloc-tuning"])
+    assert runner.resume_command(args, "r")[-1] == "--malloc-tuning"
     args = runner._parser().parse_args(["c.py"])
-    assert "--no-malloc-tuning" not in runner.resume_command(args, "r")
+    assert "--malloc-tuning" not in runner.resume_command(args, "r")
 
 
 def test_runner_skips_when_the_backend_already_started():
@@ -128,7 +128,7 @@ def test_runner_skips_when_the_backend_already_started():
         "applied": {},
         "skipped": "jax's backend started before the runner could tune",
     }
-    assert malloc_tuning(False) == {"applied": {}, "skipped": "--no-malloc-tuning"}
+    assert malloc_tuning(False) == {"applied": {}, "skipped": "off (--malloc-tuning turns it on)"}
 
 
 @pytest.mark.parametrize(
