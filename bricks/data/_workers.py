@@ -67,8 +67,8 @@ def _install_no_main_filter() -> None:
 
     multiprocessing asks ``spawn.get_preparation_data(name)`` what a child
     must prepare; it names the main script, which the child then runs as
-    ``__mp_main__``. Our workers unpickle their payload themselves and
-    need it only when the payload refers to ``__main__`` (then they are
+    ``__mp_main__``. Our workers' payload (unpickled by multiprocessing after
+    this preparation) needs it only when the payload refers to ``__main__`` (then they are
     not named so); the filter applies to no other process.
     """
     from multiprocessing import spawn
@@ -120,16 +120,16 @@ def _has_main_guard(path: str) -> bool:
     return False
 
 
-def pickle_payload(payload: Any, what: str, who: str, start_method: str) -> tuple[bytes, bool]:
-    """Pickle what a worker process needs; returns the bytes and whether it needs ``__main__``.
+def check_payload(payload: Any, what: str, who: str, start_method: str) -> bool:
+    """Check that what a worker process needs pickles (multiprocessing sends it so), and
+    return whether it needs ``__main__``.
 
     Raises:
         WorkerError: part of ``payload`` cannot be pickled (the message
             names it), or it refers to the main script in a way worker
             processes cannot follow (no guard, or no script at all).
     """
-    buf = io.BytesIO()
-    pickler = _Pickler(buf)
+    pickler = _Pickler(io.BytesIO())
     try:
         pickler.dump(payload)
     except (pickle.PicklingError, TypeError, AttributeError) as error:
@@ -161,7 +161,7 @@ def pickle_payload(payload: Any, what: str, who: str, start_method: str) -> tupl
                 "the top), or move these definitions into a module, or use "
                 "Prefetch(processes=False)"
             )
-    return buf.getvalue(), needs_main
+    return needs_main
 
 
 def _unpicklable(obj: Any, path: str, depth: int = 0) -> str:
@@ -225,10 +225,6 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
 
-def _load(payload: Any) -> Any:
-    return pickle.loads(payload) if isinstance(payload, bytes) else payload
-
-
 def _read_worker(
     payload: Any, requests: Any, results: Any, gen: Any, trainer: int | None = None
 ) -> None:
@@ -237,7 +233,7 @@ def _read_worker(
     writer = Writer()
     handle = dataset = None
     try:
-        dataset = _load(payload)
+        dataset = payload
         handle = dataset.open()
     except BaseException as e:  # noqa: BLE001 -- reported; the main process raises
         results.put(("fatal", -1, None, _describe(e)))
@@ -272,7 +268,7 @@ def _stream_worker(
     """Run whole epochs of a stream; each item goes with the stream's state after it."""
     _watch_trainer(trainer)
     try:
-        stream = _load(payload)
+        stream = payload
     except BaseException as e:  # noqa: BLE001
         results.put(("fatal", -1, None, _describe(e)))
         return
@@ -342,10 +338,10 @@ class WorkerPool:
         self.slots = Slots(cap=2 * workers * depth + 4, enabled=processes and kind == "read")
         target = _read_worker if kind == "read" else _stream_worker
         if processes:
-            if start_method == "fork":  # inherited, never pickled: lambdas are fine
-                body, needs_main = payload, False
-            else:
-                body, needs_main = pickle_payload(payload, what, "Prefetch worker", start_method)
+            needs_main = start_method != "fork" and check_payload(  # fork: inherited, never
+                payload, what, "Prefetch worker", start_method  # pickled: lambdas are fine
+            )
+            body = payload
             ctx = _context(start_method)
             if not needs_main:
                 _install_no_main_filter()
