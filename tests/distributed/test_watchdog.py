@@ -43,8 +43,8 @@ def test_deadline_is_factor_times_median_step_but_at_least_the_minimum():
     assert dog.deadline(now=0.0) is None  # nothing timed yet
     for k, t in enumerate([0.0, 0.1, 0.2, 0.3], 1):  # steps of 0.1 s: the minimum decides
         dog.beat(k, now=t)
-    elapsed, allowed, what = dog.deadline(now=1.3)
-    assert (round(elapsed, 6), allowed) == (1.0, 2.0) and what.startswith("step 5 ")
+    taken, allowed, what = dog.deadline(now=1.3)  # on the clock given as now=
+    assert taken == pytest.approx(1.0) and allowed == 2.0 and what.startswith("step 5 ")
     for k, t in enumerate([1.3, 2.3, 3.3, 4.3, 5.3], 5):  # now 1 s steps: 10 x median 1 s
         dog.beat(k, now=t)
     assert dog.deadline(now=6.0)[1] == pytest.approx(10 * np.median([0.1] * 3 + [1.0] * 5))
@@ -66,27 +66,28 @@ def test_the_first_steps_compilation_are_not_timed():
     assert dog.check(now=190.2 + 200) is None and dog.check(now=190.2 + 202) is not None
 
 
-def test_an_extension_call_is_not_step_time_and_has_its_own_deadline():
+def test_an_extension_call_is_not_step_time_and_has_its_own_deadline(monkeypatch):
+    clock = [100.0]  # the watchdog's clock, moved by hand: nothing here waits
+    monkeypatch.setattr(watchdog_module.time, "monotonic", lambda: clock[0])
     dog = StepWatchdog(factor=10, minimum_s=0.2, extension_minimum_s=5.0, warmup_steps=0,
                        index=0, count=1, store=LocalStore(), on_abort=lambda m: None)
-    start = time.monotonic()
-    dog.beat(1, now=start - 0.01)
-    dog.beat(2, now=start)  # one step timed: deadlines apply
+    dog.beat(1, now=99.99)
+    dog.beat(2, now=100.0)  # one step timed: deadlines apply
     with dog.excused("Checkpoint"):
-        time.sleep(0.5)  # longer than a step may take
-        elapsed, allowed, what = dog.deadline()
-        assert allowed == 5.0 and "extension 'Checkpoint'" in what and elapsed >= 0.5
+        clock[0] = 100.5  # longer than a step may take
+        taken, allowed, what = dog.deadline()
+        assert (taken, allowed) == (0.5, 5.0) and "extension 'Checkpoint'" in what
         assert dog.check() is None
         with dog.excused("inner"):  # a nested call belongs to the outer one
             pass
     assert set(dog.extension_longest) == {"Checkpoint"}
+    clock[0] = 100.6
     dog.beat(3)
-    assert dog.step_times[-1] < 0.4  # the save (0.5 s) was taken out of the step
+    assert dog.step_times[-1] == pytest.approx(0.1)  # the save (0.5 s) was taken out
     with dog.excused("Checkpoint"):
-        time.sleep(0.02)
-        assert dog.deadline()[1] == pytest.approx(max(10 * dog.extension_longest["Checkpoint"],
-                                                      5.0))
-    assert dog.extension_longest["Checkpoint"] >= 0.5  # the longest call, not the last
+        clock[0] = 100.62
+        assert dog.deadline()[1] == 5.0  # max(10 x the longest call 0.5 s, 5 s)
+    assert dog.extension_longest["Checkpoint"] == pytest.approx(0.5)  # the longest, not last
 
 
 def test_a_stopped_process_is_named_and_every_process_stops():
