@@ -23,7 +23,7 @@ from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.updates import call_update
 from bricks.core.tracing import Variable
 
-__all__ = ["extra_variables", "jit_local", "make_step", "rules_of"]
+__all__ = ["extra_variables", "jit_local", "make_step", "rules_of", "step_compiler_options"]
 
 
 def extra_variables(algorithm: Any) -> list[Variable]:
@@ -38,7 +38,6 @@ def extra_variables(algorithm: Any) -> list[Variable]:
     return list(seen.values())
 
 
-
 #: XLA options of the step on CPU. Copy insertion by region analysis: the step's
 #: non-finite guard selects between the optimizer state the step rule computed
 #: and the old one, which is donated (overwritten in place); the default
@@ -48,11 +47,15 @@ def extra_variables(algorithm: Any) -> list[Variable]:
 CPU_STEP_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
+def step_compiler_options() -> dict[str, Any] | None:
+    """:data:`CPU_STEP_OPTIONS` on CPU (one device or a mesh), else ``None``."""
+    return CPU_STEP_OPTIONS if jax.default_backend() == "cpu" else None
+
+
 def jit_local(fn: Callable) -> Callable:
     """``jax.jit(fn)`` of a one-device step, the state (argument 0) donated, with
-    :data:`CPU_STEP_OPTIONS` on CPU."""
-    options = CPU_STEP_OPTIONS if jax.default_backend() == "cpu" else None
-    return jax.jit(fn, donate_argnums=(0,), compiler_options=options)
+    :func:`step_compiler_options`."""
+    return jax.jit(fn, donate_argnums=(0,), compiler_options=step_compiler_options())
 
 
 def make_step(algorithm: Any) -> Callable:
@@ -103,11 +106,10 @@ def make_step(algorithm: Any) -> Callable:
         def apply(operands):
             params, opt_state, grads = operands
             train = {k: params[k] for k in train_paths}
+            steps, opt = rule.update(grads, opt_state, train)
             if blocks_sign:
-                steps, opt = rule.update(grads, opt_state, train)
                 new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
             else:
-                steps, opt = rule.update(grads, opt_state, train)
                 new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
             new_params = {**params, **new_train, **updated}
             for path, var, fn in state_updates:
@@ -152,7 +154,6 @@ def make_step(algorithm: Any) -> Callable:
         return new_state, flags_of(counters)
 
     return step
-
 
 
 def rules_of(rule: Any, kind: type) -> list[Any]:

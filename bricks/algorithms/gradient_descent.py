@@ -39,7 +39,7 @@ from bricks.algorithms.checks import (
     pending_output,
     resolve_outputs,
 )
-from bricks.algorithms.compiled_step import jit_local, make_step, rules_of
+from bricks.algorithms.compiled_step import make_step, rules_of
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.live import LiveParameters, StateSnapshot
 from bricks.algorithms.monitor_slots import means as _means
@@ -382,10 +382,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
             state, flags = jax.lax.scan(body, state, (steps, batches))
             return state, flags[-1]
 
-        if self.parallel is None:
-            jit = jit_local
-        else:
-            jit = functools.partial(jit_step, parallel=self.parallel, state=self._state)
+        jit = functools.partial(jit_step, parallel=self.parallel, state=self._state)
         self._step_fn, self._multi_fn, self._masked_fn = jit(single), jit(multi), jit(masked)
 
     def _place_state(self) -> None:

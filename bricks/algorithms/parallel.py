@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 
+from bricks.algorithms.compiled_step import jit_local, step_compiler_options
 from bricks.distributed import DataParallel
 from bricks.errors import ShardingError
 
@@ -98,11 +99,15 @@ def jit_step(fn: Callable, parallel: DataParallel | None, state: Any = None) -> 
     placed as :func:`state_shardings` says (of ``state``, the current state tree) in
     and out, the key and the flags are replicated, the batch keeps its sharding."""
     if parallel is None:
-        return jax.jit(fn, donate_argnums=(0,))
+        return jit_local(fn)
     rep = parallel.replicated
     where = rep if state is None else state_shardings(parallel, state)
     jitted = jax.jit(
-        fn, donate_argnums=(0,), in_shardings=(where, None, rep), out_shardings=(where, rep)
+        fn,
+        donate_argnums=(0,),
+        in_shardings=(where, None, rep),
+        out_shardings=(where, rep),
+        compiler_options=step_compiler_options(),
     )
     return paced(jitted, parallel)
 
