@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bricks.algorithms.checks import flat_monitored
+from bricks.algorithms.monitor_slots import accumulate
 from bricks.algorithms.non_finite import collect_non_finite, flags_of, settle
 from bricks.algorithms.rules import l2_norm
 from bricks.algorithms.step_rule import StepRule
@@ -136,14 +136,7 @@ def make_step(algorithm: Any) -> Callable:
         step_norm = jnp.where(ok, step_norm, jnp.float32(0))
         if want_step_norm:
             values["algorithm:total_step_norm"] = step_norm
-        acc = tuple(
-            a
-            + jnp.concatenate(
-                [flat_monitored(values[v.tag], v) for v in slot]
-                + [jnp.ones(1, jnp.float32)]
-            )
-            for a, slot in zip(state["acc"], monitors, strict=True)
-        )
+        acc = accumulate(state["acc"], values, monitors)
         new_state = {
             "params": new_params,
             "opt": opt,

@@ -13,9 +13,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bricks.algorithms.checks import flat_monitored
 from bricks.core.tracing import Variable
 
-__all__ = ["means", "on_host", "sizes_of", "zeros"]
+__all__ = ["accumulate", "means", "on_host", "sizes_of", "zeros"]
+
+
+def accumulate(
+    accs: Sequence[jax.Array], values: dict[str, Any], monitors: Sequence[Sequence[Variable]]
+) -> tuple[jax.Array, ...]:
+    """Inside the compiled step: each slot's accumulator plus this step's values (and 1,
+    the step count, last)."""
+    return tuple(
+        a
+        + jnp.concatenate(
+            [flat_monitored(values[v.tag], v) for v in slot] + [jnp.ones(1, jnp.float32)]
+        )
+        for a, slot in zip(accs, monitors, strict=True)
+    )
 
 
 @functools.lru_cache(maxsize=256)
