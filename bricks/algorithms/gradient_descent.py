@@ -458,8 +458,10 @@ class GradientDescent(TrainingState, BlocksUpdates):
     ) -> None:
         """Run ``len(batches)`` steps in one compiled ``lax.scan`` call.
 
-        Same results as calling :meth:`process_batch` on each; batches of
-        different shapes fall back to one call each.
+        Same results as calling :meth:`process_batch` on each. Batches of
+        different shapes (padded to buckets) run as consecutive runs of one
+        shape, each in the masked scan of its shape: a run never falls back
+        to single steps, and the programs are at most two per shape.
 
         Args:
             batches: the batches, in order.
@@ -474,10 +476,17 @@ class GradientDescent(TrainingState, BlocksUpdates):
                 f"process_batches: {len(batches)} batches do not fit a scan of length {length}"
             )
         inputs = [self._inputs(b) for b in batches]
-        shapes = {tuple((k, np.shape(v)) for k, v in b.items()) for b in inputs}
-        if length == 1 or len(shapes) != 1:
+        if length == 1:
             for b in batches:
                 self.process_batch(b)
+            return
+        shapes = [tuple((k, np.shape(v)) for k, v in b.items()) for b in inputs]
+        if len(set(shapes)) != 1:  # bucketed sequences: each run of one shape, in order
+            start = 0
+            for end in range(1, len(batches) + 1):
+                if end == len(batches) or shapes[end] != shapes[start]:
+                    self.process_batches(batches[start:end], length=length)
+                    start = end
             return
         inputs = inputs + [inputs[-1]] * (length - len(inputs))  # masked in the scan
         state = self._require_state()

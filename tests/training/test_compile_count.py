@@ -124,3 +124,60 @@ def test_a_free_batch_size_beside_time_major_sequences_says_to_declare_it():
             words_mask=(None, None),
             example_mask=(None,),
         )
+
+
+class _Listed:
+    """The bucketed batches as a stream (same order every epoch)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def get_epoch_iterator(self, as_dict=True):
+        return iter(self.batches)
+
+
+@pytest.mark.slow
+def test_steps_per_call_over_bucketed_batches_runs_each_run_of_one_shape_in_a_scan():
+    """A chunk of mixed bucket shapes: consecutive batches of one shape run in that shape's
+    (masked) scan, in order: no single-step program, at most two programs a shape, and
+    the log and parameters those of steps_per_call=1."""
+    from bricks.extensions import FinishAfter, TrainingDataMonitoring
+    from bricks.main_loop import MainLoop
+
+    words = random_words(40, LOW, HIGH, seed=4)
+    batches = padded_epoch(words, "pow2")
+    shapes = [b["words"].shape for b in batches]
+    assert len(set(shapes)) >= 3 and any(
+        shapes[i] == shapes[i + 1] for i in range(len(shapes) - 1)
+    )  # runs longer than one batch, and several shapes in a chunk
+
+    def run(k):
+        algorithm = GradientDescent(cost=MaskedRNN().graph(), step_rule=Scale(0.05))
+        loop = MainLoop(
+            algorithm,
+            _Listed(batches),
+            extensions=[
+                TrainingDataMonitoring(["cost"], every_n_batches=4),
+                FinishAfter(after_n_epochs=1),
+            ],
+            steps_per_call=k,
+        )
+        loop.run()
+        return loop, algorithm
+
+    one, one_alg = run(1)
+    with CompileCounter() as counter:
+        fused, fused_alg = run(4)
+    assert counter.count("single") == 0  # never one step at a time
+    assert fused_alg.compilations <= 2 * len(set(shapes))
+    for i, row in one.log.get_state()["rows"].items():
+        for name, value in row.items():
+            if name.startswith("train_"):
+                np.testing.assert_allclose(
+                    fused.log[i][name], value, rtol=1e-4, err_msg=f"{i} {name}"
+                )
+    for path, value in one_alg.parameter_values().items():
+        np.testing.assert_allclose(
+            fused_alg.parameter_values()[path], value, rtol=1e-4, atol=1e-6, err_msg=path
+        )
+    assert int(fused_alg._state["step"]) == len(batches)
