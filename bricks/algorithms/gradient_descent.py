@@ -42,10 +42,7 @@ from bricks.algorithms.checks import (
 from bricks.algorithms.compiled_step import make_step, rules_of
 from bricks.algorithms.function_graph import FunctionGraph
 from bricks.algorithms.live import LiveParameters, StateSnapshot
-from bricks.algorithms.monitor_slots import means as _means
-from bricks.algorithms.monitor_slots import on_host as _on_host
-from bricks.algorithms.monitor_slots import sizes_of as _sizes_of
-from bricks.algorithms.monitor_slots import zeros as _zeros
+from bricks.algorithms.monitor_slots import MonitorSlots
 from bricks.algorithms.non_finite import (
     FlagReader,
     SkipPolicy,
@@ -81,7 +78,7 @@ def _quantity(name: str) -> Variable:
     return Variable(tag=f"algorithm:{name}", name=name, roles=(AUXILIARY,), shape=())
 
 
-class GradientDescent(TrainingState, BlocksUpdates):
+class GradientDescent(MonitorSlots, TrainingState, BlocksUpdates):
     """Minimize ``cost`` by gradient descent with a step rule (Blocks' GradientDescent).
 
     Args:
@@ -190,6 +187,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         self.parameter_paths: list[str] = chosen
         self.gradients = gradient_variables(self.graph, chosen, self._gradient_fns)
         self._monitors: list[list[Variable]] = []
+        self._per_step: list[bool] = []  # add_monitor(per_step=True) of each slot
         self._discovered = False
         self._state: dict[str, Any] | None = None
         self._step_fn: Callable | None = None
@@ -231,15 +229,24 @@ class GradientDescent(TrainingState, BlocksUpdates):
             f"known: {sorted(set(names))}"
         )
 
-    def add_monitor(self, variables: Sequence[Any]) -> int:
+    def add_monitor(self, variables: Sequence[Any], per_step: bool = False) -> int:
         """Accumulate ``variables`` on device every step; returns a slot id.
 
         Call before training starts (extensions do it in ``before_training``);
         a later call re-compiles the step.
+
+        Args:
+            variables: what to monitor (Variables or names).
+            per_step: also keep each step's own values on the device, for up
+                to :meth:`steps_kept` steps between two reads, so that
+                :meth:`start_read_steps` reads many steps back at once (one
+                transfer instead of one a step). Slots too large for that
+                (a whole gradient) keep sums only.
         """
         resolved = [self.resolve(v) for v in variables]
         check_monitorable(self.graph, resolved, "monitoring during training")
         self._monitors.append(resolved)
+        self._per_step.append(bool(per_step))
         if self._state is not None:
             self._state["acc"] = self._state["acc"] + (self._zero_acc(len(self._monitors) - 1),)
             self._step_fn = self._multi_fn = None
@@ -255,61 +262,10 @@ class GradientDescent(TrainingState, BlocksUpdates):
         check_cost(self.graph, "GradientDescent")
         for i, slot in enumerate(self._monitors):
             self._monitors[i] = resolve_outputs(self.graph, slot, self.quantities)
-            size = sum(self._sizes(i)) + 1
-            if state["acc"][i].shape != (size,):
+            if state["acc"][i].shape != self._acc_shape(i):
                 state["acc"] = state["acc"][:i] + (self._zero_acc(i),) + state["acc"][i + 1 :]
         self._discovered = True
         self._step_fn = self._multi_fn = None
-
-    def _sizes(self, slot: int) -> list[int]:
-        return _sizes_of(tuple(tuple(v.shape or ()) for v in self._monitors[slot]))
-
-    def _zero_acc(self, slot: int) -> jax.Array:
-        # compiled zeros: an eager jnp.zeros or a device_put of host zeros
-        # costs ~10x a jitted call, and this runs at every report
-        return _zeros(sum(self._sizes(slot)) + 1)
-
-    def read_monitor(self, slot: int, log: Any = None) -> dict[str, Any]:
-        """Means of the slot's variables since its last read (per element); resets it.
-
-        This is the only device-to-host transfer of monitoring. It also reads
-        the non-finite guard's counters: logs ``skipped_steps`` when it
-        changed and raises :class:`NonFiniteCostError` (or
-        :class:`TooManySkippedStepsError`) if training stopped.
-        """
-        return self.start_read(slot)(log)
-
-    def start_read(self, slot: int) -> Callable[[Any], dict[str, Any]]:
-        """Start reading the slot back without waiting; resets it.
-
-        Returns ``finish(log)``, which waits for the copy and returns what
-        :meth:`read_monitor` would have returned now (the sums up to the
-        steps dispatched so far, whatever runs in between). Calling it one
-        step later lets the host queue the next step before it waits, so
-        per-batch monitoring does not idle the device.
-        """
-        state = self._require_state()
-        acc = state["acc"][slot]
-        flags = self._flags.last if self._flags.last is not None else flags_of(state)
-        if not _on_host():  # start both copies at once: one round trip on a GPU
-            acc.copy_to_host_async()
-            flags.copy_to_host_async()
-        state["acc"] = state["acc"][:slot] + (self._zero_acc(slot),) + state["acc"][slot + 1 :]
-        variables, sizes = list(self._monitors[slot]), self._sizes(slot)
-        reader = self._flags
-        call = reader.calls if flags is reader.last else -1
-
-        def finish(log: Any = None) -> dict[str, Any]:
-            # np.asarray skips device_get's pytree machinery (5x cheaper on CPU)
-            host_flags = np.asarray(flags)
-            bad, skipped, _ = host_flags.tolist()
-            if bad >= 0 or skipped > reader.logged_skipped:  # else read() does nothing
-                reader.read(host_flags, log)  # older flags never undo a newer count
-            reader.seen(call)
-            return _means(np.asarray(acc), variables, sizes)
-
-        finish.ready = lambda: acc.is_ready() and flags.is_ready()  # type: ignore[attr-defined]
-        return finish
 
     # -- building ------------------------------------------------------------
     def _require_state(self) -> dict[str, Any]:
@@ -416,9 +372,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
         names = self.inputs
         if keys != self._batch_keys:
             check_mask_is_read(batch, names, "GradientDescent")
-            check_batch_sources(
-                batch, names, self.on_unused_sources, "the cost", "GradientDescent"
-            )
+            check_batch_sources(batch, names, self.on_unused_sources, "the cost", "GradientDescent")
             self._batch_keys = keys
         return {n: batch[n] for n in names}
 
@@ -556,10 +510,7 @@ class GradientDescent(TrainingState, BlocksUpdates):
             return
         unbind_values(self._bound, self._live)
         self._bound = []
-        held = {
-            v.path for v in self.graph.parameters if getattr(v, "brick", None) is not None
-        }
+        held = {v.path for v in self.graph.parameters if getattr(v, "brick", None) is not None}
         rest = {k: v for k, v in self.current_parameters().items() if k not in held}
         if rest:
             self.graph.set_parameter_values(jax.device_get(rest))
-

@@ -15,7 +15,7 @@ import numpy as np
 from bricks.algorithms.ragged import check_quantities_read_mask
 from bricks.errors import ExtensionError, RecordNameError
 from bricks.extensions.aggregation import Aggregation, MonitoredQuantity
-from bricks.extensions.base import SimpleExtension
+from bricks.extensions.base import SimpleExtension, _Every
 from bricks.extensions.evaluator import DatasetEvaluator, unique_records
 
 __all__ = ["MonitoringExtension", "TrainingDataMonitoring", "DataStreamMonitoring"]
@@ -61,6 +61,34 @@ class _AtRow:
     @property
     def status(self) -> Any:
         return self._log.status
+
+
+class _StepRows:
+    """Log rows of consecutive batches of a per-step slot, completed by one read-back."""
+
+    def __init__(self, ext: TrainingDataMonitoring, log: Any) -> None:
+        self.ext, self.log, self.rows = ext, log, []
+        self._finish: Any = None
+
+    def start(self) -> None:
+        """Start the read-back (the slot then holds the steps that follow)."""
+        ext = self.ext
+        if ext._steps is self:
+            ext._steps = None
+        algorithm = ext.main_loop.algorithm
+        self._finish = algorithm.start_read_steps(ext.slot, len(self.rows))
+
+    def ready(self) -> bool:
+        return self._finish is not None and self._finish.ready()
+
+    def finish(self) -> None:
+        if self._finish is None:
+            self.start()
+        values = self._finish(_AtRow(self.log, self.rows[-1]))
+        name = self.ext._record_name
+        for row, step in zip(self.rows, values, strict=True):
+            for key, value in step.items():
+                row[name(key)] = value
 
 
 class MonitoringExtension(SimpleExtension):
@@ -146,7 +174,17 @@ class TrainingDataMonitoring(MonitoringExtension):
         resolved = [resolve(v) for v in self.variables if not isinstance(v, MonitoredQuantity)]
         where = f"TrainingDataMonitoring {self.name!r}"
         _claim_records(self, unique_records(resolved + self.quantities, where))
-        self.slot = add(resolved) if resolved else None
+        self._per_step = self._reports_every_batch() and hasattr(algorithm, "start_read_steps")
+        if not resolved:
+            self.slot = None
+        elif self._per_step:
+            self.slot = add(resolved, per_step=True)
+        else:
+            self.slot = add(resolved)
+        self._steps: _StepRows | None = None  # rows waiting for their per-step values
+        self._fast: tuple | None = None  # the conditions the per-step path was checked for
+        self._kept = 0
+        self._defer: Any = None
         sources = set(getattr(algorithm, "inputs", []))
         required = [r for q in self.quantities for r in q.requires if r not in sources]
         self._required = list(dict.fromkeys(getattr(r, "name", r) for r in required))
@@ -155,14 +193,26 @@ class TrainingDataMonitoring(MonitoringExtension):
         for q in self.quantities:
             q.initialize()
 
+    def _reports_every_batch(self) -> bool:
+        """Whether the one condition is "after every batch" (nothing else, no arguments)."""
+        if len(self.conditions) != 1:
+            return False
+        name, predicate, arguments = self.conditions[0]
+        every_one = predicate is None or (isinstance(predicate, _Every) and predicate.n == 1)
+        return name == "after_batch" and every_one and not arguments
+
     def handles(self, callback_name: str) -> bool:
         if callback_name == "after_batch" and self.quantities:
             return True
         return self.has_condition(callback_name)
 
     def dispatch(self, callback_name: str, *args: Any) -> None:
-        if callback_name == "after_batch" and self.quantities:
-            self._aggregate_quantities(args[0] if args else {})
+        if callback_name == "after_batch":
+            if self.quantities:
+                self._aggregate_quantities(args[0] if args else {})
+            elif self._fast == (id(self.conditions), len(self.conditions)):
+                self._step_rows()  # what do() would do, without re-checking
+                return
         super().dispatch(callback_name, *args)
 
     def _aggregate_quantities(self, batch: Mapping[str, Any]) -> None:
@@ -186,7 +236,9 @@ class TrainingDataMonitoring(MonitoringExtension):
             algorithm = self.main_loop.algorithm
             defer = getattr(self.main_loop, "defer_readback", None)
             start = getattr(algorithm, "start_read", None)
-            if which_callback == "after_batch" and defer is not None and start is not None:
+            if which_callback == "after_batch" and self._arm():
+                self._step_rows()
+            elif which_callback == "after_batch" and defer is not None and start is not None:
                 # read back one step later (the main loop consumes it after queuing
                 # the next step, or before anything reads the log): no device sync
                 finish = start(self.slot)
@@ -198,6 +250,42 @@ class TrainingDataMonitoring(MonitoringExtension):
             row[self._record_name(q.name)] = q.get_aggregated_value()
             q.initialize()
 
+    def _arm(self) -> bool:
+        """Whether this batch's report goes the per-step way (``add_monitor(per_step=True)``:
+        the one condition is every batch, the slot keeps steps, the main loop defers);
+        then :meth:`dispatch` takes it directly until the conditions change."""
+        loop = self.main_loop
+        defer = getattr(loop, "defer_readback", None)
+        if not (self._per_step and defer is not None and self._reports_every_batch()):
+            return False
+        kept = loop.algorithm.steps_kept(self.slot)
+        if not kept:
+            return False
+        self._kept, self._defer = kept, defer
+        if not self.quantities:
+            self._fast = (id(self.conditions), len(self.conditions))
+        return True
+
+    def _step_rows(self) -> None:
+        """The rows of the batches of the last step call, completed with the others
+        waiting when their values are read back: ``steps_kept`` steps at once, or
+        earlier when something reads the log."""
+        loop = self.main_loop
+        log = loop.log
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = _StepRows(self, log)
+            self._defer(steps.finish, steps.ready)
+        rows = steps.rows
+        chunk = getattr(loop, "chunk_length", 1)
+        if chunk == 1:
+            rows.append(log.current_row)
+        else:  # a multi-step call: a row for each of its batches
+            done = log.status["iterations_done"]
+            rows.extend(log[i] for i in range(done - chunk + 1, done + 1))
+        if len(rows) >= self._kept:  # never more: batches_until_needed
+            steps.start()
+
     def _write(self, row: Any, read: Any, log: Any) -> None:
         for name, value in read(log).items():
             row[self._record_name(name)] = value
@@ -205,6 +293,11 @@ class TrainingDataMonitoring(MonitoringExtension):
     def batches_until_needed(self, iterations_done: int) -> int | None:
         if self.quantities:  # they read every batch's values
             return 1
+        if self._fast == (id(self.conditions), len(self.conditions)) or (
+            self._fast is None and self._arm() and self._fast is not None
+        ):  # each step keeps its values: as many steps as the slot has room for
+            steps = self._steps
+            return self._kept - (len(steps.rows) if steps is not None else 0)
         return super().batches_until_needed(iterations_done)
 
 

@@ -134,6 +134,8 @@ class MainLoop(SignalHandling):
         if int(steps_per_call) < 1:
             raise MainLoopError(f"steps_per_call must be >= 1, got {steps_per_call!r}")
         self.steps_per_call = int(steps_per_call)
+        #: how many batches the last step call trained on (``after_batch`` follows it)
+        self.chunk_length = 1
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
         self._old_handlers: dict[int, Any] = {}
@@ -470,6 +472,7 @@ class MainLoop(SignalHandling):
         if self._readbacks:  # earlier steps' rows, if they arrived: the next step is queued
             self.settle_readbacks(wait=False)
         self.status["iterations_done"] += len(batches)
+        self.chunk_length = len(batches)
         timings = self.timings
         timings["read_data"] = read - start
         timings["train"] = time.perf_counter() - read

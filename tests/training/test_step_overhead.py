@@ -138,7 +138,7 @@ def test_a_report_after_a_non_finite_step_still_raises():
 
 
 def test_report_means_match_numpy():
-    from bricks.algorithms.gradient_descent import _means
+    from bricks.algorithms.monitor_slots import means as _means
     from bricks.core.tracing import Variable
 
     variables = [
