@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from bricks.algorithms.monitor_slots import accumulate
-from bricks.algorithms.non_finite import collect_non_finite, flags_of, settle
+from bricks.algorithms.non_finite import collect_non_finite, settle
 from bricks.algorithms.rules import l2_norm
 from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.updates import call_update
@@ -142,9 +142,9 @@ def make_step(algorithm: Any) -> Callable:
             "opt": opt,
             "acc": acc,
             "step": state["step"] + 1,
-            **counters,
+            "counters": counters,
         }
-        return new_state, flags_of(counters)
+        return new_state, counters  # the flags: XLA writes them beside the state's copy
 
     return step
 

@@ -475,7 +475,7 @@ class GradientDescent(MonitorSlots, TrainingState, BlocksUpdates):
     @property
     def skipped_steps(self) -> int:
         """How many steps ``RemoveNotFinite`` skipped so far (reads the device)."""
-        return int(self._require_state()["skipped"])
+        return int(self._require_state()["counters"][1])  # (bad, skipped, consecutive)
 
     @property
     def skip_policy(self) -> SkipPolicy | None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,9 @@ __all__ = [
     "settle",
     "select_state",
     "initial_counters",
+    "COUNTERS",
+    "counters_from",
+    "counter_values",
     "flags_of",
     "FlagReader",
 ]
@@ -251,12 +254,12 @@ def settle(
     trained: Iterable[str],
     rule_flags: Iterable[Any],
     policy: SkipPolicy | None,
-) -> tuple[dict[str, jax.Array], Any, jax.Array, dict[str, jax.Array]]:
+) -> tuple[dict[str, jax.Array], Any, jax.Array, jax.Array]:
     """Inside the compiled step: keep, skip or freeze the step just computed.
 
     Args:
         state: the state before the step (``params``, ``opt``, ``step`` and
-            the counters ``bad``, ``skipped``, ``consecutive``).
+            ``counters``, see :func:`initial_counters`).
         new_params, new_opt: what the step would make them.
         cost: the step's cost.
         grads: the step's gradients.
@@ -267,10 +270,14 @@ def settle(
         policy: the skip policy, ``None`` to freeze at the first non-finite step.
 
     Returns:
-        ``(params, opt, ok, counters)``: ``ok`` whether the step was taken.
+        ``(params, opt, ok, counters)``: ``ok`` whether the step was taken,
+        ``counters`` the new ``(bad, skipped, consecutive)`` vector (one
+        fusion; the step also returns it as its flags).
     """
     params, step = state["params"], state["step"]
-    stopped = state["bad"] >= 0
+    old = state["counters"]
+    bad, skipped, consecutive = old[0], old[1], old[2]
+    stopped = bad >= 0
     # Cost and gradients, not the updated parameters: those are written where
     # the select below reads them, while a check of them would make XLA
     # materialize and re-read every parameter (about +20% memory traffic of
@@ -280,7 +287,6 @@ def settle(
     for flag in rule_flags:
         finite = finite & ~flag
     ok = finite & ~stopped
-    bad, skipped, consecutive = state["bad"], state["skipped"], state["consecutive"]
     fallback = params
     if policy is None:  # freeze until the host notices and stops
         bad = jnp.where(~stopped & ~finite, step + 1, bad)
@@ -298,11 +304,23 @@ def settle(
             }
 
     out_params, out_opt = select_state(ok, (new_params, new_opt), (fallback, state["opt"]))
-    return out_params, out_opt, ok, {"bad": bad, "skipped": skipped, "consecutive": consecutive}
+    return out_params, out_opt, ok, jnp.stack([bad, skipped, consecutive])
 
 
 #: states of at most this many elements select their arrays one after another
 CHAIN_ELEMENTS = 1 << 16
+
+
+def _never(leaf: Any) -> jax.Array | None:
+    """A traced ``False`` read from ``leaf`` (its first element above its dtype's
+    maximum; NaN is above nothing), ``None`` for an empty or boolean leaf."""
+    leaf = jnp.asarray(leaf)
+    dtype = leaf.dtype
+    if not int(np.prod(jnp.shape(leaf))) or dtype == jnp.bool_:
+        return None
+    top = jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).max
+    first = jax.lax.slice(leaf, (0,) * leaf.ndim, (1,) * leaf.ndim).reshape(())
+    return first > jnp.asarray(top, dtype)
 
 
 def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
@@ -312,37 +330,70 @@ def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
     and, on GPUs, read the predicate back to the host at every step, which
     stalls the asynchronous dispatch.
 
-    On CPU, in a small state (:data:`CHAIN_ELEMENTS` elements at most) each select
-    waits for the previous one: its predicate is ``ok``, computed from the
-    previous select's output so that XLA cannot tell it is ``ok`` itself. Else
-    all of them wait only for the check of the whole step, become ready at
-    once, and XLA's CPU runtime hands them to its thread pool: a
-    784-16-16-10 step then took 210 us of CPU time instead of 135 (on a
-    784-500-500-10 step, where the arrays are large, the chain costs 15%).
+    On CPU, in a small state (:data:`CHAIN_ELEMENTS` elements at most), the
+    selects run one after another: the predicate of each is ``ok`` computed
+    from the *old* value of the next array (``ok | (first element > max)``).
+    The state is donated, so each array is written in place, and XLA's CPU
+    runtime, which orders its kernels by the buffers they touch, runs each
+    select before the next one overwrites what it read. Without an order all
+    the selects become ready together when the step's check is done, and the
+    runtime hands them to its thread pool (a 784-16-16-10 step took 210 us of
+    CPU time instead of 135). The first version read the previous select's
+    *output* instead; that kept XLA from fusing the optimizer's update of a
+    moment into the select that keeps or drops it (12 more kernels in the
+    784-16-16-10 step with Adam, each moment written out and read again).
+    Reading old values leaves every select with only the state as its user,
+    so XLA computes each new moment inside its select, as the hand-written
+    step does without a guard (63 kernels instead of 77; see
+    docs/benchmarks.md). Give the parameters first: their update reads the
+    old moments, so it must run before the moments are overwritten.
     """
     new_leaves, treedef = jax.tree_util.tree_flatten(new)
     old_leaves = treedef.flatten_up_to(old)
     small = sum(int(np.prod(jnp.shape(a))) for a in new_leaves) <= CHAIN_ELEMENTS
     chained = small and jax.default_backend() == "cpu"  # a GPU runs kernels in order anyway
-    out, gate = [], ok
-    for a, b in zip(new_leaves, old_leaves, strict=True):
-        picked = jnp.where(gate, a, b)
-        out.append(picked)
-        if chained and picked.size and jnp.issubdtype(picked.dtype, jnp.floating):
-            # nothing exceeds +inf (NaN neither): the gate stays ``ok``
-            gate = jnp.where(ok, True, picked.ravel()[0] > jnp.inf)
+    gates: list[Any] = [None] * len(old_leaves)
+    if chained:
+        later = None  # the gate of the array before: a read of the next array's old value
+        for i in range(len(old_leaves) - 1, 0, -1):
+            never = _never(old_leaves[i])
+            later = later if never is None else jnp.where(ok, True, never)
+            gates[i - 1] = later
+    out = [
+        jnp.where(ok if gate is None else gate, a, b)
+        for a, b, gate in zip(new_leaves, old_leaves, gates, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+#: the names of the guard's counters, in the order of its flags vector
+COUNTERS = ("bad", "skipped", "consecutive")
+
+
 def initial_counters() -> dict[str, jax.Array]:
-    """``bad = -1`` (going on), no step skipped."""
-    return {
-        "bad": jnp.full((), -1, jnp.int32),
-        "skipped": jnp.zeros((), jnp.int32),
-        "consecutive": jnp.zeros((), jnp.int32),
-    }
+    """The guard's part of the state: ``counters``, the int32 vector ``(bad, skipped,
+    consecutive)``: ``bad = -1`` (going on), no step skipped.
+
+    One vector, not three scalars: each array of the state is one more buffer
+    that every step call passes in and out (three scalars cost a 784-16-16-10
+    step 8 us of CPU time, one vector 1 us).
+    """
+    return {"counters": jnp.array([-1, 0, 0], jnp.int32)}
 
 
-def flags_of(counters: dict[str, jax.Array]) -> jax.Array:
-    """The ``(bad, skipped, consecutive)`` vector a step returns to the host."""
-    return jnp.stack([counters["bad"], counters["skipped"], counters["consecutive"]])
+def counters_from(values: Mapping[str, Any]) -> jax.Array:
+    """The ``counters`` vector from ``{name: int}`` (checkpoint metadata: missing
+    names take their initial values)."""
+    start = dict(zip(COUNTERS, (-1, 0, 0), strict=True))
+    return jnp.asarray([int(values.get(n, start[n])) for n in COUNTERS], jnp.int32)
+
+
+def counter_values(state: Mapping[str, Any]) -> dict[str, int]:
+    """``{"bad": .., "skipped": .., "consecutive": ..}`` of a (host or device) state."""
+    return dict(zip(COUNTERS, np.asarray(state["counters"]).tolist(), strict=True))
+
+
+def flags_of(state: Mapping[str, Any]) -> jax.Array:
+    """The ``(bad, skipped, consecutive)`` vector a step returns to the host, from a
+    state (a copy: the state's own vector is donated to the next step)."""
+    return jnp.copy(state["counters"])

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bricks.algorithms.live import StateSnapshot, device_copy
+from bricks.algorithms.non_finite import counter_values, counters_from
 from bricks.algorithms.parallel import gathered
 from bricks.algorithms.step_rule import Hyperparameter, StepRule, get_at, set_at
 from bricks.distributed import host_copy
@@ -123,9 +124,7 @@ class TrainingState:
         arrays["rng_key"] = np.asarray(base_key)
         meta = {
             "step": int(host["step"]),
-            "bad": int(host["bad"]),
-            "skipped": int(host["skipped"]),
-            "consecutive": int(host["consecutive"]),
+            **counter_values(host),  # bad, skipped, consecutive: as three ints
             "trained": list(self.parameter_paths),
             "hyperparameters": {
                 n: float(np.asarray(get_at(host["opt"], p))) for n, p in self._hyper.items()
@@ -173,9 +172,7 @@ class TrainingState:
             "opt": jax.tree_util.tree_unflatten(treedef, new_leaves),
             "acc": acc,
             "step": jnp.asarray(meta["step"], jnp.int32),
-            "bad": jnp.asarray(meta.get("bad", -1), jnp.int32),
-            "skipped": jnp.asarray(meta.get("skipped", 0), jnp.int32),
-            "consecutive": jnp.asarray(meta.get("consecutive", 0), jnp.int32),
+            "counters": counters_from(meta),
         }
         if "rng_key" in arrays:
             self._base_key = jnp.asarray(arrays["rng_key"], jnp.uint32)

@@ -198,7 +198,8 @@ def test_a_snapshot_taken_after_a_nonfinite_cost_is_not_written(
     pending = resume.main_loop_snapshot(loop)
     assert pending is not None
     snapshot = pending._snapshot
-    snapshot._tree = dict(snapshot._tree, bad=np.int32(2))  # as if step 2's cost was NaN
+    # as if step 2's cost was NaN: the guard's counters are (bad, skipped, consecutive)
+    snapshot._tree = dict(snapshot._tree, counters=np.array([2, 0, 0], np.int32))
     before = CheckpointManager(tmp_path, lock=False).checkpoints()
     with caplog.at_level("WARNING"):
         checkpoint._write_pending(3, pending, {})
