@@ -131,7 +131,9 @@ class TrainingDataMonitoring(MonitoringExtension):
     step is queued), or before an extension that may read the log runs
     (one without ``reads_log = False``), at the end of an epoch, at
     checkpoints and at the end. Rows and values are those of a synchronous
-    read.
+    read. A report after every batch (and nothing else) keeps each step's
+    values on the device and reads 64 steps back at once
+    (``add_monitor(per_step=True)``), so it does not limit ``steps_per_call``.
 
     Args:
         variables: graph Variables, names (``"cost"``), or the algorithm's

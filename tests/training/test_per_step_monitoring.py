@@ -112,7 +112,9 @@ def test_reading_other_than_the_steps_run_is_an_error():
     batches = list(ListStream(n=6, batch_size=2).get_epoch_iterator())
     for batch in batches:
         algorithm.process_batch(batch)
-    with pytest.raises(AlgorithmError, match="ran 3 steps since its last read, but 2"):
+    assert len(algorithm.start_read_steps(slot, 2)()) == 2  # the last 2 of 3 steps
+    algorithm.process_batch(batches[0])
+    with pytest.raises(AlgorithmError, match="ran 1 steps since its last read, fewer than the 2"):
         algorithm.start_read_steps(slot, 2)()
     with pytest.raises(AlgorithmError, match="65 steps asked of monitoring slot 0, which keeps 64"):
         algorithm.start_read_steps(slot, 65)
