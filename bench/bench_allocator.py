@@ -48,7 +48,21 @@ ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "4294967295",
 }
-MODES = ("default", "env", "tuned", "backend", "late", "mmap", "trim", "no-arena")
+HUGETLB = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+MODES = (
+    "default",
+    "env",
+    "tuned",
+    "backend",
+    "late",
+    "mmap",
+    "trim",
+    "no-arena",
+    "arena",
+    "arena2",
+    "top-pad",
+    "hugetlb",
+)
 
 
 def _rss_mib() -> float:
@@ -68,6 +82,8 @@ def _workload(name: str):
     import optax
 
     sys.path.insert(0, str(Path(__file__).parent))
+    if name == "w2k10":
+        return _w2_scanned(10)
     if name in ("w2", "alt"):
         from bench_recurrent import batch, bricks_model, train_step
 
@@ -93,18 +109,63 @@ def _workload(name: str):
     return epoch
 
 
+def _w2_scanned(k: int):
+    """W2 with ``k`` steps per call in one ``lax.scan`` (the runner's ``steps_per_call``)."""
+    import jax
+    import optax
+    from bench_recurrent import batch, bricks_model
+
+    params, loss = bricks_model(64, 256)
+    optimizer = optax.adam(1e-3)
+
+    def multi(params, opt_state, tokens, targets):
+        def body(carry, xs):
+            p, o = carry
+            value, grads = jax.value_and_grad(loss)(p, *xs)
+            updates, o = optimizer.update(grads, o, p)
+            return (optax.apply_updates(p, updates), o), value
+
+        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (tokens, targets))
+        return params, opt_state, values[-1]
+
+    pairs = [batch(64, 100, 32, i) for i in range(k)]
+    tokens, targets = (jax.numpy.stack([p[j] for p in pairs]) for j in (0, 1))
+    state = [params, optimizer.init(params)]
+    cpu = time.process_time()
+    step = jax.jit(multi, donate_argnums=(0, 1)).lower(*state, tokens, targets).compile()
+    cpu = time.process_time() - cpu
+
+    def run() -> None:
+        state[0], state[1], value = step(state[0], state[1], tokens, targets)
+        value.block_until_ready()
+
+    run.steps_per_call = k
+    run.compile_cpu_s = cpu
+    return run
+
+
+# mallopt parameter numbers (glibc's <malloc.h>).
+_TRIM, _TOP_PAD, _MMAP_THRESHOLD, _MMAP_MAX, _ARENA_MAX = -1, -2, -3, -4, -8
+_NO_TRIM = 2**31 - 1
+#: Modes that call mallopt at start-up, before jax: name -> [(param, value)].
+_MALLOPT_MODES = {
+    "mmap": [(_MMAP_MAX, 0)],
+    "trim": [(_TRIM, _NO_TRIM)],
+    "no-arena": [(_MMAP_MAX, 0), (_TRIM, _NO_TRIM)],
+    "arena": [(_ARENA_MAX, 1)],
+    "arena2": [(_MMAP_MAX, 0), (_TRIM, _NO_TRIM), (_ARENA_MAX, 2)],
+    "top-pad": [(_MMAP_MAX, 0), (_TRIM, _NO_TRIM), (_ARENA_MAX, 1), (_TOP_PAD, 2**26)],
+}
+
+
 def child(mode: str, workload: str, steps: int) -> None:
     if mode == "tuned":
         from bricks.core.allocator import tune_cpu_allocator
 
         tune_cpu_allocator()
-    elif mode == "mmap":
-        _mallopt(-4, 0)
-    elif mode == "trim":
-        _mallopt(-1, 2**31 - 1)
-    elif mode == "no-arena":
-        _mallopt(-4, 0)
-        _mallopt(-1, 2**31 - 1)
+    elif mode in _MALLOPT_MODES:
+        for param, value in _MALLOPT_MODES[mode]:
+            _mallopt(param, value)
     elif mode == "backend":
         import jax
 
@@ -114,6 +175,7 @@ def child(mode: str, workload: str, steps: int) -> None:
         tune_cpu_allocator()
     step = _workload(workload)
     step()  # compile (and, for "alt", the first program)
+    first_cpu = time.process_time()  # imports, tracing, compiling and the first call
     if workload == "alt":
         step()
     if mode == "late":
@@ -121,9 +183,11 @@ def child(mode: str, workload: str, steps: int) -> None:
 
         tune_cpu_allocator()
         step()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    k = getattr(step, "steps_per_call", 1)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    faults = before.ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
-    trace = []  # resident MiB after each fifth of the steps: does it grow?
+    trace = []  # resident MiB after each fifth of the calls: does it grow?
     for i in range(steps):
         step()
         if (i + 1) % max(1, steps // 5) == 0:
@@ -131,9 +195,14 @@ def child(mode: str, workload: str, steps: int) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    steps *= k
     print(
         json.dumps(
             {
+                "first_cpu_s": first_cpu,
+                "compile_cpu_s": getattr(step, "compile_cpu_s", float("nan")),
+                "sys_ms": 1e3 * (usage.ru_stime - before.ru_stime) / steps,
+                "switches": (usage.ru_nvcsw - before.ru_nvcsw) / steps,
                 "faults": faults / steps,
                 "cpu_ms": 1e3 * cpu / steps,
                 "wall_ms": 1e3 * wall / steps,
@@ -147,7 +216,7 @@ def child(mode: str, workload: str, steps: int) -> None:
 
 
 def _spawn(mode: str, workload: str, steps: int) -> dict:
-    env = dict(os.environ, **(ENV if mode == "env" else {}))
+    env = dict(os.environ, **{"env": ENV, "hugetlb": HUGETLB}.get(mode, {}))
     out = subprocess.run(
         [sys.executable, __file__, "--child", mode, workload, str(steps)],
         env=env,
@@ -156,6 +225,109 @@ def _spawn(mode: str, workload: str, steps: int) -> dict:
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+#: Environment variables that set the mallopt modes for a process that cannot call mallopt
+#: itself before jax starts (the runner): glibc reads them at start-up.
+_RUNNER_ENV = {
+    "default": {},
+    "tuned": {},  # --malloc-tuning
+    "env": ENV,
+    "no-arena": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4294967295"},
+    "arena": {"MALLOC_ARENA_MAX": "1"},
+    "hugetlb": HUGETLB,
+}
+
+
+def _spawn_runner(mode: str, k: int, batches: int, cache: str, out: str) -> dict:
+    """One ``python -m experiments.run`` of the char LM at W2's sizes in a fresh process."""
+    import shutil
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="run-", dir=out)
+    sets = {
+        "hidden_dim": 256,
+        "seq_len": 100,
+        "num_batches": batches,
+        "steps_per_call": k,
+        "plot": False,
+        "plot_server": False,
+        "checkpoint_every_n_batches": 10**6,
+    }
+    command = [sys.executable, "-m", "experiments.run", "experiments/configs/char_lm.py"]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    command += ["--output-dir", run_dir]
+    command += ["--compile-cache", cache] if cache else ["--no-compile-cache"]
+    if mode == "tuned":
+        command.append("--malloc-tuning")
+    env = dict(os.environ, **_RUNNER_ENV[mode])
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = status
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with status {status}:\n{stderr}")
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    shutil.rmtree(run_dir)
+    return {
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "sys_s": usage.ru_stime,
+        "faults": usage.ru_minflt,
+        "wall_s": wall,
+        "train_wall_s": summary["wall_time_s"],
+        "peak_mib": usage.ru_maxrss / 1024,
+        "load": os.getloadavg()[0],
+        "tuning": summary["malloc_tuning"]["applied"],
+    }
+
+
+def runner_bench(args: argparse.Namespace) -> None:
+    """Interleaved fresh runs of the runner per mode and ``steps_per_call``."""
+    import tempfile
+
+    out = tempfile.mkdtemp(prefix="bench-allocator-")
+    cache = "" if args.runner_no_cache else os.path.join(out, "compile-cache")
+    for k in args.runner:
+        if cache:
+            _spawn_runner("default", k, args.runner_batches, cache, out)  # fill the cache
+        results: dict[str, list[dict]] = {mode: [] for mode in args.modes}
+        for _ in range(args.rounds):
+            for mode in args.modes:
+                results[mode].append(_spawn_runner(mode, k, args.runner_batches, cache, out))
+        print(
+            f"\nrunner, char LM 2x LSTM 256, T=100, b32, steps_per_call={k}, "
+            f"{args.runner_batches} batches, "
+            f"{'no compile cache' if args.runner_no_cache else 'compile cache warm'}, "
+            f"{args.rounds} rounds"
+        )
+        print(
+            "mode     CPU s            sys s         faults (k)       wall s        "
+            "train wall s  peak MiB   load"
+        )
+        base = results.get("default")
+        for mode, runs in results.items():
+            col = {key: [r[key] for r in runs] for key in runs[0] if key != "tuning"}
+            ratio = ""
+            if base and mode != "default":
+                cpu = [r["cpu_s"] / b["cpu_s"] for r, b in zip(runs, base, strict=True)]
+                wall = [r["wall_s"] / b["wall_s"] for r, b in zip(runs, base, strict=True)]
+                ratio = f"  CPU/default {_fmt(cpu, 3)}, wall/default {_fmt(wall, 3)}"
+            print(
+                f"{mode:8} {_fmt(col['cpu_s'], 1):16} {_fmt(col['sys_s'], 1):13} "
+                f"{_fmt([f / 1e3 for f in col['faults']]):16} {_fmt(col['wall_s'], 1):13} "
+                f"{_fmt(col['train_wall_s'], 1):13} {_fmt(col['peak_mib']):10} "
+                f"{_fmt(col['load'], 1)}{ratio}"
+            )
 
 
 def _fmt(values: list[float], digits: int = 0) -> str:
@@ -169,22 +341,46 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20, help="timed steps per process")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (>= 3)")
-    ap.add_argument("--workloads", nargs="+", default=["w2", "mlp"], choices=["w2", "mlp", "alt"])
+    ap.add_argument(
+        "--workloads", nargs="+", default=["w2", "mlp"], choices=["w2", "w2k10", "mlp", "alt"]
+    )
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument(
         "--child", nargs=3, metavar=("MODE", "WORKLOAD", "STEPS"), help=argparse.SUPPRESS
+    )
+    ap.add_argument(
+        "--runner",
+        nargs="*",
+        type=int,
+        metavar="K",
+        help="instead: whole runs of python -m experiments.run (char LM at W2's sizes) with "
+        "steps_per_call K, per mode (default, tuned = --malloc-tuning, or the environment "
+        "variables of env, no-arena, arena, hugetlb)",
+    )
+    ap.add_argument("--runner-batches", type=int, default=100, help="batches per runner run")
+    ap.add_argument(
+        "--runner-no-cache",
+        action="store_true",
+        help="runner runs compile everything (--no-compile-cache) instead of a warm cache",
     )
     args = ap.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]))
     print(f"load average before: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
+    if args.runner:
+        runner_bench(args)
+        print(f"\nload average after: {os.getloadavg()[0]:.1f} (1 min)")
+        return None
     for workload in args.workloads:
         results: dict[str, list[dict]] = {mode: [] for mode in args.modes}
         for _ in range(args.rounds):
             for mode in args.modes:
                 results[mode].append(_spawn(mode, workload, args.steps))
         print(f"\n{workload}: {args.steps} steps per process, {args.rounds} rounds")
-        print("mode     faults/step        CPU ms/step      wall ms/step     RSS MiB  peak   load")
+        print(
+            "mode     faults/step        CPU ms/step      wall ms/step     RSS MiB  peak   load"
+            "          first call CPU s  sys ms/step   ctx switches/step  compile CPU s"
+        )
         base = results.get("default")
         for mode, runs in results.items():
             col = {k: [r[k] for r in runs] for k in runs[0] if k != "rss_trace"}
@@ -195,7 +391,9 @@ def main() -> None:
             print(
                 f"{mode:8} {_fmt(col['faults']):18} {_fmt(col['cpu_ms']):16} "
                 f"{_fmt(col['wall_ms']):16} {statistics.median(col['rss_mib']):6.0f} "
-                f"{statistics.median(col['peak_mib']):6.0f} {_fmt(col['load'], 1)}{ratio}"
+                f"{statistics.median(col['peak_mib']):6.0f} {_fmt(col['load'], 1):14} "
+                f"{_fmt(col['first_cpu_s'], 1):15} {_fmt(col['sys_ms']):13} "
+                f"{_fmt(col['switches']):18} {_fmt(col['compile_cpu_s'], 2)}{ratio}"
             )
         for mode, runs in results.items():
             print(f"{mode:8} resident MiB after each fifth of the steps: {runs[0]['rss_trace']}")
