@@ -14,6 +14,23 @@ from tests.training.helpers import ListStream, make_algorithm
 STEP_S = 0.03  # what the fake device takes per step
 
 
+class _Clock:
+    """``time.perf_counter`` moved by hand: only the fake device's work takes time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(time, "perf_counter", fake)
+    return fake
+
+
 class _Pending:
     """A device value whose steps run only when someone waits for them."""
 
@@ -21,7 +38,10 @@ class _Pending:
         self.algorithm = algorithm
 
     def block_until_ready(self) -> _Pending:
-        time.sleep(STEP_S * self.algorithm.queued)
+        if isinstance(time.perf_counter, _Clock):
+            time.perf_counter.now += STEP_S * self.algorithm.queued
+        else:
+            time.sleep(STEP_S * self.algorithm.queued)
         self.algorithm.queued = 0
         return self
 
@@ -53,11 +73,12 @@ def _epoch_row(sync: bool, batches: int = 5) -> dict:
 
 
 @pytest.mark.parametrize("sync", [False, True])
-def test_train_time_includes_the_device(sync):
+def test_train_time_includes_the_device(sync, clock):
     row = _epoch_row(sync=sync)
-    assert row["time_train_this_epoch"] >= 5 * STEP_S * 0.9
-    assert row["time_train_total"] == pytest.approx(row["time_train_this_epoch"], rel=0.05)
-    assert row["time_this_epoch"] >= row["time_train_this_epoch"]
+    # the clock moves only while the fake device works: 5 steps of STEP_S, all train time
+    assert row["time_train_this_epoch"] == pytest.approx(5 * STEP_S, abs=1e-9)
+    assert row["time_train_total"] == pytest.approx(5 * STEP_S, abs=1e-9)
+    assert row["time_this_epoch"] == pytest.approx(5 * STEP_S, abs=1e-9)
 
 
 def test_first_epoch_after_resume_counts_only_this_run():
