@@ -85,10 +85,10 @@ class _StepRows:
         if self._finish is None:
             self.start()
         values = self._finish(_AtRow(self.log, self.rows[-1]))
-        name = self.ext._record_name
+        names = {key: self.ext._record_name(key) for key in values[0]} if values else {}
         for row, step in zip(self.rows, values, strict=True):
             for key, value in step.items():
-                row[name(key)] = value
+                row[names[key]] = value
 
 
 class MonitoringExtension(SimpleExtension):
