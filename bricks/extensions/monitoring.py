@@ -64,19 +64,31 @@ class _AtRow:
 
 
 class _StepRows:
-    """Log rows of consecutive batches of a per-step slot, completed by one read-back."""
+    """Log rows of consecutive iterations ``first..last`` of a per-step slot, completed
+    by one read-back."""
 
-    def __init__(self, ext: TrainingDataMonitoring, log: Any) -> None:
-        self.ext, self.log, self.rows = ext, log, []
+    def __init__(self, ext: TrainingDataMonitoring, log: Any, first: int) -> None:
+        self.ext, self.log = ext, log
+        self.first, self.last = first, first - 1
         self._finish: Any = None
+        self._end = self.last
 
     def start(self) -> None:
-        """Start the read-back (the slot then holds the steps that follow)."""
+        """Start the read-back (the slot then holds the steps that follow).
+
+        A log reader that runs before this extension in ``after_batch`` settles
+        the rows after the step call but before its rows are added: the slot
+        then also holds that call's steps, so they are read (and their rows
+        written) now, and the extension skips them when its turn comes.
+        """
         ext = self.ext
         if ext._steps is self:
             ext._steps = None
-        algorithm = ext.main_loop.algorithm
-        self._finish = algorithm.start_read_steps(ext.slot, len(self.rows))
+        loop = ext.main_loop
+        self._end = max(self.last, self.log.status["iterations_done"])
+        if self._end > self.last:
+            ext._carried = loop.step_calls  # this call's rows are this read's
+        self._finish = loop.algorithm.start_read_steps(ext.slot, self._end - self.first + 1)
 
     def ready(self) -> bool:
         return self._finish is not None and self._finish.ready()
@@ -84,9 +96,11 @@ class _StepRows:
     def finish(self) -> None:
         if self._finish is None:
             self.start()
-        values = self._finish(_AtRow(self.log, self.rows[-1]))
+        log = self.log
+        values = self._finish(_AtRow(log, log[self._end]))
         names = {key: self.ext._record_name(key) for key in values[0]} if values else {}
-        for row, step in zip(self.rows, values, strict=True):
+        for i, step in enumerate(values, self.first):
+            row = log[i]
             for key, value in step.items():
                 row[names[key]] = value
 
@@ -184,6 +198,7 @@ class TrainingDataMonitoring(MonitoringExtension):
         else:
             self.slot = add(resolved)
         self._steps: _StepRows | None = None  # rows waiting for their per-step values
+        self._carried: int | None = None  # a step call whose rows a read-back wrote
         self._fast: tuple | None = None  # the conditions the per-step path was checked for
         self._kept = 0
         self._defer: Any = None
@@ -273,19 +288,17 @@ class TrainingDataMonitoring(MonitoringExtension):
         waiting when their values are read back: ``steps_kept`` steps at once, or
         earlier when something reads the log."""
         loop = self.main_loop
+        if self._carried == loop.step_calls:  # read back already (see _StepRows.start)
+            self._carried = None
+            return
         log = loop.log
+        done = log.status["iterations_done"]
         steps = self._steps
         if steps is None:
-            steps = self._steps = _StepRows(self, log)
+            steps = self._steps = _StepRows(self, log, done - loop.chunk_length + 1)
             self._defer(steps.finish, steps.ready)
-        rows = steps.rows
-        chunk = getattr(loop, "chunk_length", 1)
-        if chunk == 1:
-            rows.append(log.current_row)
-        else:  # a multi-step call: a row for each of its batches
-            done = log.status["iterations_done"]
-            rows.extend(log[i] for i in range(done - chunk + 1, done + 1))
-        if len(rows) >= self._kept:  # never more: batches_until_needed
+        steps.last = done
+        if done - steps.first + 1 >= self._kept:  # never more: batches_until_needed
             steps.start()
 
     def _write(self, row: Any, read: Any, log: Any) -> None:
@@ -299,7 +312,7 @@ class TrainingDataMonitoring(MonitoringExtension):
             self._fast is None and self._arm() and self._fast is not None
         ):  # each step keeps its values: as many steps as the slot has room for
             steps = self._steps
-            return self._kept - (len(steps.rows) if steps is not None else 0)
+            return self._kept - (steps.last - steps.first + 1 if steps is not None else 0)
         return super().batches_until_needed(iterations_done)
 
 

@@ -134,8 +134,10 @@ class MainLoop(SignalHandling):
         if int(steps_per_call) < 1:
             raise MainLoopError(f"steps_per_call must be >= 1, got {steps_per_call!r}")
         self.steps_per_call = int(steps_per_call)
-        #: how many batches the last step call trained on (``after_batch`` follows it)
+        #: how many batches the last step call trained on (``after_batch`` follows it),
+        #: and how many step calls this loop made
         self.chunk_length = 1
+        self.step_calls = 0
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
         self._old_handlers: dict[int, Any] = {}
@@ -473,6 +475,7 @@ class MainLoop(SignalHandling):
             self.settle_readbacks(wait=False)
         self.status["iterations_done"] += len(batches)
         self.chunk_length = len(batches)
+        self.step_calls += 1
         timings = self.timings
         timings["read_data"] = read - start
         timings["train"] = time.perf_counter() - read

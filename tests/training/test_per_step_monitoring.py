@@ -191,3 +191,30 @@ def test_steps_per_call_with_a_report_after_every_batch(k, n):
     want = [one.log[i]["train_cost"] for i in range(1, steps + 1)]
     np.testing.assert_allclose(got, want, rtol=1e-5)
     np.testing.assert_allclose(want[: n // 2], _numpy_costs(n, 2, 1), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("every", "k"), [(1, 1), (3, 1), (3, 4), (5, 8)])
+def test_a_log_reader_before_the_monitor_sees_and_leaves_the_right_rows(every, k):
+    """A reader placed before the monitor settles the rows after a step call but before
+    the monitor adds that call's rows: the read-back then covers that call's steps too
+    (regression: row i once got step i+1's value and the last read-back failed)."""
+    reader = Reader(every=every)
+    algorithm = make_algorithm(Momentum(0.05, 0.9))
+    loop = MainLoop(
+        algorithm,
+        ListStream(n=60, batch_size=2),
+        extensions=[
+            reader,
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            FinishAfter(after_n_epochs=2),
+        ],
+        steps_per_call=k,
+    )
+    loop.run()
+    want = _numpy_costs(60, 2, 2)
+    got = [loop.log[i]["train_cost"] for i in range(1, 61)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # what the reader saw: the previous reports' values, complete (its own batch's
+    # row comes with the monitor's turn, after it)
+    for done, value in reader.seen.items():
+        assert value is None or value == pytest.approx(want[done - 1], rel=1e-5)
