@@ -85,7 +85,7 @@ class _StepRows:
         if ext._steps is self:
             ext._steps = None
         loop = ext.main_loop
-        self._end = max(self.last, self.log.status["iterations_done"])
+        self._end = max(self.last, loop.iterations_dispatched)
         if self._end > self.last:
             ext._carried = loop.step_calls  # this call's rows are this read's
         self._finish = loop.algorithm.start_read_steps(ext.slot, self._end - self.first + 1)

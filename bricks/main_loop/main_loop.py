@@ -138,6 +138,7 @@ class MainLoop(SignalHandling):
         #: and how many step calls this loop made
         self.chunk_length = 1
         self.step_calls = 0
+        self._in_flight = 0
         self.timings = {"read_data": 0.0, "train": 0.0, "read_data_total": 0.0, "train_total": 0.0}
         self._epoch_iterator: Iterator | None = None
         self._old_handlers: dict[int, Any] = {}
@@ -293,6 +294,12 @@ class MainLoop(SignalHandling):
         check = getattr(self.algorithm, "check_finite", None)
         if check is not None:
             check(self.log, wait=True)
+
+    @property
+    def iterations_dispatched(self) -> int:
+        """The iteration of the newest step handed to the algorithm (``iterations_done``
+        but while a step call's batches are not counted yet)."""
+        return self.status["iterations_done"] + self._in_flight
 
     def defer_readback(
         self, finish: Callable[[], None], ready: Callable[[], bool] | None = None
@@ -471,9 +478,11 @@ class MainLoop(SignalHandling):
                 self.algorithm.process_batch(batch)
         else:  # a short chunk (the epoch's end) runs masked in the same compiled scan
             self.algorithm.process_batches(batches, length=self.steps_per_call)
+        self._in_flight = len(batches)  # dispatched, not yet counted as done
         if self._readbacks:  # earlier steps' rows, if they arrived: the next step is queued
             self.settle_readbacks(wait=False)
         self.status["iterations_done"] += len(batches)
+        self._in_flight = 0
         self.chunk_length = len(batches)
         self.step_calls += 1
         timings = self.timings
