@@ -164,6 +164,7 @@ class TrainingState:
             if f"accumulators/{i}" in arrays
             and i < len(saved)
             and saved[i] == [v.name for v in self._monitors[i]]
+            and np.shape(arrays[f"accumulators/{i}"]) == self._acc_shape(i)
             else self._zero_acc(i)
             for i in range(len(self._monitors))
         )
