@@ -327,12 +327,18 @@ CHAIN_ELEMENTS = 1 << 16
 
 def _never(leaf: Any) -> jax.Array | None:
     """A traced ``False`` read from ``leaf`` (its first element above its dtype's
-    maximum; NaN is above nothing), ``None`` for an empty or boolean leaf."""
+    maximum; NaN is above nothing), ``None`` for an empty leaf or one neither
+    float nor integer (booleans, complex numbers, PRNG keys)."""
     leaf = jnp.asarray(leaf)
     dtype = leaf.dtype
-    if not int(np.prod(jnp.shape(leaf))) or dtype == jnp.bool_:
+    if not int(np.prod(jnp.shape(leaf))):
         return None
-    top = jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).max
+    if jnp.issubdtype(dtype, jnp.floating):
+        top = jnp.inf
+    elif jnp.issubdtype(dtype, jnp.integer):
+        top = jnp.iinfo(dtype).max
+    else:
+        return None
     first = jax.lax.slice(leaf, (0,) * leaf.ndim, (1,) * leaf.ndim).reshape(())
     return first > jnp.asarray(top, dtype)
 

@@ -152,7 +152,8 @@ def test_small_state_selects_run_in_order_without_reading_each_other():
 def test_the_ordering_reads_never_change_which_value_is_kept(first, ok):
     """The order comes from ``ok | (old first element > dtype max)``: whatever the old
     first elements are (inf, NaN, the largest finite, the largest int), the result is
-    ``new`` where ``ok`` and ``old`` bitwise where not."""
+    ``new`` where ``ok`` and ``old`` bitwise where not; empty, boolean, complex and
+    PRNG-key arrays are selected too, without an order read."""
 
     def value(dtype):
         return np.finfo(dtype).max if first == "max" else dtype(first)
@@ -163,7 +164,10 @@ def test_the_ordering_reads_never_change_which_value_is_kept(first, ok):
         "e": np.zeros(0, np.float32),
         "f": np.array([True, False]),
         "h": np.full(3, 2, np.float16),
+        "k": jax.random.key(1),
         "n": np.int32(4),
+        "u": np.array([1, 2], np.uint8),
+        "z": np.array([1 + 2j], np.complex64),
     }
     old = {
         "a": np.array([value(np.float32), 1, 2, 3], np.float32),
@@ -171,14 +175,20 @@ def test_the_ordering_reads_never_change_which_value_is_kept(first, ok):
         "e": np.zeros(0, np.float32),
         "f": np.array([False, True]),
         "h": np.array([value(np.float16), 0, 0], np.float16),
+        "k": jax.random.key(2),
         "n": np.int32(np.iinfo(np.int32).max),
+        "u": np.array([255, 0], np.uint8),
+        "z": np.array([complex(value(np.float32), 1)], np.complex64),
     }
     out = jax.jit(select_state)(jnp.bool_(ok), new, old)
     want = new if ok else old
     for key in want:
-        got = np.asarray(out[key])
-        assert got.dtype == np.asarray(want[key]).dtype
-        assert got.tobytes() == np.asarray(want[key]).tobytes(), key
+        got, expected = out[key], want[key]
+        if key == "k":  # PRNG keys compare as their data
+            got, expected = jax.random.key_data(got), jax.random.key_data(expected)
+        got, expected = np.asarray(got), np.asarray(expected)
+        assert got.dtype == expected.dtype
+        assert got.tobytes() == expected.tobytes(), key
 
 
 @pytest.mark.parametrize("shape", [(CHECK_AS_IS + 1,), (70, 70), (3, 40, 50), (1, 5000)])
