@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bricks.data._aligned import gather
+from bricks.data._aligned import ALIGN_FROM_BYTES, gather
 from bricks.errors import (
     ConfigurationError,
     DataIndexError,
@@ -113,8 +113,9 @@ class Dataset:
                 f"{type(self).__name__}.filter_sources: expected {len(self.provides_sources)} "
                 f"values (one per source of {self.provides_sources}), found {len(data)}"
             )
-        return tuple(d for d, s in zip(data, self.provides_sources, strict=True)
-                     if s in self.sources)
+        return tuple(
+            d for d, s in zip(data, self.provides_sources, strict=True) if s in self.sources
+        )
 
     # -- streams --------------------------------------------------------------------
     @property
@@ -264,8 +265,16 @@ class IndexableDataset(Dataset):
                 f"examples, the iteration scheme asks for index {int(bad)}"
             )
 
+        # bytes of one example of each source: a batch of at least ALIGN_FROM_BYTES is
+        # gathered aligned, a smaller one is a plain fancy index (decided here, once)
+        rows = [a.dtype.itemsize * math.prod(a.shape[1:]) for a in arrays]
+        pairs = list(zip(arrays, rows, strict=True))
+
         def read(indices: np.ndarray) -> tuple:
-            return tuple([gather(a, indices) for a in arrays])  # large ones aligned
+            n = len(indices)
+            return tuple(
+                [a[indices] if n * r < ALIGN_FROM_BYTES else gather(a, indices) for a, r in pairs]
+            )
 
         return read
 
