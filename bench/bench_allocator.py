@@ -16,19 +16,38 @@ round so they all see the same machine load:
 * ``late``: the same call after the first (compiled) step, when XLA's
   threads have allocated;
 * ``mmap``: ``mallopt(M_MMAP_MAX, 0)`` alone; ``trim``: ``M_TRIM_THRESHOLD``
-  alone; ``no-arena``: both but not ``M_ARENA_MAX`` (which settings give
-  the win).
+  alone; ``no-arena``: both but not ``M_ARENA_MAX``; ``arena``:
+  ``M_ARENA_MAX=1`` alone; ``arena2``: the three with ``M_ARENA_MAX=2``;
+  ``top-pad``: the three plus ``M_TOP_PAD`` 64 MiB (which settings give the
+  win);
+* ``hugetlb``: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in the child's
+  environment (glibc asks for transparent huge pages: the block is still
+  mapped afresh per step, in 2 MiB pages).
 
 Workloads: ``w2`` (the 2-layer LSTM 256 char LM of ``bench_recurrent.py``,
-Blocks' cell), ``mlp`` (784-500-500-10, batch 128, Adam: the floor of
-``bench_training.py``) and ``alt`` (W2 at batch 32 and 64 alternating, two
-programs with different scratch sizes: does resident memory stay bounded?).
+Blocks' cell), ``w2k10`` (the same, 10 steps per call in one ``lax.scan``,
+as the runner's default ``steps_per_call=10``), ``mlp`` (784-500-500-10,
+batch 128, Adam: the floor of ``bench_training.py``) and ``alt`` (W2 at
+batch 32 and 64 alternating, two programs with different scratch sizes:
+does resident memory stay bounded?).
 
 Printed per workload and mode: minor page faults per step, process CPU ms
 per step, wall ms per step (median and range over ``--rounds``), resident
-memory after the last step and its peak (MiB), and ``os.getloadavg``.
+memory after the last step and its peak (MiB), ``os.getloadavg``, the
+process CPU until the first call returned (imports, tracing, compiling),
+system CPU and voluntary context switches per step, and (``w2k10``) the
+compile's CPU seconds.
 
-    python bench/bench_allocator.py [--steps 20] [--rounds 3] [--workloads w2 mlp alt]
+``--runner K ...`` instead runs ``python -m experiments.run`` on the char LM
+(W2's sizes, or ``--runner-sizes config``) with ``steps_per_call`` K,
+``--malloc-tuning`` for ``tuned`` (environment variables for the other
+modes), warm compile cache unless ``--runner-no-cache``; ``--command CMD``
+runs any command per mode (``tuned`` = ``env`` there). Both print
+whole-process CPU, system CPU, faults, wall and peak resident memory.
+
+    python bench/bench_allocator.py [--steps 20] [--rounds 3] [--workloads w2 w2k10 mlp alt]
+    python bench/bench_allocator.py --modes default tuned --runner 1 10 [--runner-no-cache]
+    python bench/bench_allocator.py --modes default tuned --command python bench/bench_training.py
 """
 
 from __future__ import annotations
@@ -231,7 +250,7 @@ def _spawn(mode: str, workload: str, steps: int) -> dict:
 #: itself before jax starts (the runner): glibc reads them at start-up.
 _RUNNER_ENV = {
     "default": {},
-    "tuned": {},  # --malloc-tuning
+    "tuned": {},  # --malloc-tuning (a runner run); a --command run: the same as env
     "env": ENV,
     "no-arena": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "4294967295"},
     "arena": {"MALLOC_ARENA_MAX": "1"},
@@ -239,15 +258,17 @@ _RUNNER_ENV = {
 }
 
 
-def _spawn_runner(mode: str, k: int, batches: int, cache: str, out: str) -> dict:
-    """One ``python -m experiments.run`` of the char LM at W2's sizes in a fresh process."""
+def _spawn_runner(
+    mode: str, k: int, batches: int, cache: str, out: str, w2_sizes: bool = True
+) -> dict:
+    """One ``python -m experiments.run`` of the char LM (at W2's sizes, or the
+    config's own: 2x LSTM 128, T=64) in a fresh process."""
     import shutil
     import tempfile
 
     run_dir = tempfile.mkdtemp(prefix="run-", dir=out)
     sets = {
-        "hidden_dim": 256,
-        "seq_len": 100,
+        **({"hidden_dim": 256, "seq_len": 100} if w2_sizes else {}),
         "num_batches": batches,
         "steps_per_call": k,
         "plot": False,
@@ -261,11 +282,18 @@ def _spawn_runner(mode: str, k: int, batches: int, cache: str, out: str) -> dict
     command += ["--compile-cache", cache] if cache else ["--no-compile-cache"]
     if mode == "tuned":
         command.append("--malloc-tuning")
-    env = dict(os.environ, **_RUNNER_ENV[mode])
+    result = _spawn_process(command, _RUNNER_ENV[mode])
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    shutil.rmtree(run_dir)
+    return {**result, "train_wall_s": summary["wall_time_s"]}
+
+
+def _spawn_process(command: list[str], env: dict[str, str]) -> dict:
+    """Run ``command`` with ``env`` added to the environment; its whole-process figures."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         command,
-        env=env,
+        env=dict(os.environ, **env),
         cwd=Path(__file__).parent.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -277,18 +305,46 @@ def _spawn_runner(mode: str, k: int, batches: int, cache: str, out: str) -> dict
     wall = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"{' '.join(command)} exited with status {status}:\n{stderr}")
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    shutil.rmtree(run_dir)
     return {
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "sys_s": usage.ru_stime,
         "faults": usage.ru_minflt,
         "wall_s": wall,
-        "train_wall_s": summary["wall_time_s"],
         "peak_mib": usage.ru_maxrss / 1024,
         "load": os.getloadavg()[0],
-        "tuning": summary["malloc_tuning"]["applied"],
     }
+
+
+def _print_processes(results: dict[str, list[dict]]) -> None:
+    print(
+        "mode     CPU s            sys s         faults (k)       wall s        "
+        "train wall s  peak MiB   load"
+    )
+    base = results.get("default")
+    for mode, runs in results.items():
+        col = {key: [r[key] for r in runs] for key in runs[0]}
+        ratio = ""
+        if base and mode != "default":
+            cpu = [r["cpu_s"] / b["cpu_s"] for r, b in zip(runs, base, strict=True)]
+            wall = [r["wall_s"] / b["wall_s"] for r, b in zip(runs, base, strict=True)]
+            ratio = f"  CPU/default {_fmt(cpu, 3)}, wall/default {_fmt(wall, 3)}"
+        train = _fmt(col["train_wall_s"], 1) if "train_wall_s" in col else "-"
+        print(
+            f"{mode:8} {_fmt(col['cpu_s'], 1):16} {_fmt(col['sys_s'], 1):13} "
+            f"{_fmt([f / 1e3 for f in col['faults']]):16} {_fmt(col['wall_s'], 1):13} "
+            f"{train:13} {_fmt(col['peak_mib']):10} {_fmt(col['load'], 1)}{ratio}"
+        )
+
+
+def command_bench(args: argparse.Namespace) -> None:
+    """Interleaved fresh runs of ``args.command`` per mode (set by environment variables)."""
+    results: dict[str, list[dict]] = {mode: [] for mode in args.modes}
+    for _ in range(args.rounds):
+        for mode in args.modes:
+            env = ENV if mode == "tuned" else _RUNNER_ENV[mode]
+            results[mode].append(_spawn_process(args.command, env))
+    print(f"\n{' '.join(args.command)}: {args.rounds} rounds, whole process")
+    _print_processes(results)
 
 
 def runner_bench(args: argparse.Namespace) -> None:
@@ -297,37 +353,22 @@ def runner_bench(args: argparse.Namespace) -> None:
 
     out = tempfile.mkdtemp(prefix="bench-allocator-")
     cache = "" if args.runner_no_cache else os.path.join(out, "compile-cache")
+    w2 = args.runner_sizes == "w2"
     for k in args.runner:
         if cache:
-            _spawn_runner("default", k, args.runner_batches, cache, out)  # fill the cache
+            _spawn_runner("default", k, args.runner_batches, cache, out, w2)  # fill the cache
         results: dict[str, list[dict]] = {mode: [] for mode in args.modes}
         for _ in range(args.rounds):
             for mode in args.modes:
-                results[mode].append(_spawn_runner(mode, k, args.runner_batches, cache, out))
+                results[mode].append(_spawn_runner(mode, k, args.runner_batches, cache, out, w2))
+        sizes = "2x LSTM 256, T=100" if w2 else "the config's 2x LSTM 128, T=64"
         print(
-            f"\nrunner, char LM 2x LSTM 256, T=100, b32, steps_per_call={k}, "
+            f"\nrunner, char LM {sizes}, b32, steps_per_call={k}, "
             f"{args.runner_batches} batches, "
             f"{'no compile cache' if args.runner_no_cache else 'compile cache warm'}, "
             f"{args.rounds} rounds"
         )
-        print(
-            "mode     CPU s            sys s         faults (k)       wall s        "
-            "train wall s  peak MiB   load"
-        )
-        base = results.get("default")
-        for mode, runs in results.items():
-            col = {key: [r[key] for r in runs] for key in runs[0] if key != "tuning"}
-            ratio = ""
-            if base and mode != "default":
-                cpu = [r["cpu_s"] / b["cpu_s"] for r, b in zip(runs, base, strict=True)]
-                wall = [r["wall_s"] / b["wall_s"] for r, b in zip(runs, base, strict=True)]
-                ratio = f"  CPU/default {_fmt(cpu, 3)}, wall/default {_fmt(wall, 3)}"
-            print(
-                f"{mode:8} {_fmt(col['cpu_s'], 1):16} {_fmt(col['sys_s'], 1):13} "
-                f"{_fmt([f / 1e3 for f in col['faults']]):16} {_fmt(col['wall_s'], 1):13} "
-                f"{_fmt(col['train_wall_s'], 1):13} {_fmt(col['peak_mib']):10} "
-                f"{_fmt(col['load'], 1)}{ratio}"
-            )
+        _print_processes(results)
 
 
 def _fmt(values: list[float], digits: int = 0) -> str:
@@ -357,7 +398,19 @@ def main() -> None:
         "steps_per_call K, per mode (default, tuned = --malloc-tuning, or the environment "
         "variables of env, no-arena, arena, hugetlb)",
     )
+    ap.add_argument(
+        "--command",
+        nargs=argparse.REMAINDER,
+        help="instead: whole runs of this command per mode (env, no-arena, arena, hugetlb: "
+        "their environment variables), e.g. --command python bench/bench_training.py --only mlp",
+    )
     ap.add_argument("--runner-batches", type=int, default=100, help="batches per runner run")
+    ap.add_argument(
+        "--runner-sizes",
+        choices=["w2", "config"],
+        default="w2",
+        help="the char LM at W2's sizes (2x LSTM 256, T=100) or at the config's (128, T=64)",
+    )
     ap.add_argument(
         "--runner-no-cache",
         action="store_true",
@@ -367,8 +420,8 @@ def main() -> None:
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]))
     print(f"load average before: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} CPUs")
-    if args.runner:
-        runner_bench(args)
+    if args.runner or args.command:
+        runner_bench(args) if args.runner else command_bench(args)
         print(f"\nload average after: {os.getloadavg()[0]:.1f} (1 min)")
         return None
     for workload in args.workloads:
@@ -389,8 +442,8 @@ def main() -> None:
                 cpu = [r["cpu_ms"] / b["cpu_ms"] for r, b in zip(runs, base, strict=True)]
                 ratio = f"  CPU/default {_fmt(cpu, 2)}"
             print(
-                f"{mode:8} {_fmt(col['faults']):18} {_fmt(col['cpu_ms']):16} "
-                f"{_fmt(col['wall_ms']):16} {statistics.median(col['rss_mib']):6.0f} "
+                f"{mode:8} {_fmt(col['faults']):18} {_fmt(col['cpu_ms'], 1):16} "
+                f"{_fmt(col['wall_ms'], 1):16} {statistics.median(col['rss_mib']):6.0f} "
                 f"{statistics.median(col['peak_mib']):6.0f} {_fmt(col['load'], 1):14} "
                 f"{_fmt(col['first_cpu_s'], 1):15} {_fmt(col['sys_ms']):13} "
                 f"{_fmt(col['switches']):18} {_fmt(col['compile_cpu_s'], 2)}{ratio}"

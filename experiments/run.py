@@ -147,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
         "--malloc-tuning",
         action="store_true",
         help="on CPU, keep XLA's per-step scratch memory mapped (bricks.core.allocator."
-        "tune_cpu_allocator): fewer page faults, more resident memory; see docs/training.md",
+        "tune_cpu_allocator): fewer page faults, more resident memory. Worth it with "
+        "--set steps_per_call=1 (about 12-15%% less CPU time); no measurable change at "
+        "steps_per_call=10 (char_lm's default). See docs/training.md",
     )
     parser.add_argument(
         "--debug-nans",

@@ -82,8 +82,12 @@ def tune_cpu_allocator() -> dict[str, int]:
     ~140 MiB more resident memory; see "CPU performance" in
     ``docs/training.md``.
     ``python -m experiments.run --malloc-tuning`` calls it on the CPU
-    backend (off by default: in the runner's char LM the CPU time per step
-    changed by -16% to +6% and the peak resident memory grew by 75-420 MiB).
+    backend. It is off by default: it pays where each compiled call runs one
+    step (the runner's char LM at ``steps_per_call=1``: 0.85-0.88x the CPU
+    time), while with several steps per call (char_lm's 10) the block is
+    mapped once per call and the change is within the noise (0.97-1.03x), as
+    it is for small models; the peak resident memory grows by 30-420 MiB
+    (``docs/benchmarks.md``, "The malloc tuning at steps_per_call 1 and 10").
 
     Calling it again changes nothing. Settings glibc refuses are left out of
     the result (and logged); on a C library other than glibc nothing is

@@ -59,6 +59,31 @@ def test_tuning_applies_idempotently_and_stops_refaulting_freed_memory():
     assert result["tuned"] < pages // 20, result  # the freed heap is reused
 
 
+# Importing bricks (every layer, and the runner's module) and computing with jax
+# must leave glibc's malloc as it was: only the runner or an explicit call tunes it.
+_IMPORT_PROBE = _PROBE.split("result = ")[0] + """
+import jax.numpy as jnp
+import bricks, bricks.algorithms, bricks.core, bricks.data, bricks.distributed
+import bricks.extensions, bricks.graph, bricks.log, bricks.main_loop, bricks.recurrent
+import experiments.run
+from bricks.core import allocator
+
+jnp.ones(3).block_until_ready()
+print(json.dumps({"applied": allocator._applied, "faults": faults_of_second_buffer()}))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_importing_bricks_leaves_malloc_alone():
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE], env=env(), cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["applied"] == {}
+    assert result["faults"] > 2**26 // 4096 // 2, result  # still mapped afresh: glibc's default
+
+
 class _FakeMallopt:
     """Stands in for glibc's ``mallopt``: records calls, refuses some parameters."""
 
