@@ -46,17 +46,24 @@ print(json.dumps(result))
 """
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_tuning_applies_idempotently_and_stops_refaulting_freed_memory():
+PAGES = 2**26 // 4096  # of the probe's buffer
+
+
+def _probe(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; the JSON it prints."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env(), cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-c", code], env=env(), cwd=REPO, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_tuning_applies_idempotently_and_stops_refaulting_freed_memory():
+    result = _probe(_PROBE)
     assert result["first"] == result["second"] == ALLOCATOR_SETTINGS
-    pages = 2**26 // 4096
-    assert result["default"] > pages // 2, result  # mapped afresh: every page faults again
-    assert result["tuned"] < pages // 20, result  # the freed heap is reused
+    assert result["default"] > PAGES // 2, result  # mapped afresh: every page faults again
+    assert result["tuned"] < PAGES // 20, result  # the freed heap is reused
 
 
 # Importing bricks (every layer, and the runner's module) and computing with jax
@@ -75,13 +82,9 @@ print(json.dumps({"applied": allocator._applied, "faults": faults_of_second_buff
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_importing_bricks_leaves_malloc_alone():
-    out = subprocess.run(
-        [sys.executable, "-c", _IMPORT_PROBE], env=env(), cwd=REPO, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = _probe(_IMPORT_PROBE)
     assert result["applied"] == {}
-    assert result["faults"] > 2**26 // 4096 // 2, result  # still mapped afresh: glibc's default
+    assert result["faults"] > PAGES // 2, result  # still mapped afresh: glibc's default
 
 
 class _FakeMallopt:
