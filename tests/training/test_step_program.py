@@ -296,3 +296,23 @@ def test_a_restored_frozen_state_stays_frozen_and_raises():
         np.testing.assert_array_equal(target.parameter_values()[name], value)
     with pytest.raises(NonFiniteCostError, match="iteration 1"):
         target.check_finite()
+
+
+@cpu_only
+def test_the_masked_scan_of_a_short_chunk_copies_no_state():
+    """The scan that runs a short chunk (steps_per_call) keeps its state in place: a
+    cond branch that gave the counters twice (as state and as flags) once made XLA copy
+    every parameter and moment at every step of it."""
+    from bricks.data._aligned import stack
+
+    cg = _tiny_model()
+    algorithm = GradientDescent(cost=cg, step_rule=optax.adam(1e-3))
+    algorithm.add_monitor(["cost"])
+    batches = [_batch() for _ in range(4)]
+    algorithm.process_batches(batches[:2], length=4)  # compiles the masked scan
+    stacked = {k: stack([b[k] for b in batches]) for k in batches[0]}
+    text = algorithm._masked_fn.lower(
+        algorithm._state, (stacked, np.int32(2)), algorithm._base_key
+    ).compile().as_text()
+    float_copies = re.findall(r"= f32\[[^\]]*\]\S* copy\(", text)
+    assert float_copies == []
