@@ -479,12 +479,12 @@ class MainLoop(SignalHandling):
         else:  # a short chunk (the epoch's end) runs masked in the same compiled scan
             self.algorithm.process_batches(batches, length=self.steps_per_call)
         self._in_flight = len(batches)  # dispatched, not yet counted as done
+        self.step_calls += 1
         if self._readbacks:  # earlier steps' rows, if they arrived: the next step is queued
             self.settle_readbacks(wait=False)
         self.status["iterations_done"] += len(batches)
         self._in_flight = 0
         self.chunk_length = len(batches)
-        self.step_calls += 1
         timings = self.timings
         timings["read_data"] = read - start
         timings["train"] = time.perf_counter() - read

@@ -218,3 +218,26 @@ def test_a_log_reader_before_the_monitor_sees_and_leaves_the_right_rows(every, k
     # row comes with the monitor's turn, after it)
     for done, value in reader.seen.items():
         assert value is None or value == pytest.approx(want[done - 1], rel=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_read_forced_between_a_step_call_and_its_count(monkeypatch, k):
+    """More than the allowed pending read-backs make the loop complete them right after a
+    step call is dispatched, before its batches are counted: the read then covers that
+    call's steps, and their rows are not added twice."""
+    import bricks.main_loop.main_loop as main_loop_module
+
+    monkeypatch.setattr(main_loop_module, "_MAX_PENDING", 0)  # every pending read, at once
+    algorithm = make_algorithm(Momentum(0.05, 0.9))
+    loop = MainLoop(
+        algorithm,
+        ListStream(n=40, batch_size=2),
+        extensions=[
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            FinishAfter(after_n_epochs=2),
+        ],
+        steps_per_call=k,
+    )
+    loop.run()
+    want = _numpy_costs(40, 2, 2)
+    np.testing.assert_allclose([loop.log[i]["train_cost"] for i in range(1, 41)], want, rtol=1e-5)
