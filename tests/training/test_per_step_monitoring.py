@@ -64,6 +64,23 @@ def _run(n=300, batch=2, epochs=1, extra=(), **monitor):
     return loop, algorithm
 
 
+def _per_batch_loop(n, k=1, before=(), **finish):
+    """A MainLoop over ``n`` examples in batches of 2 reporting the cost after every batch
+    (``before``: extensions placed ahead of the monitor)."""
+    algorithm = make_algorithm(Momentum(0.05, 0.9))
+    loop = MainLoop(
+        algorithm,
+        ListStream(n=n, batch_size=2),
+        extensions=[
+            *before,
+            TrainingDataMonitoring(["cost"], after_batch=True),
+            FinishAfter(**finish),
+        ],
+        steps_per_call=k,
+    )
+    return loop, algorithm
+
+
 def test_every_row_has_its_own_step_value_across_many_read_backs():
     loop, algorithm = _run(n=300, batch=2)  # 150 steps: more than two sets of 64
     assert algorithm.steps_kept(0) == monitor_slots.RING_STEPS
@@ -136,25 +153,10 @@ def test_a_large_slot_keeps_sums_only():
 
 def test_resume_in_the_middle_of_a_set_of_steps_gives_the_same_log():
     whole, _ = _run(n=200, batch=2, epochs=2)
-    first = MainLoop(
-        make_algorithm(Momentum(0.05, 0.9)),
-        ListStream(n=200, batch_size=2),
-        extensions=[
-            TrainingDataMonitoring(["cost"], after_batch=True),
-            FinishAfter(after_n_batches=130),
-        ],
-    )
+    first, _ = _per_batch_loop(200, after_n_batches=130)
     first.run()
     state = first.get_state()
-    algorithm = make_algorithm(Momentum(0.05, 0.9))
-    second = MainLoop(
-        algorithm,
-        ListStream(n=200, batch_size=2),
-        extensions=[
-            TrainingDataMonitoring(["cost"], after_batch=True),
-            FinishAfter(after_n_epochs=2),
-        ],
-    )
+    second, algorithm = _per_batch_loop(200, after_n_epochs=2)
     second.run(resume=state)
     assert algorithm.steps_kept(0) == monitor_slots.RING_STEPS
     for i in range(1, 201):
@@ -169,16 +171,7 @@ def test_steps_per_call_with_a_report_after_every_batch(k, n):
     each of their rows gets its own step's values (those of K=1)."""
 
     def run(steps_per_call):
-        algorithm = make_algorithm(Momentum(0.05, 0.9))
-        loop = MainLoop(
-            algorithm,
-            ListStream(n=n, batch_size=2),
-            extensions=[
-                TrainingDataMonitoring(["cost"], after_batch=True),
-                FinishAfter(after_n_epochs=2),
-            ],
-            steps_per_call=steps_per_call,
-        )
+        loop, algorithm = _per_batch_loop(n, steps_per_call, after_n_epochs=2)
         loop.run()
         return loop, algorithm
 
@@ -199,17 +192,7 @@ def test_a_log_reader_before_the_monitor_sees_and_leaves_the_right_rows(every, k
     the monitor adds that call's rows: the read-back then covers that call's steps too
     (regression: row i once got step i+1's value and the last read-back failed)."""
     reader = Reader(every=every)
-    algorithm = make_algorithm(Momentum(0.05, 0.9))
-    loop = MainLoop(
-        algorithm,
-        ListStream(n=60, batch_size=2),
-        extensions=[
-            reader,
-            TrainingDataMonitoring(["cost"], after_batch=True),
-            FinishAfter(after_n_epochs=2),
-        ],
-        steps_per_call=k,
-    )
+    loop, _ = _per_batch_loop(60, k, before=[reader], after_n_epochs=2)
     loop.run()
     want = _numpy_costs(60, 2, 2)
     got = [loop.log[i]["train_cost"] for i in range(1, 61)]
@@ -228,16 +211,7 @@ def test_a_read_forced_between_a_step_call_and_its_count(monkeypatch, k):
     import bricks.main_loop.main_loop as main_loop_module
 
     monkeypatch.setattr(main_loop_module, "_MAX_PENDING", 0)  # every pending read, at once
-    algorithm = make_algorithm(Momentum(0.05, 0.9))
-    loop = MainLoop(
-        algorithm,
-        ListStream(n=40, batch_size=2),
-        extensions=[
-            TrainingDataMonitoring(["cost"], after_batch=True),
-            FinishAfter(after_n_epochs=2),
-        ],
-        steps_per_call=k,
-    )
+    loop, _ = _per_batch_loop(40, k, after_n_epochs=2)
     loop.run()
     want = _numpy_costs(40, 2, 2)
     np.testing.assert_allclose([loop.log[i]["train_cost"] for i in range(1, 41)], want, rtol=1e-5)
