@@ -98,8 +98,12 @@ def on_host() -> bool:
 
 
 def means(acc: np.ndarray, variables: Sequence[Variable], sizes: Sequence[int]) -> dict:
-    """``{name: mean}`` of a slot's host sums (the last element counts the steps)."""
-    count = max(acc[-1], 1)
+    """``{name: mean}`` of a slot's host sums (the last element counts the steps);
+    ``{}`` when no step ran since the last read: there is no mean to report (a 0 would
+    be a value no step had)."""
+    count = acc[-1]
+    if count <= 0:
+        return {}
     means = acc[:-1] / count  # one division for all (a slice at a time cost 8 us a read)
     out: dict[str, Any] = {}
     offset = 0
@@ -165,6 +169,7 @@ class MonitorSlots:
 
     def read_monitor(self, slot: int, log: Any = None) -> dict[str, Any]:
         """Means of the slot's variables since its last read (per element); resets it.
+        ``{}`` when no step ran since the last read.
 
         This is the only device-to-host transfer of monitoring. It also reads
         the non-finite guard's counters: logs ``skipped_steps`` when it

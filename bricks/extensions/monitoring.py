@@ -72,6 +72,7 @@ class _StepRows:
         self.first, self.last = first, first - 1
         self._finish: Any = None
         self._end = self.last
+        self._done = False
 
     def start(self) -> None:
         """Start the read-back (the slot then holds the steps that follow).
@@ -94,6 +95,9 @@ class _StepRows:
         return self._finish is not None and self._finish.ready()
 
     def finish(self) -> None:
+        if self._done:  # completed early (the extension's conditions changed)
+            return
+        self._done = True
         if self._finish is None:
             self.start()
         log = self.log
@@ -255,14 +259,17 @@ class TrainingDataMonitoring(MonitoringExtension):
             start = getattr(algorithm, "start_read", None)
             if which_callback == "after_batch" and self._arm():
                 self._step_rows()
-            elif which_callback == "after_batch" and defer is not None and start is not None:
-                # read back one step later (the main loop consumes it after queuing
-                # the next step, or before anything reads the log): no device sync
-                finish = start(self.slot)
-                write = functools.partial(self._write, row, finish, _AtRow(log, row))
-                defer(write, getattr(finish, "ready", None))
             else:
-                self._write(row, lambda log: algorithm.read_monitor(self.slot, log), log)
+                if self._steps is not None:  # the per-step rows first (conditions changed)
+                    self._steps.finish()
+                if which_callback == "after_batch" and defer is not None and start is not None:
+                    # read back one step later (the main loop consumes it after queuing
+                    # the next step, or before anything reads the log): no device sync
+                    finish = start(self.slot)
+                    write = functools.partial(self._write, row, finish, _AtRow(log, row))
+                    defer(write, getattr(finish, "ready", None))
+                else:
+                    self._write(row, lambda log: algorithm.read_monitor(self.slot, log), log)
         for q in self.quantities:
             row[self._record_name(q.name)] = q.get_aggregated_value()
             q.initialize()

@@ -215,3 +215,31 @@ def test_a_read_forced_between_a_step_call_and_its_count(monkeypatch, k):
     loop.run()
     want = _numpy_costs(40, 2, 2)
     np.testing.assert_allclose([loop.log[i]["train_cost"] for i in range(1, 41)], want, rtol=1e-5)
+
+
+def test_conditions_changed_in_the_middle_of_a_block_keep_every_row():
+    """Per-batch rows waiting for their read-back are completed before a report of another
+    schedule reads the sums (which resets the block)."""
+
+    class Switch(TrainingExtension):
+        def after_batch(self, batch) -> None:
+            if self.main_loop.status["iterations_done"] == 10:
+                monitor.set_conditions(every_n_batches=5)
+
+    loop, _ = _per_batch_loop(40, before=[Switch("switch")], after_n_epochs=1)
+    monitor = loop.extensions[1]
+    loop.run()
+    want = _numpy_costs(40, 2, 1)
+    np.testing.assert_allclose([loop.log[i]["train_cost"] for i in range(1, 11)], want[:10],
+                               rtol=1e-5)
+    np.testing.assert_allclose(loop.log[15]["train_cost"], np.mean(want[10:15]), rtol=1e-5)
+    np.testing.assert_allclose(loop.log[20]["train_cost"], np.mean(want[15:20]), rtol=1e-5)
+
+
+def test_a_second_report_at_the_same_iteration_keeps_the_value():
+    """after_batch and after_epoch on one extension: the epoch's report comes right after
+    the last batch's, with no step between; it has no mean to report and must not write
+    one (it used to write 0.0 over the last batch's value)."""
+    loop, _ = _run(n=8, batch=2, after_batch=True, after_epoch=True)
+    want = _numpy_costs(8, 2, 1)
+    np.testing.assert_allclose([loop.log[i]["train_cost"] for i in range(1, 5)], want, rtol=1e-5)
