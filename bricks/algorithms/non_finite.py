@@ -389,8 +389,10 @@ def select_state(ok: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-#: the names of the guard's counters, in the order of its flags vector
+#: the names of the guard's counters, in the order of its flags vector, and their
+#: values at the start (``bad = -1``: going on)
 COUNTERS = ("bad", "skipped", "consecutive")
+_START = (-1, 0, 0)
 
 
 def initial_counters() -> dict[str, jax.Array]:
@@ -401,13 +403,13 @@ def initial_counters() -> dict[str, jax.Array]:
     that every step call passes in and out (three scalars cost a 784-16-16-10
     step 8 us of CPU time, one vector 1 us).
     """
-    return {"counters": jnp.array([-1, 0, 0], jnp.int32)}
+    return {"counters": jnp.array(_START, jnp.int32)}
 
 
 def counters_from(values: Mapping[str, Any]) -> jax.Array:
     """The ``counters`` vector from ``{name: int}`` (checkpoint metadata: missing
     names take their initial values)."""
-    start = dict(zip(COUNTERS, (-1, 0, 0), strict=True))
+    start = dict(zip(COUNTERS, _START, strict=True))
     return jnp.asarray([int(values.get(n, start[n])) for n in COUNTERS], jnp.int32)
 
 

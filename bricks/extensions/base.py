@@ -339,12 +339,18 @@ class SimpleExtension(TrainingExtension):
             return True
         return self.has_condition(callback_name)
 
+    def conditions_key(self) -> tuple[int, int]:
+        """Changes when :attr:`conditions` is replaced or changes length: what was
+        derived from the conditions (the events handled, a report's path) is
+        derived again then."""
+        conditions = self.conditions
+        return (id(conditions), len(conditions))
+
     def has_condition(self, callback_name: str) -> bool:
         """Whether one of :attr:`conditions` is on ``callback_name``."""
-        conditions = self.conditions
-        key = (id(conditions), len(conditions))
+        key = self.conditions_key()
         if self.__dict__.get("_handled_key") != key:
-            self._handled = frozenset(name for name, _, _ in conditions)
+            self._handled = frozenset(name for name, _, _ in self.conditions)
             self._handled_key = key
         return callback_name in self._handled
 

@@ -231,7 +231,7 @@ class TrainingDataMonitoring(MonitoringExtension):
         if callback_name == "after_batch":
             if self.quantities:
                 self._aggregate_quantities(args[0] if args else {})
-            elif self._fast == (id(self.conditions), len(self.conditions)):
+            elif self._fast == self.conditions_key():
                 self._step_rows()  # what do() would do, without re-checking
                 return
         super().dispatch(callback_name, *args)
@@ -287,7 +287,7 @@ class TrainingDataMonitoring(MonitoringExtension):
             return False
         self._kept, self._defer = kept, defer
         if not self.quantities:
-            self._fast = (id(self.conditions), len(self.conditions))
+            self._fast = self.conditions_key()
         return True
 
     def _step_rows(self) -> None:
@@ -315,9 +315,8 @@ class TrainingDataMonitoring(MonitoringExtension):
     def batches_until_needed(self, iterations_done: int) -> int | None:
         if self.quantities:  # they read every batch's values
             return 1
-        if self._fast == (id(self.conditions), len(self.conditions)) or (
-            self._fast is None and self._arm() and self._fast is not None
-        ):  # each step keeps its values: as many steps as the slot has room for
+        if self._fast == self.conditions_key() or (self._fast is None and self._arm()):
+            # each step keeps its values: as many steps as the slot has room for
             steps = self._steps
             return self._kept - (steps.last - steps.first + 1 if steps is not None else 0)
         return super().batches_until_needed(iterations_done)
