@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["ALIGNMENT", "ALIGN_FROM_BYTES", "aligned_empty", "gather", "stack"]
+__all__ = ["ALIGNMENT", "ALIGN_FROM_BYTES", "aligned_empty", "gather", "row_bytes", "stack"]
 
 #: the boundary XLA's CPU client needs to use host memory in place
 ALIGNMENT = 64
@@ -37,15 +37,22 @@ def aligned_empty(shape: Sequence[int], dtype: np.dtype | type) -> np.ndarray:
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def gather(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+def row_bytes(array: np.ndarray) -> int:
+    """The bytes of one row (axis-0 entry) of ``array``."""
+    return array.dtype.itemsize * math.prod(array.shape[1:])
+
+
+def gather(array: np.ndarray, indices: np.ndarray, row: int | None = None) -> np.ndarray:
     """``array[indices]`` (rows of axis 0), aligned when it is large.
 
     ``indices`` must lie in ``[0, len(array))``: the caller checks them
     (:meth:`IndexableDataset.batch_reader` checks an epoch's order once).
     ``np.take`` into a given buffer is 20x slower when it checks them
     itself, so it runs with ``mode="clip"``, which changes no index in range.
+    ``row``: :func:`row_bytes` of ``array``, when the caller knows it already.
     """
-    row = array.dtype.itemsize * math.prod(array.shape[1:])
+    if row is None:
+        row = row_bytes(array)
     if len(indices) * row < ALIGN_FROM_BYTES:
         return array[indices]
     out = aligned_empty((len(indices), *array.shape[1:]), array.dtype)

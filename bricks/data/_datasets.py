@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bricks.data._aligned import ALIGN_FROM_BYTES, gather
+from bricks.data._aligned import gather, row_bytes
 from bricks.errors import (
     ConfigurationError,
     DataIndexError,
@@ -265,16 +265,10 @@ class IndexableDataset(Dataset):
                 f"examples, the iteration scheme asks for index {int(bad)}"
             )
 
-        # bytes of one example of each source: a batch of at least ALIGN_FROM_BYTES is
-        # gathered aligned, a smaller one is a plain fancy index (decided here, once)
-        rows = [a.dtype.itemsize * math.prod(a.shape[1:]) for a in arrays]
-        pairs = list(zip(arrays, rows, strict=True))
+        pairs = [(a, row_bytes(a)) for a in arrays]  # row sizes once, not per batch
 
         def read(indices: np.ndarray) -> tuple:
-            n = len(indices)
-            return tuple(
-                [a[indices] if n * r < ALIGN_FROM_BYTES else gather(a, indices) for a, r in pairs]
-            )
+            return tuple([gather(a, indices, row) for a, row in pairs])  # large ones aligned
 
         return read
 
