@@ -403,11 +403,6 @@ class _LeafIter(_Iter):
 
     def __next__(self) -> tuple:
         request = next(self.requests)
-        take = self._take
-        if take is not None and self.stream._source_index is None:  # in-memory arrays
-            data = take(request)
-            self.position += 1
-            return data
         try:
             data = self.read(request)
         except StopIteration:
