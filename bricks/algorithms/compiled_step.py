@@ -16,8 +16,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bricks.algorithms.early_select import run_selecting, trace_update
 from bricks.algorithms.monitor_slots import accumulate
-from bricks.algorithms.non_finite import collect_non_finite, settle
+from bricks.algorithms.non_finite import (
+    all_finite,
+    chains,
+    collect_non_finite,
+    decide,
+    select_state,
+    settle,
+)
 from bricks.algorithms.rules import l2_norm
 from bricks.algorithms.step_rule import StepRule
 from bricks.algorithms.updates import call_update
@@ -84,9 +92,7 @@ def make_step(algorithm: Any) -> Callable:
         graph_batch = {n: batch[n] for n in graph_inputs}
 
         def loss(train):
-            outs, extras = graph.evaluate(
-                {**fixed, **train}, graph_batch, key=key, extra=extra
-            )
+            outs, extras = graph.evaluate({**fixed, **train}, graph_batch, key=key, extra=extra)
             return outs[0], (outs, extras)
 
         (cost, (outs, extras)), grads = jax.value_and_grad(loss, has_aux=True)(train)
@@ -103,36 +109,56 @@ def make_step(algorithm: Any) -> Callable:
         if want_gradient_norm:
             values["algorithm:total_gradient_norm"] = l2_norm(grads.values())
 
-        def apply(operands):
-            params, opt_state, grads = operands
-            train = {k: params[k] for k in train_paths}
-            steps, opt = rule.update(grads, opt_state, train)
+        def finish(train, steps):
+            """The trained parameters' new values (unselected) and the step norm."""
             if blocks_sign:
                 new_train = {k: train[k] - steps[k].astype(train[k].dtype) for k in train}
             else:
                 new_train = optax.apply_updates(train, steps)  # optax's sign; same norm
-            new_params = {**params, **new_train, **updated}
+            norm = l2_norm(steps.values()) if want_step_norm else jnp.float32(0)
+            return new_train, norm
+
+        def set_beside(new_params):
+            """``new_params`` with the values set beside the step rule: the user's
+            updates, then the state updates (batch-norm statistics)."""
+            new_params = {**new_params, **updated}
             for path, var, fn in state_updates:
                 value = fn(new_params[path], values[var.tag])
                 new_params[path] = value.astype(params[path].dtype)
-            norm = l2_norm(steps.values()) if want_step_norm else jnp.float32(0)
-            return new_params, opt, norm
+            return new_params
 
-        operands = (params, state["opt"], grads)
-        with collect_non_finite() as guards:  # the RemoveNotFinite rules that ran
-            new_params, opt, step_norm = apply(operands)
-        policy = algorithm._trace_policy([rule for _, rule in guards])
-        new_params, opt, ok, counters = settle(
-            state,
-            new_params,
-            opt,
-            cost,
-            grads.values(),
-            [*(p for p, _, _ in state_updates), *updated],
-            train_paths,
-            [f for f, _ in guards],
-            policy,
-        )
+        train = {k: params[k] for k in train_paths}
+        args = (grads, state["opt"], train)
+        checked = [*(p for p, _, _ in state_updates), *updated]  # set beside the rule
+        with collect_non_finite() as guards:  # the RemoveNotFinite rules that run
+            traced = trace_update(rule.update, args)
+        policy = algorithm._trace_policy([r for _, r in guards])
+        large = not chains(jax.tree_util.tree_leaves((params, state["opt"])))
+        if large and not guards and not set(checked) & set(train_paths):
+            # nothing the check reads comes from the rule: decide first and select
+            # each new state array where the rule computes it (see early_select)
+            beside = set_beside(params)
+            finite = all_finite([cost, *grads.values(), *(beside[k] for k in checked)])
+            ok, counters, fallback = decide(state, finite, train_paths, [], policy)
+            steps, opt = run_selecting(traced, args, ok)
+            new_train, step_norm = finish(train, steps)
+            new_params = select_state(ok, {**beside, **new_train}, fallback)
+        else:  # select after the rule (a RemoveNotFinite rule's flag decides too)
+            with collect_non_finite() as guards:
+                steps, opt = rule.update(*args)
+            new_train, step_norm = finish(train, steps)
+            new_params = set_beside({**params, **new_train})
+            new_params, opt, ok, counters = settle(
+                state,
+                new_params,
+                opt,
+                cost,
+                grads.values(),
+                checked,
+                train_paths,
+                [f for f, _ in guards],
+                policy,
+            )
         step_norm = jnp.where(ok, step_norm, jnp.float32(0))
         if want_step_norm:
             values["algorithm:total_step_norm"] = step_norm
