@@ -267,3 +267,20 @@ def test_the_early_select_moves_fewer_bytes_than_the_select_after(select_after):
     select_after()
     late = _bytes(_algorithm(optax.adam(1e-2)), _batch(0))
     assert early < 0.97 * late, (early, late)
+
+
+def test_fused_and_masked_chunks_of_a_large_state_match_single_steps():
+    """``process_batches`` (a scan, and the masked scan of a short chunk) runs the
+    same early-select step: the state after 7 batches in chunks of 4 is the
+    state after 7 single steps, and the compiled programs are the three kinds."""
+    batches = [_batch(i) for i in range(7)]
+    single = _algorithm(optax.adam(1e-2))
+    for b in batches:
+        single.process_batch(b)
+    fused = _algorithm(optax.adam(1e-2))
+    fused.process_batches(batches[:4])
+    fused.process_batches(batches[4:], length=4)  # 3 real steps, 1 masked
+    got, want = _arrays(fused), _arrays(single)
+    for name in want:
+        _same(got[name], want[name], name)
+    assert fused.compilations == 2
