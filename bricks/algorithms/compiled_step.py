@@ -133,8 +133,8 @@ def make_step(algorithm: Any) -> Callable:
         with collect_non_finite() as guards:  # the RemoveNotFinite rules that run
             traced = trace_update(rule.update, args)
         policy = algorithm._trace_policy([r for _, r in guards])
-        large = not chains(jax.tree_util.tree_leaves((params, state["opt"])))
-        if large and not guards and not set(checked) & set(train_paths):
+        ordered = chains(jax.tree_util.tree_leaves((params, state["opt"])))  # small, CPU
+        if not ordered and not guards and not set(checked) & set(train_paths):
             # nothing the check reads comes from the rule: decide first and select
             # each new state array where the rule computes it (see early_select)
             beside = set_beside(params)

@@ -284,3 +284,37 @@ def test_fused_and_masked_chunks_of_a_large_state_match_single_steps():
     for name in want:
         _same(got[name], want[name], name)
     assert fused.compilations == 2
+
+
+@jax.custom_vjp
+def _doubled(x):
+    return x * 2
+
+
+_doubled.defvjp(lambda x: (_doubled(x), None), lambda _, g: (g * 2,))
+
+
+def _control_flow_update(grads, state, params):
+    """New state computed through a custom_jvp (relu), a custom_vjp, a cond and a scan."""
+    m = _doubled(jax.nn.relu(state["m"] + grads["p"]))
+    c = jax.lax.cond(m.sum() > 0, lambda: m + 1, lambda: m - 1)
+    s = jax.lax.scan(lambda a, b: (a + b, None), jnp.zeros(3), m)[0]
+    return {"p": m + c}, {"m": c, "s": s}
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_run_selecting_evaluates_custom_derivatives_and_control_flow(ok):
+    args = (
+        {"p": jnp.full((2, 3), 0.5)},
+        {"m": jnp.arange(6.0).reshape(2, 3), "s": jnp.ones(3)},
+        {"p": jnp.ones((2, 3))},
+    )
+    steps, state = jax.jit(
+        lambda ok: run_selecting(trace_update(_control_flow_update, args), args, ok)
+    )(jnp.bool_(ok))
+    want_steps, want_state = _control_flow_update(*args)
+    for name in ("m", "s"):
+        expected = want_state[name] if ok else args[1][name]
+        np.testing.assert_array_equal(np.asarray(state[name]), np.asarray(expected))
+    if ok:
+        np.testing.assert_array_equal(np.asarray(steps["p"]), np.asarray(want_steps["p"]))
