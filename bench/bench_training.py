@@ -23,6 +23,7 @@ each adjacent pair is reported as the median and range over the
 repetitions, with wall-clock and process CPU seconds, and ``os.getloadavg``.
 
     python bench/bench_training.py [--train 12800] [--repeats 5] [--only tiny|mlp]
+    python bench/bench_training.py --step-alone [--repeats 21]   # the MLP step without the loop
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bricks.algorithms import GradientDescent
+from bricks.algorithms import GradientDescent, compiled_step
 from bricks.core import MLP, Constant, IsotropicGaussian, Rectifier, Softmax
 from bricks.core.cost import CategoricalCrossEntropy
 from bricks.data import DataStream, IndexableDataset, ShuffledScheme
@@ -68,8 +69,9 @@ def data(n, dim, seed=0):
     }
 
 
-def hand_written(cg, n_layers, arrays, batch):
-    """The same model written directly in JAX; returns ``epoch()``, one epoch of steps."""
+def hand_written(cg, n_layers, arrays, batch, prepared=None):
+    """The same model written directly in JAX; returns ``epoch()``, one epoch of steps
+    (over ``prepared`` batches as they are, if given)."""
     paths = [(f"/mlp/linear_{i}.W", f"/mlp/linear_{i}.b") for i in range(n_layers)]
     opt = optax.adam(1e-3)
 
@@ -93,7 +95,10 @@ def hand_written(cg, n_layers, arrays, batch):
     def epoch():
         order = np.random.default_rng([1, carry["epoch"]]).permutation(len(x))
         p, s = carry["params"], carry["opt"]
-        for i in range(0, len(order), batch):
+        if prepared is not None:
+            for b in prepared:
+                p, s, _ = step(p, s, b["features"], b["targets"])
+        for i in range(0, len(order) if prepared is None else 0, batch):
             idx = order[i : i + batch]
             p, s, _ = step(p, s, x[idx], y[idx])
         jax.block_until_ready(p)
@@ -132,9 +137,7 @@ class Interleave(TrainingExtension):
 
 def run_bricks(cg, arrays, batch, repeats, floor, every=1, steps_per_call=1):
     n = len(arrays["targets"])
-    stream = DataStream(
-        IndexableDataset(arrays), iteration_scheme=ShuffledScheme(n, batch, seed=1)
-    )
+    stream = DataStream(IndexableDataset(arrays), iteration_scheme=ShuffledScheme(n, batch, seed=1))
     interleave = Interleave(floor)
     monitor = (
         TrainingDataMonitoring(["cost"], after_batch=True)
@@ -194,16 +197,90 @@ def bench(name, dims, batch, args, runs):
         report(label, pairs, steps, target)
 
 
+def step_alone(args):
+    """The compiled step without the loop: ``process_batch`` over prepared batches
+    against the floor's jitted step over the same batches, and the same bricks step with the guard's
+    decision patched to "always take the step" (a reference for what the guard
+    costs; the check and the selects then fold away)."""
+    dims, batch = [784, 500, 500, 10], 128
+    cg = build(dims)
+    arrays = data(args.train, dims[0])
+    x, y = arrays["features"], arrays["targets"]
+    order = np.random.default_rng(0).permutation(len(x))
+    batches = [
+        {"features": x[order[i : i + batch]], "targets": y[order[i : i + batch]]}
+        for i in range(0, len(x) - batch + 1, batch)
+    ]
+    floor = hand_written(cg, len(dims) - 1, arrays, batch, prepared=batches)
+
+    def bricks(guard):
+        real = compiled_step.decide
+        if not guard:
+            compiled_step.decide = lambda state, finite, *a: (
+                jnp.bool_(True),
+                state["counters"],
+                state["params"],
+            )
+        try:
+            algorithm = GradientDescent(cost=cg, step_rule=optax.adam(1e-3))
+            algorithm.initialize()
+            algorithm.process_batch(batches[0])  # compiles
+        finally:
+            compiled_step.decide = real
+
+        def run():
+            for b in batches:
+                algorithm.process_batch(b)
+            jax.block_until_ready(algorithm._state)
+
+        return run
+
+    cases = {"floor": floor, "bricks": bricks(True), "bricks, guard patched out": bricks(False)}
+    floor()
+    times = {k: [] for k in cases}
+    for _ in range(args.repeats):
+        for name, run in cases.items():
+            w, c = _clocks()
+            run()
+            w2, c2 = _clocks()
+            times[name].append((w2 - w, c2 - c))
+    steps = len(batches)
+    print(
+        f"[step alone] {dims} batch {batch}, {args.repeats} interleaved rounds of "
+        f"{steps} steps, load {os.getloadavg()[0]:.1f}"
+    )
+    for name, t in times.items():
+        wall = np.array([floor_t[0] / w for floor_t, (w, _) in zip(times["floor"], t, strict=True)])
+        cpu = np.array([floor_t[1] / c for floor_t, (_, c) in zip(times["floor"], t, strict=True)])
+        per_step = np.median([w for w, _ in t]) / steps * 1e6
+        print(
+            f"  {name:26s} {per_step:6.0f} us/step; steps/s ratio to the floor "
+            f"{np.median(wall):.3f} [{wall.min():.3f}, {wall.max():.3f}], "
+            f"CPU-time ratio {np.median(cpu):.3f}"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=int, default=12800)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=["tiny", "mlp"], default=None)
+    parser.add_argument(
+        "--step-alone",
+        action="store_true",
+        help="the MLP's compiled step without the loop (and with the guard patched out)",
+    )
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
+    if args.step_alone:
+        step_alone(args)
+        return
     if args.only in (None, "tiny"):
         bench(
-            "tiny", [784, 16, 16, 10], 16, args,
+            "tiny",
+            [784, 16, 16, 10],
+            16,
+            args,
             [
                 ("K=1, monitor every batch", 1, 1, 1 / 1.3),
                 ("K=16, monitor every batch", 1, 16, 1 / 1.3),
@@ -211,7 +288,10 @@ def main():
         )
     if args.only in (None, "mlp"):
         bench(
-            "mlp", [784, 500, 500, 10], 128, args,
+            "mlp",
+            [784, 500, 500, 10],
+            128,
+            args,
             [
                 ("K=1, monitor every batch", 1, 1, 0.97),
                 ("K=16, monitor every 16 batches", 16, 16, 1.0),
