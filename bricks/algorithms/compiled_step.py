@@ -130,22 +130,25 @@ def make_step(algorithm: Any) -> Callable:
         train = {k: params[k] for k in train_paths}
         args = (grads, state["opt"], train)
         checked = [*(p for p, _, _ in state_updates), *updated]  # set beside the rule
-        with collect_non_finite() as guards:  # the RemoveNotFinite rules that run
-            traced = trace_update(rule.update, args)
-        policy = algorithm._trace_policy([r for _, r in guards])
+        traced, guards = None, []
         ordered = chains(jax.tree_util.tree_leaves((params, state["opt"])))  # small, CPU
-        if not ordered and not guards and not set(checked) & set(train_paths):
+        if not ordered and not set(checked) & set(train_paths):
+            with collect_non_finite() as guards:  # the RemoveNotFinite rules that run
+                traced = trace_update(rule.update, args)
+        if traced is not None and not guards:
             # nothing the check reads comes from the rule: decide first and select
             # each new state array where the rule computes it (see early_select)
             beside = set_beside(params)
             finite = all_finite([cost, *grads.values(), *(beside[k] for k in checked)])
+            policy = algorithm._trace_policy([])
             ok, counters, fallback = decide(state, finite, train_paths, [], policy)
             steps, opt = run_selecting(traced, args, ok)
             new_train, step_norm = finish(train, steps)
             new_params = select_state(ok, {**beside, **new_train}, fallback)
         else:  # select after the rule (a RemoveNotFinite rule's flag decides too)
-            with collect_non_finite() as guards:
+            with collect_non_finite() as guards:  # the RemoveNotFinite rules that run
                 steps, opt = rule.update(*args)
+            policy = algorithm._trace_policy([r for _, r in guards])
             new_train, step_norm = finish(train, steps)
             new_params = set_beside({**params, **new_train})
             new_params, opt, ok, counters = settle(

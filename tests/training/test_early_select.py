@@ -318,3 +318,23 @@ def test_run_selecting_evaluates_custom_derivatives_and_control_flow(ok):
         np.testing.assert_array_equal(np.asarray(state[name]), np.asarray(expected))
     if ok:
         np.testing.assert_array_equal(np.asarray(steps["p"]), np.asarray(want_steps["p"]))
+
+
+@pytest.mark.parametrize("rows", [3, ROWS])  # a small state (ordered selects), a large one
+def test_the_step_rule_is_traced_once_per_compiled_step(rows):
+    """Either path traces the rule's ``update`` once (the small-state path used to
+    trace it a second time, only to find out whether RemoveNotFinite runs)."""
+    traced = []
+    adam = optax.adam(1e-2)
+
+    def update(grads, state, params=None):
+        traced.append(1)
+        return adam.update(grads, state, params)
+
+    params = {"a": np.full((2,), 0.5, np.float32), "w": np.zeros((rows, COLS), np.float32)}
+    rule = optax.GradientTransformation(adam.init, update)
+    algorithm = GradientDescent(cost=cost, parameters=params, step_rule=rule)
+    batch = {"x": np.ones((4, rows), np.float32), "bad": np.zeros((1,), np.float32)}
+    algorithm.process_batch(batch)
+    algorithm.process_batch(batch)
+    assert algorithm.compilations == 1 and len(traced) == 1
