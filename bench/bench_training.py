@@ -93,14 +93,15 @@ def hand_written(cg, n_layers, arrays, batch, prepared=None):
     x, y = arrays["features"], arrays["targets"]
 
     def epoch():
-        order = np.random.default_rng([1, carry["epoch"]]).permutation(len(x))
         p, s = carry["params"], carry["opt"]
         if prepared is not None:
             for b in prepared:
                 p, s, _ = step(p, s, b["features"], b["targets"])
-        for i in range(0, len(order) if prepared is None else 0, batch):
-            idx = order[i : i + batch]
-            p, s, _ = step(p, s, x[idx], y[idx])
+        else:
+            order = np.random.default_rng([1, carry["epoch"]]).permutation(len(x))
+            for i in range(0, len(order), batch):
+                idx = order[i : i + batch]
+                p, s, _ = step(p, s, x[idx], y[idx])
         jax.block_until_ready(p)
         carry.update(params=p, opt=s, epoch=carry["epoch"] + 1)
 
