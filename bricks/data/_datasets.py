@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bricks.data._aligned import gather, row_bytes
+from bricks.data._aligned import gather, gather_chunk, row_bytes
 from bricks.errors import (
     ConfigurationError,
     DataIndexError,
@@ -270,6 +270,12 @@ class IndexableDataset(Dataset):
         def read(indices: np.ndarray) -> tuple:
             return tuple([gather(a, indices, row) for a, row in pairs])  # large ones aligned
 
+        def chunk(indices: np.ndarray, count: int) -> tuple:
+            """``count`` equal batches at once: per source, a list of consecutive views
+            of one buffer (see :func:`~bricks.data._aligned.gather_chunk`)."""
+            return tuple([gather_chunk(a, indices, count, row) for a, row in pairs])
+
+        read.chunk = chunk  # type: ignore[attr-defined]
         return read
 
     def get_data(self, state: Any = None, request: Any = None) -> tuple:

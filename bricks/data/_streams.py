@@ -42,6 +42,7 @@ True
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,6 +74,10 @@ class _Iter:
 
     def state(self) -> Any:
         raise NotImplementedError
+
+    def read_ahead(self, count: int) -> None:
+        """A hint: the next ``count`` batches are wanted together (see
+        :meth:`EpochIterator.read_ahead`). Most iterators ignore it."""
 
     def close(self) -> None:
         """Release resources (files, workers); called when the epoch ends or is dropped."""
@@ -110,6 +115,14 @@ class EpochIterator:
         if self._as_dict:
             return dict(zip(self.stream.sources, data, strict=True))
         return data
+
+    def read_ahead(self, count: int) -> None:
+        """A hint that the next ``count`` batches will be taken together (the main
+        loop's ``steps_per_call``). A stream of in-memory arrays then reads them with
+        one fancy index per source into one buffer, whose consecutive batches the
+        training step stacks without copying them; other streams ignore it. The
+        batches, their order and :meth:`get_state` are the same either way."""
+        self._inner.read_ahead(int(count))
 
     def get_state(self) -> dict:
         """Where the next batch (or, once exhausted, the next epoch) begins."""
@@ -361,6 +374,8 @@ class _LeafIter(_Iter):
     def __init__(self, stream: DataStream, epoch: int, state: Any) -> None:
         self.stream = stream
         self._take: Any = None
+        self._ahead: collections.deque = collections.deque()  # batches read, not served
+        self._ahead_count = 1
         self.start = int(_state_field(state, "position", 0, "DataStream"))
         self.position = self.start
         ds = stream.dataset
@@ -401,7 +416,35 @@ class _LeafIter(_Iter):
         index = self.stream._source_index
         return data if index is None else tuple(data[i] for i in index)
 
+    def read_ahead(self, count: int) -> None:
+        self._ahead_count = count
+
+    def _fill(self) -> None:
+        """Read up to ``_ahead_count`` batches of one size with one index per source."""
+        requests = []
+        for request in self.requests:
+            if requests and len(request) != len(requests[0]):  # a short last batch
+                self.requests = itertools.chain([request], self.requests)
+                break
+            requests.append(request)
+            if len(requests) == self._ahead_count:
+                break
+        if len(requests) == 1:
+            self._ahead.append(self.read(requests[0]))
+        elif requests:
+            data = self._take.chunk(np.concatenate(requests), len(requests))
+            index = self.stream._source_index
+            if index is not None:
+                data = tuple(data[i] for i in index)
+            self._ahead.extend(zip(*data, strict=True))
+
     def __next__(self) -> tuple:
+        if not self._ahead and self._ahead_count > 1 and hasattr(self._take, "chunk"):
+            self._fill()
+        if self._ahead:
+            data = self._ahead.popleft()
+            self.position += 1
+            return data
         request = next(self.requests)
         try:
             data = self.read(request)
@@ -415,6 +458,7 @@ class _LeafIter(_Iter):
         return {"position": self.position}
 
     def close(self) -> None:
+        self._ahead.clear()
         if not self._closed:
             self._closed = True
             if not self.stream._data_driven:

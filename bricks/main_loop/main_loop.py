@@ -458,6 +458,10 @@ class MainLoop(SignalHandling):
         k = self._chunk_size()
         start = time.perf_counter()
         batches = []
+        if k > 1:  # in-memory data: the k batches in one buffer, stacked in place
+            read_ahead = getattr(self._epoch_iterator, "read_ahead", None)
+            if read_ahead is not None:
+                read_ahead(k)
         try:
             while len(batches) < k:
                 batches.append(self._next_batch())
