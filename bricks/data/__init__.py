@@ -21,6 +21,7 @@ from ._batching import (
 from ._buckets import EXAMPLE_MASK, PadBatch
 from ._converters import convert, download, read_idx, safe_unpickle
 from ._datasets import Dataset, IndexableDataset, IterableDataset
+from ._datastream import DataStream
 from ._hdf5 import H5PYDataset, create_split_array, write_hdf5
 from ._image import (
     ImagesFromBytes,
@@ -46,7 +47,7 @@ from ._schemes import (
 )
 from ._sequences import NGrams, Padding, TimeMajor, Window, bucket_by_length
 from ._sharding import ProcessSlice, slice_stream
-from ._streams import AbstractDataStream, DataStream, EpochIterator
+from ._streams import AbstractDataStream, EpochIterator
 from ._text import TextFile, Vocabulary, default_corpus_files
 from ._transformers import (
     AgnosticSourcewiseTransformer,

@@ -140,7 +140,7 @@ class Dataset:
 
     def get_example_stream(self) -> Any:
         """A ``DataStream`` of one example at a time, in order."""
-        from ._streams import DataStream
+        from ._datastream import DataStream
 
         if not self._reads_by_request and self._example_iteration_scheme is None:
             return DataStream(self)

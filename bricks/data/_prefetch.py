@@ -46,7 +46,8 @@ from typing import Any
 
 from bricks.errors import SchemeError, WorkerError
 
-from ._streams import AbstractDataStream, DataStream, _Iter
+from ._datastream import DataStream
+from ._streams import AbstractDataStream, _Iter
 from ._workers import WorkerPool, close_pools
 
 __all__ = ["Prefetch"]
