@@ -46,13 +46,18 @@ def test_batches_equal_the_request_path_and_never_call_get_data(make, sources):
     for epoch in range(2):
         got = list(stream.get_epoch_iterator(as_dict=True))
         want = _reference(_dataset(), make(), epoch, sources)
-        assert len(got) == len(want)
-        for g, w in zip(got, want, strict=True):
-            assert list(g) == list(sources)
-            for s in sources:
-                np.testing.assert_array_equal(g[s], w[s])
-                assert g[s].dtype == w[s].dtype
+        assert_same_batches(got, want, sources)
     assert calls == []
+
+
+def assert_same_batches(got, want, sources):
+    """The same batches (dicts of ``sources``, in that order), values and dtypes."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert list(g) == list(sources)
+        for s in sources:
+            np.testing.assert_array_equal(g[s], w[s])
+            assert g[s].dtype == w[s].dtype
 
 
 def test_mid_epoch_resume_from_json_state():
@@ -67,9 +72,7 @@ def test_mid_epoch_resume_from_json_state():
     rest = [b[0] for b in it] + [b[0] for b in stream.get_epoch_iterator()]
     other = make()
     other.set_state(json.loads(saved))
-    again = [b[0] for b in other.get_epoch_iterator()] + [
-        b[0] for b in other.get_epoch_iterator()
-    ]
+    again = [b[0] for b in other.get_epoch_iterator()] + [b[0] for b in other.get_epoch_iterator()]
     assert len(again) == len(rest)
     for a, b in zip(again, rest, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -7,17 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from test_fancy_index import _dataset, assert_same_batches
 
 from bricks.data import DataStream, IndexableDataset, SequentialScheme, ShuffledScheme
 from bricks.data._aligned import ALIGNMENT, gather_chunk, stack
-
-
-def _dataset(n=23) -> IndexableDataset:
-    rng = np.random.RandomState(0)
-    return IndexableDataset(
-        {"x": rng.randn(n, 3).astype(np.float32), "y": np.arange(n), "z": rng.randn(n)}
-    )
-
 
 SCHEMES = [
     lambda: SequentialScheme(23, 5),  # a short last batch of 3
@@ -48,13 +41,7 @@ def test_batches_orders_and_dtypes_do_not_change(make, ahead, sources):
     plain.sources = ahead_stream.sources = sources
     for _ in range(2):  # two epochs: each its own order
         want = list(plain.get_epoch_iterator(as_dict=True))
-        got = _read(ahead_stream, ahead)
-        assert len(got) == len(want)
-        for g, w in zip(got, want, strict=True):
-            assert list(g) == list(sources)
-            for s in sources:
-                np.testing.assert_array_equal(g[s], w[s])
-                assert g[s].dtype == w[s].dtype
+        assert_same_batches(_read(ahead_stream, ahead), want, sources)
 
 
 def test_a_state_taken_inside_a_chunk_resumes_at_the_next_unserved_batch():
