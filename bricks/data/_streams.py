@@ -1,7 +1,8 @@
 """Data streams, epoch iterators and the iteration-state contract.
 
-A stream turns a dataset and an iteration scheme into epochs of data;
-transformers (``bricks.data._transformers``) wrap streams. Every epoch
+A stream turns a dataset and an iteration scheme into epochs of data
+(``DataStream``, in ``bricks.data._datastream``); transformers
+(``bricks.data._transformers``) wrap streams. Every epoch
 iterator is independent: two loops (training and monitoring) may read the
 same stream at once.
 
